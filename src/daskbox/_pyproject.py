@@ -1,0 +1,40 @@
+"""Find the user's project and read its ``[tool.daskbox]`` table."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from daskbox.errors import ConfigError
+
+
+def find_project_root(start: Path | None = None) -> Path:
+    """Return the nearest folder at or above ``start`` holding a pyproject.toml."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file():
+            return folder
+    raise ConfigError(f"no pyproject.toml in {here} or above: run daskbox inside a Poetry project")
+
+
+def read_pyproject(root: Path) -> dict[str, Any]:
+    """Parse ``root/pyproject.toml``; a syntax error becomes a one-line ConfigError."""
+    path = root / "pyproject.toml"
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path} not found: run daskbox inside a Poetry project") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from None
+
+
+def daskbox_table(root: Path, *section: str) -> dict[str, Any]:
+    """Return ``[tool.daskbox]`` (or a sub-table such as ``("gcloud",)``), empty when absent."""
+    table: Any = read_pyproject(root).get("tool", {}).get("daskbox", {})
+    for key in section:
+        table = table.get(key, {})
+    if not isinstance(table, dict):
+        dotted = ".".join(("tool", "daskbox", *section))
+        raise ConfigError(f"[{dotted}] in {root / 'pyproject.toml'} must be a table")
+    return table

@@ -1,0 +1,123 @@
+"""The connection file: where ``launch`` tells ``connect`` how to reach a cluster.
+
+Like ``dask scheduler --scheduler-file`` it is a small JSON file, but versioned,
+written atomically with mode 0600 (it holds the client's private key), and it
+records what is needed to prove the environments match (image, lock hash, groups).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from daskbox.errors import ConnectionFileError
+
+FORMAT_VERSION = 1
+CONNECTION_DIR = ".daskbox"
+
+Target = Literal["gce", "local"]
+
+
+@dataclass(frozen=True)
+class ClientTLS:
+    """PEM text of the CA and of the client's certificate and key (never paths)."""
+
+    ca_pem: str
+    cert_pem: str
+    key_pem: str
+
+
+@dataclass(frozen=True)
+class ConnectionFile:
+    """Everything a client needs to reach one launched cluster and check it."""
+
+    instance: str
+    target: Target
+    scheduler_address: str  # e.g. "tls://203.0.113.7:8786"
+    dashboard_url: str
+    image: str  # digest-pinned reference the cluster runs
+    lock_hash: str  # content hash of the poetry.lock the image was built from
+    groups: tuple[str, ...]  # Poetry dependency groups installed in the image
+    tls: ClientTLS | None
+    project: str | None = None
+    zone: str | None = None
+    firewall_rule: str | None = None
+    created_at: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    version: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "<connection file>") -> ConnectionFile:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConnectionFileError(f"{source} is not valid JSON ({error}): relaunch") from None
+        if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
+            found = data.get("version") if isinstance(data, dict) else None
+            raise ConnectionFileError(
+                f"{source} has format version {found!r}, this daskbox reads {FORMAT_VERSION}: "
+                "relaunch with this daskbox"
+            )
+        try:
+            tls = ClientTLS(**data.pop("tls")) if data.get("tls") else None
+            data.pop("tls", None)
+            data["groups"] = tuple(data["groups"])
+            return cls(tls=tls, **data)
+        except (TypeError, KeyError) as error:
+            raise ConnectionFileError(f"{source} is missing or has unknown fields ({error})") from None
+
+
+def connection_dir(project_root: Path) -> Path:
+    return project_root / CONNECTION_DIR
+
+
+def connection_path(project_root: Path, instance: str) -> Path:
+    return connection_dir(project_root) / f"{instance}.json"
+
+
+def write_connection_file(path: Path, connection: ConnectionFile) -> Path:
+    """Write atomically (temp file + rename) with mode 0600; return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(descriptor, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+            stream.write(connection.to_json())
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_connection_file(path: Path) -> ConnectionFile:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConnectionFileError(
+            f"no connection file at {path}: run `invoke launch` (or `invoke launch --local`) first"
+        ) from None
+    return ConnectionFile.from_json(text, source=str(path))
+
+
+def find_connection_file(project_root: Path, instance: str | None = None) -> Path:
+    """The file for ``instance``, or the only one in the project; refuse when ambiguous."""
+    if instance is not None:
+        return connection_path(project_root, instance)
+    candidates = sorted(connection_dir(project_root).glob("*.json"))
+    if not candidates:
+        raise ConnectionFileError(
+            f"no connection file in {connection_dir(project_root)}: run `invoke launch` first"
+        )
+    if len(candidates) > 1:
+        names = ", ".join(p.stem for p in candidates)
+        raise ConnectionFileError(f"several clusters are launched ({names}): name one, connect('NAME')")
+    return candidates[0]

@@ -1,0 +1,49 @@
+"""One error family. Every message names the file or value at fault and the fix.
+
+Tasks turn any ``DaskboxError`` into one line on stderr and a non-zero exit; no
+traceback is shown for an expected failure.
+"""
+
+from __future__ import annotations
+
+
+class DaskboxError(Exception):
+    """A failure the user can fix; ``str(error)`` is the one-line message."""
+
+    exit_code: int = 1
+
+
+class ConfigError(DaskboxError):
+    """``[tool.daskbox]`` or a task flag holds a value daskbox cannot use."""
+
+
+class LockfileError(DaskboxError):
+    """poetry.lock is missing, stale, or cannot give the image's environment."""
+
+
+class DockerfileError(DaskboxError):
+    """The environment cannot be rendered into a hermetic Dockerfile."""
+
+
+class ImageBuildError(DaskboxError):
+    """The Docker engine is unreachable or the build failed."""
+
+
+class PushError(DaskboxError):
+    """The registry is unreachable, refused the credentials, or the name is invalid."""
+
+
+class LaunchSpecError(DaskboxError):
+    """Launch settings are invalid (zone, machine type, source range, ...)."""
+
+
+class GcloudError(DaskboxError):
+    """gcloud is missing, unauthenticated, or a gcloud command failed."""
+
+
+class ConnectionFileError(DaskboxError):
+    """The connection file is missing, unreadable, or of an unknown version."""
+
+
+class EnvironmentMismatch(DaskboxError):
+    """The cluster's Python environment differs from the local one."""

@@ -1,0 +1,21 @@
+"""daskbox's invoke collection. A user's two-line ``tasks.py``::
+
+    from daskbox.tasks import ns
+    ns.configure({"daskbox": {}})  # optional: task defaults over [tool.daskbox]
+
+Each component owns its tasks; this module only assembles them.
+"""
+
+from __future__ import annotations
+
+from invoke import Collection, Program
+
+from daskbox import __version__
+from daskbox.client.tasks import check
+from daskbox.gcloud.tasks import launch, status, teardown
+from daskbox.images.tasks import build, dockerfile, push
+
+ns = Collection(build, push, dockerfile, launch, teardown, status, check)
+
+# `daskbox build push` works without a tasks.py too.
+program = Program(namespace=ns, version=__version__, name="daskbox", binary="daskbox")

@@ -1,0 +1,1 @@
+from daskbox.tasks import ns  # noqa: F401  (invoke finds the collection by this name)
