@@ -1,0 +1,3 @@
+from daskbox.tasks import ns
+
+__all__ = ["ns"]

@@ -1,0 +1,68 @@
+"""Session-wide real services: the Docker engine, the stand-in base image, a registry.
+
+The engine itself is started by scripts/setup.sh (it needs root and outlives the tests);
+everything else is started here and stopped when the session ends.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+from daskbox_services import Registry, docker_login, running_registry
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_BASE_IMAGE = f"python:{platform.python_version()}-slim-bookworm"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    """The local Docker engine; fails (never skips) when it is not running."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as error:
+        pytest.fail(f"no Docker engine ({error}): run `bash scripts/setup.sh` first")
+    return client
+
+
+@pytest.fixture(scope="session")
+def base_image(docker_client: docker.DockerClient) -> str:
+    """The default base image name, built locally as a stand-in when missing."""
+    subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "standin_base_image.py"), "--tag", DEFAULT_BASE_IMAGE],
+        check=True,
+    )
+    return DEFAULT_BASE_IMAGE
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A real registry on loopback that requires htpasswd credentials."""
+    with running_registry(tmp_path_factory.mktemp("registry"), "daskbox", "correct-horse") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def registry_login(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Log in to ``registry`` in a private DOCKER_CONFIG, exported for the whole session."""
+    config = tmp_path_factory.mktemp("docker-config")
+    docker_login(registry, config)
+    previous = os.environ.get("DOCKER_CONFIG")
+    os.environ["DOCKER_CONFIG"] = str(config)
+    yield config
+    if previous is None:
+        os.environ.pop("DOCKER_CONFIG", None)
+    else:
+        os.environ["DOCKER_CONFIG"] = previous

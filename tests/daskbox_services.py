@@ -1,0 +1,97 @@
+"""Real services for the tests: a Docker registry with htpasswd auth, free ports.
+
+Kept apart from conftest.py so benchmarks and scripts can start the same services.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+REGISTRY_BINARY = "docker-registry"  # Debian's package of distribution/distribution
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Registry:
+    """A running registry on loopback; ``host`` is what goes in image names."""
+
+    host: str
+    username: str | None
+    password: str | None
+    storage: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}"
+
+
+def _wait_until_answering(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"docker-registry exited: {log.read_text()[-2000:]}")
+        try:
+            urllib.request.urlopen(url + "/v2/", timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # 401 means it is up and asking for credentials
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"docker-registry did not answer on {url}: {log.read_text()[-2000:]}")
+
+
+@contextlib.contextmanager
+def running_registry(
+    workdir: Path, username: str | None = None, password: str | None = None
+) -> Iterator[Registry]:
+    """Start Debian's docker-registry on 127.0.0.1:<free port>, with htpasswd auth if asked."""
+    if shutil.which(REGISTRY_BINARY) is None:
+        raise RuntimeError("docker-registry is not installed: apt-get install docker-registry")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    auth = ""
+    if username is not None and password is not None:
+        htpasswd = subprocess.run(
+            ["htpasswd", "-Bbn", username, password], check=True, capture_output=True, text=True
+        ).stdout
+        (workdir / "htpasswd").write_text(htpasswd)
+        auth = f"auth:\n  htpasswd:\n    realm: daskbox-tests\n    path: {workdir / 'htpasswd'}\n"
+    config = workdir / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: warn\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'data'}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n  secret: daskbox-tests\n" + auth
+    )
+    log = workdir / "registry.log"
+    with log.open("wb") as stream:
+        process = subprocess.Popen([REGISTRY_BINARY, "serve", str(config)], stdout=stream, stderr=stream)
+    try:
+        _wait_until_answering(f"http://127.0.0.1:{port}", process, log)
+        yield Registry(f"127.0.0.1:{port}", username, password, workdir / "data")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def docker_login(registry: Registry, docker_config: Path) -> None:
+    """``docker login`` into a private DOCKER_CONFIG (the user's own config is never touched)."""
+    docker_config.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["docker", "--config", str(docker_config), "login", "--username", str(registry.username),
+         "--password-stdin", registry.host],
+        input=str(registry.password), text=True, check=True, capture_output=True,
+    )
