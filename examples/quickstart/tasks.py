@@ -1,3 +1,2 @@
-from daskbox.tasks import ns
-
-__all__ = ["ns"]
+"""Project tasks: `invoke --list` shows daskbox's build, push, dockerfile, launch, ..."""
+from daskbox.tasks import ns  # noqa: F401

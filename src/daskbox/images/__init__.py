@@ -1,0 +1,30 @@
+"""images: export the locked Poetry environment into a hermetic Dockerfile, build it, push it.
+
+plan = plan_image(Path("."))        # no Docker: export, project wheels, Dockerfile, tag
+build_image(plan); push_image(plan)
+find_pushed(plan.reference)          # "repo@sha256:..." or None
+"""
+
+from daskbox.images.environment import Environment, Requirement, Target
+from daskbox.images.pipeline import (
+    BuildResult,
+    ImagePlan,
+    build_image,
+    find_pushed,
+    plan_image,
+    push_image,
+)
+from daskbox.images.ref import ImageRef
+
+__all__ = [
+    "BuildResult",
+    "Environment",
+    "ImagePlan",
+    "ImageRef",
+    "Requirement",
+    "Target",
+    "build_image",
+    "find_pushed",
+    "plan_image",
+    "push_image",
+]

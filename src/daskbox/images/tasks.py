@@ -1,18 +1,178 @@
-"""Placeholder: replaced by the images component."""
+"""Invoke tasks for images: ``invoke build push`` and ``invoke dockerfile``.
 
-from invoke import task
+Each setting resolves as task flag > invoke config (``daskbox.<key>``) > [tool.daskbox] > default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from daskbox._pyproject import find_project_root
+from daskbox.errors import DaskboxError
+
+_IMAGE_HELP = {
+    "with_": "Also put this Poetry dependency group in the image (repeatable; main is always in). "
+    "Config: [tool.daskbox] groups.",
+    "extras": "Install this extra of the project (repeatable). Config: [tool.daskbox] extras.",
+    "base_image": "Base image with the target CPython. "
+    "Config: [tool.daskbox] base-image; default python:<local x.y.z>-slim-bookworm.",
+    "repository": "Image repository, e.g. europe-docker.pkg.dev/proj/repo/name. "
+    "Config: [tool.daskbox] repository; default localhost:5000/<project name>.",
+}
 
 
-@task
-def build(c):  # type: ignore[no-untyped-def]
-    raise NotImplementedError
+def _say(message: str) -> None:
+    print(
+        f"daskbox: {message}" if not message.startswith(("Step ", " ---> ")) else message,
+        flush=True,
+    )
 
 
-@task
-def push(c):  # type: ignore[no-untyped-def]
-    raise NotImplementedError
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    try:
+        yield
+    except DaskboxError as error:
+        raise Exit(f"daskbox: {error}", code=error.exit_code) from None
 
 
-@task
-def dockerfile(c):  # type: ignore[no-untyped-def]
-    raise NotImplementedError
+def _overrides(
+    c: Context,
+    with_: list[str] | None,
+    extras: list[str] | None,
+    base_image: str | None,
+    repository: str | None,
+) -> dict[str, Any]:
+    config: Any = c.config.get("daskbox", {}) or {}
+    root = find_project_root()
+    from daskbox.images.settings import load_settings
+
+    configured = load_settings(root, dict(config))
+    groups = [*configured.groups, *(with_ or [])]
+    return {
+        **dict(config),
+        "groups": list(dict.fromkeys(groups)),
+        "extras": list(extras or []) or list(configured.extras),
+        "base-image": base_image,
+        "repository": repository,
+    }
+
+
+# `invoke build --with ml push`: push, given no flags, pushes what build just planned.
+_LAST_PLANS: dict[Path, Any] = {}
+
+
+def _plan(
+    c: Context,
+    with_: list[str] | None,
+    extras: list[str] | None,
+    base_image: str | None,
+    repository: str | None,
+    reuse: bool = False,
+) -> Any:
+    from daskbox.images.pipeline import plan_image
+
+    root = find_project_root()
+    if reuse and not (with_ or extras or base_image or repository) and root in _LAST_PLANS:
+        return _LAST_PLANS[root]
+    overrides = _overrides(c, with_, extras, base_image, repository)
+    plan = plan_image(root, overrides, progress=_say)
+    _LAST_PLANS[root] = plan
+    return plan
+
+
+@task(
+    iterable=["with_", "extras"],
+    help={
+        **_IMAGE_HELP,
+        "force": "Rebuild from scratch (no layer cache) even if this content tag exists.",
+        "dry_run": "Print the Dockerfile and the image reference; build nothing.",
+    },
+)
+def build(
+    c: Context,
+    with_: list[str] | None = None,
+    extras: list[str] | None = None,
+    base_image: str | None = None,
+    repository: str | None = None,
+    force: bool = False,
+    dry_run: bool = False,
+) -> None:
+    """Build the image holding exactly this project's locked Poetry environment."""
+    from daskbox.images.pipeline import build_image
+
+    with _one_line_errors():
+        plan = _plan(c, with_, extras, base_image, repository)
+        if dry_run:
+            print(plan.dockerfile)
+            _say(
+                f"would build {plan.reference} "
+                f"({len(plan.environment.requirements)} locked distributions, "
+                f"{len(plan.local_wheels)} project wheels)"
+            )
+            return
+        build_image(plan, progress=_say, force=force)
+
+
+@task(
+    iterable=["with_", "extras"],
+    help={
+        **_IMAGE_HELP,
+        "dry_run": "Say what would be pushed (and whether the registry has it); push nothing.",
+    },
+)
+def push(
+    c: Context,
+    with_: list[str] | None = None,
+    extras: list[str] | None = None,
+    base_image: str | None = None,
+    repository: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Push the built image (content tag and latest) with your Docker credentials.
+
+    Without flags, right after ``build`` in the same command, it pushes what build built.
+    """
+    from daskbox.images.engine import DockerEngine
+    from daskbox.images.pipeline import find_pushed, push_image
+
+    with _one_line_errors():
+        plan = _plan(c, with_, extras, base_image, repository, reuse=True)
+        if dry_run:
+            pinned = find_pushed(plan.reference, DockerEngine())
+            _say(
+                f"{plan.reference} is already pushed as {pinned}"
+                if pinned
+                else f"would push {plan.reference} and {plan.moving}"
+            )
+            return
+        push_image(plan, progress=_say)
+
+
+@task(
+    iterable=["with_", "extras"],
+    help={**_IMAGE_HELP, "output": "Write the Dockerfile to this path instead of printing it."},
+)
+def dockerfile(
+    c: Context,
+    with_: list[str] | None = None,
+    extras: list[str] | None = None,
+    base_image: str | None = None,
+    repository: str | None = None,
+    output: str | None = None,
+) -> None:
+    """Print (or write) the Dockerfile daskbox builds, for review."""
+    with _one_line_errors():
+        plan = _plan(c, with_, extras, base_image, repository)
+        if output:
+            Path(output).write_text(plan.dockerfile, encoding="utf-8")
+            _say(f"wrote {output} for {plan.reference}")
+        else:
+            print(plan.dockerfile, end="")

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The main job end to end on the local target (local Docker + local registry, no cloud):
+# build the quickstart's image, push it, launch it, connect with the environment check,
+# run the grid search on the cluster, then tear everything down (also on failure).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+REGISTRY_ADDR=127.0.0.1:5000          # examples/quickstart pushes to localhost:5000/quickstart
+REGISTRY_DIR=${DASKBOX_DEMO_REGISTRY_DIR:-/var/lib/daskbox-demo-registry}
+QUICKSTART=$ROOT/examples/quickstart
+
+say() { printf '\n[demo] %s\n' "$*"; }
+
+bash scripts/setup.sh
+
+if ! curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1; then
+  say "starting a local registry on $REGISTRY_ADDR (storage: $REGISTRY_DIR)"
+  mkdir -p "$REGISTRY_DIR"
+  cat >"$REGISTRY_DIR/config.yml" <<YAML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $REGISTRY_DIR/data
+http:
+  addr: $REGISTRY_ADDR
+YAML
+  nohup docker-registry serve "$REGISTRY_DIR/config.yml" >"$REGISTRY_DIR/registry.log" 2>&1 &
+  for _ in $(seq 50); do curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1 && break; sleep 0.2; done
+fi
+
+# The quickstart's own environment, exactly as its poetry.lock says (daskbox is in its dev
+# group as a path dependency, installed editable the way `poetry install` would).
+if [[ ! -x $QUICKSTART/.venv/bin/python ]] || [[ $QUICKSTART/poetry.lock -nt $QUICKSTART/.venv/.installed ]]; then
+  say "creating examples/quickstart/.venv from its poetry.lock"
+  requirements=$(mktemp)
+  (cd "$QUICKSTART" && "$ROOT/.venv/bin/poetry" export --with dev -f requirements.txt) \
+    | grep -v '^daskbox @' >"$requirements"
+  python3 -m venv "$QUICKSTART/.venv"
+  "$QUICKSTART/.venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$requirements"
+  "$QUICKSTART/.venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT" -e "$QUICKSTART"
+  rm -f "$requirements"
+  touch "$QUICKSTART/.venv/.installed"
+fi
+
+cd "$QUICKSTART"
+export PATH=$QUICKSTART/.venv/bin:$PATH
+teardown() { say "invoke teardown --local"; invoke teardown --local || true; }
+trap teardown EXIT
+
+say "invoke build push"
+invoke build push
+say "invoke launch --local"
+invoke launch --local
+say "connect + grid search on the cluster"
+python -m daskbox.demo "$QUICKSTART"

@@ -1,0 +1,132 @@
+"""DockerfilePlan -> Dockerfile text: one template, classic-builder syntax (no BuildKit).
+
+Layer order follows how often things change: the fixed runtime settings (user, ports, PATH,
+entrypoint), the locked dependencies (one layer, copied from a builder stage so no wheel, sdist
+or pip cache reaches the runtime image), daskbox's entrypoint module, then the project's own
+wheels installed into a venv overlay (the only layer a code change touches). The lock-dependent
+ENV and the labels come last: they add no filesystem layer and don't bust the cache above.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from daskbox import __version__
+
+VENV = "/opt/venv"
+ENTRYPOINT_ROOT = "/opt/daskbox"
+USER = "daskbox"
+USER_ID = 10001
+PORTS = (8786, 8787)
+
+# Paths inside the build context.
+REQUIREMENTS_FILE = "requirements.txt"
+WHEELS_DIR = "wheels"  # locked wheels for the target
+SDISTS_DIR = "sdists"  # locked sdists of distributions without a target wheel
+BUILD_WHEELS_DIR = "build-wheels"  # their build requirements, as target wheels
+APT_DIR = "apt"  # .debs for [tool.daskbox] apt-packages, downloaded on the host
+PROJECT_DIR = "project"  # the project's wheels, installed on the host into a venv overlay
+ENTRYPOINT_DIR = "daskbox"
+
+# Values that differ per build without changing the image's content come in as build args,
+# so the Dockerfile (part of the content tag) stays the same.
+IMAGE_TAG_ARG = "DASKBOX_IMAGE_TAG"
+REVISION_ARG = "DASKBOX_REVISION"
+
+
+@dataclass(frozen=True)
+class DockerfilePlan:
+    """Everything the template needs; assert on this, the template only does layout."""
+
+    base_image: str
+    python_version: str
+    lock_hash: str
+    groups: tuple[str, ...]
+    project_wheels: tuple[str, ...]  # wheel file names, installed into the project layer
+    apt_packages: tuple[str, ...] = ()  # installed from .debs in the context
+    labels: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def has_project_layer(self) -> bool:
+        return bool(self.project_wheels)
+
+
+_PIP = f"python -m pip --isolated --disable-pip-version-check --python {VENV}/bin/python"
+
+_TEMPLATE = """\
+# Rendered by daskbox {version}. Built with `docker build --network none` by the classic
+# builder: every file is in the context, fetched on the host and checked against poetry.lock.
+
+# Builder: a venv with exactly the locked distributions, installed offline with hash checks.
+FROM {base_image} AS environment
+COPY {requirements} /tmp/daskbox/{requirements}
+COPY {wheels}/ /tmp/daskbox/{wheels}/
+# Locked distributions without a wheel for the target: their hash-checked sdists, built here
+# with their build requirements (target wheels) also from the context. Usually empty.
+COPY {sdists}/ /tmp/daskbox/{sdists}/
+COPY {build_wheels}/ /tmp/daskbox/{build_wheels}/
+RUN python -m venv --without-pip {venv} \\
+ && {pip} install --no-index --no-deps --require-hashes --no-cache-dir \\
+      --find-links /tmp/daskbox/{wheels} --find-links /tmp/daskbox/{sdists} \\
+      --find-links /tmp/daskbox/{build_wheels} --requirement /tmp/daskbox/{requirements}
+
+# Runtime: the base image, a non-root user, the venv, the entrypoint, the project.
+FROM {base_image}
+RUN useradd --create-home --uid {uid} --user-group --shell /usr/sbin/nologin {user}
+{apt_install}USER {user}
+WORKDIR /home/{user}
+EXPOSE {ports}
+ENV PATH={venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
+    PYTHONPATH={entrypoint_root} \\
+    PYTHONUNBUFFERED=1
+ENTRYPOINT {entrypoint_argv}
+COPY --from=environment {venv} {venv}
+COPY {entrypoint}/ {entrypoint_root}/daskbox/
+{project_copy}ARG {tag_arg}=unknown {revision_arg}=unknown
+ENV DASKBOX_LOCK_HASH={lock_hash} \\
+    DASKBOX_GROUPS={groups} \\
+    DASKBOX_IMAGE_TAG=${tag_arg}
+LABEL {labels} \\
+      org.opencontainers.image.revision=${revision_arg}
+"""
+
+
+def render(plan: DockerfilePlan) -> str:
+    """Return the Dockerfile for ``plan`` (pure)."""
+    project_copy = apt_install = ""
+    if plan.apt_packages:
+        apt_install = (
+            f"# apt-packages: {' '.join(plan.apt_packages)} (downloaded on the host)\n"
+            f"COPY {APT_DIR}/ /tmp/daskbox/{APT_DIR}/\n"
+            f"RUN dpkg --install --recursive /tmp/daskbox/{APT_DIR}"
+            " && rm -rf /tmp/daskbox\n"
+        )
+    if plan.has_project_layer:
+        # Installed on the host (daskbox.images.wheels.install_overlay): no RUN step, so a
+        # code change costs one small COPY layer.
+        project_copy = f"COPY {PROJECT_DIR}/ {VENV}/\n"
+    labels = " \\\n      ".join(f"{key}={json.dumps(value)}" for key, value in plan.labels)
+    return _TEMPLATE.format(
+        version=__version__,
+        base_image=plan.base_image,
+        requirements=REQUIREMENTS_FILE,
+        wheels=WHEELS_DIR,
+        sdists=SDISTS_DIR,
+        build_wheels=BUILD_WHEELS_DIR,
+        venv=VENV,
+        pip=_PIP,
+        project_copy=project_copy,
+        apt_install=apt_install,
+        uid=USER_ID,
+        user=USER,
+        entrypoint=ENTRYPOINT_DIR,
+        entrypoint_root=ENTRYPOINT_ROOT,
+        ports=" ".join(str(port) for port in PORTS),
+        tag_arg=IMAGE_TAG_ARG,
+        revision_arg=REVISION_ARG,
+        lock_hash=plan.lock_hash,
+        groups=",".join(plan.groups),
+        labels=labels,
+        entrypoint_argv=json.dumps([f"{VENV}/bin/python", "-m", "daskbox.entrypoint"]),
+    )

@@ -1,0 +1,269 @@
+"""The one seam to the Docker Engine: build, inspect, push, ask a registry for a digest.
+
+Every low-level failure becomes a one-line DaskboxError here, naming what is wrong and the fix.
+Credentials are the user's own: the Docker SDK reads DOCKER_CONFIG/~/.docker/config.json,
+including credential helpers (e.g. gcloud's for Artifact Registry).   [side effects: Docker]
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import IO, Any, Protocol
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from daskbox.errors import ImageBuildError, PushError
+from daskbox.images.ref import ImageRef
+
+Progress = Callable[[str], None]
+
+_UNREACHABLE = re.compile(
+    r"connection refused|no such host|i/o timeout|timeout|dial tcp|connection reset|"
+    r"server gave HTTP response to HTTPS client|no route to host|EOF",
+    re.IGNORECASE,
+)
+_DENIED = re.compile(
+    r"unauthorized|authentication required|no basic auth credentials|denied|"
+    r"incorrect username or password|forbidden",
+    re.IGNORECASE,
+)
+_INVALID_NAME = re.compile(r"invalid reference format|repository name|NAME_INVALID", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """What the engine knows about a local image."""
+
+    id: str
+    repo_digests: tuple[str, ...]
+    layers: tuple[str, ...]
+    labels: Mapping[str, str]
+    size: int
+
+
+@dataclass(frozen=True)
+class PushResult:
+    """A finished push: the digest-pinned reference and what went over the wire."""
+
+    reference: ImageRef
+    layers_pushed: int
+    layers_skipped: int
+    bytes_uploaded: int
+
+
+class ContainerEngine(Protocol):
+    def local_image(self, reference: str) -> LocalImage | None: ...
+    def build(
+        self,
+        context: IO[bytes],
+        tag: str,
+        build_args: Mapping[str, str],
+        progress: Progress,
+        no_cache: bool = False,
+    ) -> str: ...
+    def tag(self, image_id: str, reference: ImageRef) -> None: ...
+    def pull(self, reference: ImageRef) -> None: ...
+    def image_id(self, reference: str) -> str: ...
+    def run(self, image: str, command: list[str], mounts: Mapping[str, str]) -> None: ...
+    def remote_digest(self, reference: ImageRef) -> str | None: ...
+    def push(self, reference: ImageRef, progress: Progress) -> PushResult: ...
+
+
+class DockerEngine:
+    """ContainerEngine over the Docker Engine API (docker SDK)."""
+
+    def __init__(self, client: docker.DockerClient | None = None) -> None:
+        if client is None:
+            try:
+                client = docker.from_env()
+                client.ping()
+            except docker.errors.DockerException as error:
+                raise ImageBuildError(
+                    f"Docker engine not reachable ({_first_line(error)}): start Docker "
+                    "(e.g. `sudo systemctl start docker`) or point DOCKER_HOST at it"
+                ) from None
+        self.client = client
+
+    def local_image(self, reference: str) -> LocalImage | None:
+        """Inspect a local image by reference or id; None when absent."""
+        try:
+            attributes = self.client.api.inspect_image(reference)
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as error:
+            if error.status_code in (400, 404):
+                return None
+            raise ImageBuildError(f"cannot inspect {reference}: {_first_line(error)}") from None
+        return LocalImage(
+            id=attributes["Id"],
+            repo_digests=tuple(attributes.get("RepoDigests") or ()),
+            layers=tuple(attributes.get("RootFS", {}).get("Layers") or ()),
+            labels=dict(attributes.get("Config", {}).get("Labels") or {}),
+            size=int(attributes.get("Size") or 0),
+        )
+
+    def build(
+        self,
+        context: IO[bytes],
+        tag: str,
+        build_args: Mapping[str, str],
+        progress: Progress,
+        no_cache: bool = False,
+    ) -> str:
+        """Build the context with no network at all; stream the builder's lines; return the id."""
+        try:
+            stream: Iterator[dict[str, Any]] = self.client.api.build(
+                fileobj=context,
+                custom_context=True,
+                tag=tag,
+                network_mode="none",
+                buildargs=dict(build_args),
+                rm=True,
+                forcerm=True,
+                pull=False,
+                nocache=no_cache,
+                decode=True,
+            )
+            image_id = None
+            for chunk in stream:
+                if "error" in chunk:
+                    raise ImageBuildError(
+                        f"docker build failed: {_first_line(chunk['error'])}: "
+                        "see the build output above (`invoke dockerfile` shows the Dockerfile)"
+                    )
+                text = str(chunk.get("stream", "")).rstrip()
+                if text:
+                    progress(text)
+                if "aux" in chunk and "ID" in chunk["aux"]:
+                    image_id = chunk["aux"]["ID"]
+        except docker.errors.APIError as error:
+            raise ImageBuildError(f"docker build failed: {_first_line(error)}") from None
+        except requests.exceptions.ConnectionError as error:
+            raise ImageBuildError(f"Docker engine connection lost during build: {error}") from None
+        if image_id is None:
+            image = self.local_image(tag)
+            if image is None:
+                raise ImageBuildError(f"docker build produced no image for {tag}")
+            image_id = image.id
+        return image_id
+
+    def tag(self, image_id: str, reference: ImageRef) -> None:
+        assert reference.tag is not None
+        self.client.api.tag(image_id, reference.repository, reference.tag)
+
+    def pull(self, reference: ImageRef) -> None:
+        """Pull ``reference`` (the base image) with the user's credentials."""
+        try:
+            self.client.api.pull(
+                reference.repository, tag=reference.digest or reference.tag or "latest"
+            )
+        except docker.errors.APIError as error:
+            raise ImageBuildError(
+                f"cannot pull base image {reference} ({_first_line(error)}): "
+                f"check the name in [tool.daskbox] base-image or `docker pull {reference}`"
+            ) from None
+
+    def image_id(self, reference: str) -> str:
+        image = self.local_image(reference)
+        if image is None:
+            raise ImageBuildError(f"image {reference} not found locally: `docker pull {reference}`")
+        return image.id
+
+    def run(self, image: str, command: list[str], mounts: Mapping[str, str]) -> None:
+        """Run a throwaway root container on the host network (host dir -> container dir)."""
+        try:
+            self.client.containers.run(
+                image, command, entrypoint=[], user="0", network_mode="host", remove=True,
+                volumes={host: {"bind": inside, "mode": "rw"} for host, inside in mounts.items()},
+            )  # fmt: skip
+        except docker.errors.ContainerError as error:
+            stderr = error.stderr.decode(errors="replace") if error.stderr else str(error)
+            raise ImageBuildError((stderr.strip().splitlines() or ["failed"])[-1]) from None
+        except docker.errors.APIError as error:
+            raise ImageBuildError(_first_line(error)) from None
+
+    def remote_digest(self, reference: ImageRef) -> str | None:
+        """The registry's manifest digest for ``reference`` (a HEAD request); None if absent."""
+        try:
+            descriptor = self.client.api.inspect_distribution(str(reference))
+        except docker.errors.NotFound:
+            return None
+        except docker.errors.APIError as error:
+            message = _first_line(error)
+            if "manifest unknown" in message or "not found" in message.lower():
+                return None
+            raise _registry_error(reference, message) from None
+        return str(descriptor["Descriptor"]["digest"])
+
+    def push(self, reference: ImageRef, progress: Progress) -> PushResult:
+        """Push ``reference`` with the user's credentials; count layers and bytes uploaded."""
+        uploaded: dict[str, int] = {}
+        skipped: set[str] = set()
+        digest = None
+        try:
+            stream = self.client.api.push(
+                reference.repository, tag=reference.tag, stream=True, decode=True
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    raise _registry_error(reference, _first_line(chunk["error"]))
+                status = str(chunk.get("status", ""))
+                layer = str(chunk.get("id", ""))
+                if status == "Pushing" and layer:
+                    uploaded[layer] = int(chunk.get("progressDetail", {}).get("current") or 0)
+                elif status == "Pushed" and layer:
+                    progress(f"pushed layer {layer} ({_human(uploaded.get(layer, 0))})")
+                elif status == "Layer already exists" and layer:
+                    skipped.add(layer)
+                if "aux" in chunk and "Digest" in chunk["aux"]:
+                    digest = str(chunk["aux"]["Digest"])
+        except docker.errors.APIError as error:
+            raise _registry_error(reference, _first_line(error)) from None
+        if digest is None:
+            raise PushError(f"push of {reference} finished without a digest from the registry")
+        return PushResult(
+            reference=reference.with_digest(digest),
+            layers_pushed=len(uploaded),
+            layers_skipped=len(skipped),
+            bytes_uploaded=sum(uploaded.values()),
+        )
+
+
+def _registry_error(reference: ImageRef, message: str) -> PushError:
+    registry = reference.registry
+    if _DENIED.search(message):
+        return PushError(
+            f"registry {registry} refused the credentials for {reference.repository} "
+            f"({message}): run `docker login {registry}` (or configure its credential helper)"
+        )
+    if _INVALID_NAME.search(message):
+        return PushError(
+            f"registry {registry} rejects the repository name {reference.repository!r} "
+            f"({message}): fix `repository` in [tool.daskbox]"
+        )
+    if _UNREACHABLE.search(message):
+        return PushError(
+            f"registry {registry} unreachable ({message}): start it or fix the host in "
+            "[tool.daskbox] repository"
+        )
+    return PushError(f"registry {registry} error for {reference}: {message}")
+
+
+def _first_line(error: object) -> str:
+    if isinstance(error, docker.errors.APIError) and error.explanation:
+        text = str(error.explanation)
+    else:
+        text = str(error)
+    return (text.strip().splitlines() or [""])[0]
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"

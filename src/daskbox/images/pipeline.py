@@ -1,0 +1,334 @@
+"""Project -> ImagePlan (pure but for building the project's wheels) -> image -> registry.
+
+``plan_image`` computes everything, including the content tag, without touching Docker;
+``build_image`` and ``push_image`` act on a plan and skip whatever is already done, which is
+what makes ``invoke build push`` with nothing changed a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import parse_wheel_filename
+
+from daskbox import __version__
+from daskbox.errors import ConfigError, PushError
+from daskbox.images import dockerfile as dockerfile_module
+from daskbox.images.apt import fetch_debs
+from daskbox.images.context import ContextFile, write_context
+from daskbox.images.dockerfile import DockerfilePlan, render
+from daskbox.images.engine import ContainerEngine, DockerEngine, LocalImage, PushResult
+from daskbox.images.environment import Environment, Target, installed_set_digest
+from daskbox.images.lock import export_environment
+from daskbox.images.ref import ImageRef
+from daskbox.images.settings import ImageSettings, load_settings
+from daskbox.images.wheels import (
+    Artifact,
+    Fetched,
+    build_local_wheels,
+    fetch_index_distributions,
+    install_overlay,
+    wheel_content_digest,
+)
+
+Progress = Callable[[str], None]
+MOVING_TAG = "latest"
+_ENTRYPOINT_SOURCE = Path(__file__).resolve().parent.parent / "entrypoint"
+_ENTRYPOINT_INIT = (
+    '"""daskbox inside the image: only the entrypoint (copied, not installed)."""\n\n'
+    f'__version__ = "{__version__}"\n'
+)
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    """Everything needed to build and push one image, and its content-addressed reference."""
+
+    project_root: Path
+    settings: ImageSettings
+    environment: Environment
+    image: ImageRef  # repository:contenttag
+    dockerfile_plan: DockerfilePlan
+    dockerfile: str
+    local_wheels: tuple[Artifact, ...]
+    entrypoint_files: tuple[tuple[str, bytes], ...]
+
+    @property
+    def reference(self) -> str:
+        return str(self.image)
+
+    @property
+    def lock_hash(self) -> str:
+        return self.environment.lock_hash
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return self.environment.groups
+
+    @property
+    def moving(self) -> ImageRef:
+        return self.image.with_tag(MOVING_TAG)
+
+
+def plan_image(
+    project_root: Path,
+    overrides: Mapping[str, Any] | None = None,
+    target: Target | None = None,
+    progress: Progress | None = None,
+) -> ImagePlan:
+    """Export the environment, build the project's wheels and render the Dockerfile; no Docker.
+
+    ``overrides`` holds task flags / invoke config under [tool.daskbox]'s key names.
+    """
+    project_root = project_root.resolve()
+    settings = load_settings(project_root, overrides)
+    repository = ImageRef.parse(settings.repository)
+    if repository.tag or repository.digest:
+        raise ConfigError(
+            f"[tool.daskbox] repository {settings.repository!r} must not carry a tag or digest: "
+            "daskbox tags images by content"
+        )
+    ImageRef.parse(settings.base_image)
+    target = target or Target.local()
+    environment = export_environment(project_root, target, settings.groups, settings.extras)
+    wheels_folder = project_root / ".daskbox" / "cache" / "local-wheels"
+    shutil.rmtree(wheels_folder, ignore_errors=True)
+    local_wheels = build_local_wheels(project_root, environment, wheels_folder, progress or _quiet)
+    entrypoint_files = _entrypoint_files()
+    dockerfile_plan = DockerfilePlan(
+        base_image=settings.base_image,
+        python_version=target.python_version,
+        lock_hash=environment.lock_hash,
+        groups=environment.groups,
+        project_wheels=tuple(w.filename for w in local_wheels),
+        apt_packages=settings.apt_packages,
+        labels=_labels(environment, settings, local_wheels),
+    )
+    text = render(dockerfile_plan)
+    tag = _content_tag(environment, settings, text, entrypoint_files, local_wheels)
+    return ImagePlan(
+        project_root=project_root,
+        settings=settings,
+        environment=environment,
+        image=repository.with_tag(tag),
+        dockerfile_plan=dockerfile_plan,
+        dockerfile=text,
+        local_wheels=local_wheels,
+        entrypoint_files=entrypoint_files,
+    )
+
+
+def _labels(
+    environment: Environment, settings: ImageSettings, local_wheels: tuple[Artifact, ...]
+) -> tuple[tuple[str, str], ...]:
+    """The image's labels, sorted (the source revision is added at build time)."""
+    installed = {str(r.name): r.version or "" for r in environment.index_requirements}
+    for wheel in local_wheels:
+        name, version, *_ = parse_wheel_filename(wheel.filename)
+        installed[str(name)] = str(version)
+    labels = {
+        "org.opencontainers.image.title": str(environment.project_name),
+        "org.opencontainers.image.version": environment.project_version,
+        "org.opencontainers.image.base.name": settings.base_image,
+        "dev.daskbox.python-version": environment.target.python_version,
+        "dev.daskbox.lock-hash": environment.lock_hash,
+        "dev.daskbox.installed-digest": installed_set_digest(installed),
+        "dev.daskbox.version": __version__,
+        "dev.daskbox.groups": ",".join(environment.groups),
+        "dev.daskbox.extras": ",".join(environment.extras),
+    }
+    return tuple(sorted(labels.items()))
+
+
+def _content_tag(
+    environment: Environment,
+    settings: ImageSettings,
+    dockerfile: str,
+    entrypoint_files: tuple[tuple[str, bytes], ...],
+    local_wheels: tuple[Artifact, ...],
+) -> str:
+    """A hash of everything that decides the image's content: lock, exported set, Python,
+    base image, Dockerfile, entrypoint and the project's wheels (blind to zip timestamps)."""
+    content = hashlib.sha256()
+    for part in (
+        environment.fingerprint,
+        settings.base_image,
+        dockerfile,
+        *(f"{name}\0{hashlib.sha256(data).hexdigest()}" for name, data in entrypoint_files),
+        *(f"{w.filename}\0{wheel_content_digest(w.path)}" for w in local_wheels),
+    ):
+        content.update(part.encode() + b"\0")
+    return content.hexdigest()[:20]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _entrypoint_files() -> tuple[tuple[str, bytes], ...]:
+    """The entrypoint package as (archive name, bytes), plus a minimal daskbox/__init__.py."""
+    root = dockerfile_module.ENTRYPOINT_DIR
+    files = [(f"{root}/__init__.py", _ENTRYPOINT_INIT.encode())]
+    for path in sorted(_ENTRYPOINT_SOURCE.rglob("*.py")):
+        relative = path.relative_to(_ENTRYPOINT_SOURCE)
+        if "__pycache__" in relative.parts or "tests" in relative.parts:
+            continue
+        files.append((f"{root}/entrypoint/{relative.as_posix()}", path.read_bytes()))
+    return tuple(files)
+
+
+def context_files(
+    plan: ImagePlan,
+    fetched: Fetched,
+    project_overlay: Path | None,
+    debs: tuple[Artifact, ...] = (),
+) -> dict[str, ContextFile]:
+    """The build context: Dockerfile, hashed requirements, wheels and sdists, entrypoint,
+    and the project installed into a venv overlay."""
+    d = dockerfile_module
+    files = {
+        "Dockerfile": ContextFile(data=plan.dockerfile.encode()),
+        d.REQUIREMENTS_FILE: ContextFile(data=plan.environment.requirements_txt().encode()),
+    }
+    for folder, artifacts in (
+        (d.WHEELS_DIR, fetched.wheels),
+        (d.SDISTS_DIR, fetched.sdists),
+        (d.BUILD_WHEELS_DIR, fetched.build_wheels),
+        *([(d.APT_DIR, debs)] if plan.settings.apt_packages else []),
+    ):
+        files[f"{folder}/"] = ContextFile()  # present even when empty: COPY needs it
+        for artifact in artifacts:
+            files[f"{folder}/{artifact.filename}"] = ContextFile(path=artifact.path)
+    if project_overlay is not None:
+        for path in sorted(project_overlay.rglob("*")):
+            if path.is_file():
+                name = f"{d.PROJECT_DIR}/{path.relative_to(project_overlay).as_posix()}"
+                files[name] = ContextFile(path=path, executable=bool(path.stat().st_mode & 0o111))
+    for name, data in plan.entrypoint_files:
+        files[name] = ContextFile(data=data)
+    return files
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image_id: str
+    reference: ImageRef
+    built: bool  # False when the content tag already existed locally
+
+
+def build_image(
+    plan: ImagePlan,
+    engine: ContainerEngine | None = None,
+    progress: Progress = print,
+    force: bool = False,
+) -> BuildResult:
+    """Build ``plan`` unless its content tag exists locally; tag it also as ``latest``.
+
+    ``force`` rebuilds without Docker's layer cache.
+    """
+    engine = engine or DockerEngine()
+    existing = None if force else engine.local_image(plan.reference)
+    if existing is not None:
+        engine.tag(existing.id, plan.moving)
+        progress(f"{plan.reference} is up to date")
+        return BuildResult(existing.id, plan.image, built=False)
+    if engine.local_image(plan.settings.base_image) is None:
+        # The daemon pulls the base; the build itself then runs without network.
+        progress(f"pulling base image {plan.settings.base_image}")
+        engine.pull(ImageRef.parse(plan.settings.base_image))
+    fetched = fetch_index_distributions(plan.environment, progress)
+    debs: tuple[Artifact, ...] = ()
+    if plan.settings.apt_packages:
+        debs = fetch_debs(engine, plan.settings.base_image, plan.settings.apt_packages,
+                          progress)  # fmt: skip
+    progress(
+        f"building {plan.reference} ({len(fetched.wheels)} locked wheels, "
+        f"{len(fetched.sdists)} sdists, {len(plan.local_wheels)} project wheels, network: none)"
+    )
+    with tempfile.TemporaryDirectory(prefix="daskbox-overlay-") as scratch:
+        overlay = None
+        if plan.local_wheels:
+            overlay = install_overlay(plan.local_wheels, plan.environment.target, Path(scratch))
+        context = write_context(context_files(plan, fetched, overlay, debs))
+    with context:
+        image_id = engine.build(
+            context,
+            plan.reference,
+            {
+                dockerfile_module.IMAGE_TAG_ARG: plan.image.tag or "",
+                dockerfile_module.REVISION_ARG: source_revision(plan.project_root),
+            },
+            progress,
+            no_cache=force,
+        )
+    engine.tag(image_id, plan.moving)
+    progress(f"built {plan.reference} ({image_id[:19]})")
+    return BuildResult(image_id, plan.image, built=True)
+
+
+def push_image(
+    plan: ImagePlan, engine: ContainerEngine | None = None, progress: Progress = print
+) -> PushResult:
+    """Push the content tag and ``latest``; a no-op when the registry already has both."""
+    engine = engine or DockerEngine()
+    local = engine.local_image(plan.reference)
+    if local is None:
+        raise PushError(f"{plan.reference} is not built: run `invoke build push`")
+    pushed = _already_pushed(engine, plan.image, local)
+    if pushed is not None and _already_pushed(engine, plan.moving, local) is not None:
+        progress(f"{plan.reference} is already in the registry ({pushed.digest})")
+        return PushResult(pushed, 0, len(local.layers), 0)
+    progress(f"pushing {plan.reference}")
+    result = engine.push(plan.image, progress)
+    engine.tag(local.id, plan.moving)
+    moving = engine.push(plan.moving, _quiet)
+    if moving.reference.digest != result.reference.digest:
+        raise PushError(f"registry stored {plan.moving} at a different digest than {plan.image}")
+    progress(
+        f"pushed {result.reference.pinned} ({result.layers_pushed} layer(s), "
+        f"{result.bytes_uploaded} bytes uploaded, {result.layers_skipped} already there)"
+    )
+    return result
+
+
+def _already_pushed(
+    engine: ContainerEngine, reference: ImageRef, local: LocalImage
+) -> ImageRef | None:
+    remote = engine.remote_digest(reference)
+    if remote is None or f"{reference.repository}@{remote}" not in local.repo_digests:
+        return None
+    return reference.with_digest(remote)
+
+
+def find_pushed(reference: str, engine: ContainerEngine | None = None) -> str | None:
+    """The digest-pinned ``repo@sha256:...`` if the registry has ``reference``, else None."""
+    image = ImageRef.parse(reference)
+    digest = (engine or DockerEngine()).remote_digest(image)
+    return None if digest is None else image.with_digest(digest).pinned
+
+
+def source_revision(project_root: Path) -> str:
+    """The project's git commit (``-dirty`` when it has changes), or ``unknown``."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(project_root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(project_root), "status", "--porcelain", "."],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")

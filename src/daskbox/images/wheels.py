@@ -1,0 +1,386 @@
+"""Fetch and build every wheel the image installs, on the host, for the target platform.
+
+Index distributions are downloaded by pip for the target (``--platform``/``--abi``/
+``--python-version``, ``--only-binary=:all:``) and checked against the lock's hashes
+(``--require-hashes``), into a content-addressed cache (``~/.cache/daskbox/wheels``), so a
+rebuild downloads nothing. The project itself and path/git dependencies are built into wheels
+here too; the image build then needs no network at all.   [side effects: pip, files]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import tomllib
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+from daskbox.errors import DockerfileError
+from daskbox.images.environment import Environment, Requirement, Source, Target
+
+Progress = Callable[[str], None]
+_POETRY_BACKEND = "poetry.core.masonry.api"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A wheel or sdist on the host, ready to go into the build context."""
+
+    path: Path
+    sha256: str
+
+    @property
+    def filename(self) -> str:
+        return self.path.name
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "daskbox" / "wheels"
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """Everything the environment stage installs from, all on the host."""
+
+    wheels: tuple[Artifact, ...]  # one per index distribution that has a target wheel
+    sdists: tuple[Artifact, ...] = ()  # hash-checked sdists of the others
+    build_wheels: tuple[Artifact, ...] = ()  # the sdists' build requirements, as target wheels
+
+
+def fetch_index_distributions(
+    environment: Environment, progress: Progress = print, cache: Path | None = None
+) -> Fetched:
+    """Return a hash-checked target wheel per index requirement, or its sdist if it has none.
+
+    Only what's missing from the cache is downloaded. Raises DockerfileError naming every
+    locked distribution that has neither a target wheel nor an sdist.
+    """
+    cache = cache or cache_root()
+    target = environment.target
+    found: dict[str, Artifact] = {}
+    missing: list[Requirement] = []
+    for requirement in environment.index_requirements:
+        wheel = _cached(requirement, cache, lambda name: _fits(name, target))
+        if wheel is None:
+            missing.append(requirement)
+        else:
+            found[requirement.name] = wheel
+    if missing:
+        progress(f"downloading {len(missing)} wheel(s) for {_target_label(target)}")
+        with tempfile.TemporaryDirectory(prefix="daskbox-wheels-") as scratch:
+            downloaded, without_wheel = _download_wheels(missing, environment, Path(scratch))
+            for requirement in missing:
+                if requirement not in without_wheel:
+                    found[requirement.name] = _store(requirement, downloaded, cache)
+    sdist_requirements = [r for r in environment.index_requirements if r.name not in found]
+    if not sdist_requirements:
+        return Fetched(tuple(found[r.name] for r in environment.index_requirements))
+    sdists = tuple(_fetch_sdist(r, environment, cache, progress) for r in sdist_requirements)
+    build_wheels = _fetch_build_requirements(sdists, environment, cache, progress)
+    return Fetched(
+        tuple(found[r.name] for r in environment.index_requirements if r.name in found),
+        sdists,
+        build_wheels,
+    )
+
+
+def _target_label(target: Target) -> str:
+    return f"linux/{target.machine} CPython {target.python_version}"
+
+
+def _cached(
+    requirement: Requirement, cache: Path, accept: Callable[[str], bool]
+) -> Artifact | None:
+    for locked_hash in requirement.hashes:
+        algorithm, _, hexdigest = locked_hash.partition(":")
+        if algorithm != "sha256":
+            continue
+        folder = cache / "sha256" / hexdigest
+        for path in sorted(folder.iterdir()) if folder.is_dir() else ():
+            if accept(path.name):
+                return Artifact(path, hexdigest)
+    return None
+
+
+def _fits(filename: str, target: Target) -> bool:
+    try:
+        tags = parse_wheel_filename(filename)[3]
+    except InvalidWheelFilename:
+        return False
+    return not tags.isdisjoint(target.tags)
+
+
+def _is_sdist(filename: str) -> bool:
+    return filename.endswith((".tar.gz", ".zip", ".tar.bz2", ".tgz"))
+
+
+def _pip_download(
+    lines: list[str], environment: Environment, folder: Path, *options: str
+) -> subprocess.CompletedProcess[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    requirements_file = folder / "requirements.txt"
+    requirements_file.write_text(
+        "".join(f"{line}\n" for line in [*environment.index_options, *lines]), encoding="utf-8"
+    )
+    command = [
+        sys.executable, "-m", "pip", "download", "--dest", str(folder / "out"),
+        "--progress-bar", "off", "--quiet", "-r", str(requirements_file), *options,
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+def _target_options(target: Target) -> list[str]:
+    options = ["--only-binary=:all:", "--implementation", "cp", "--abi", target.abi,
+               "--python-version", target.python_minor]  # fmt: skip
+    for platform_tag in target.platforms:
+        options += ["--platform", platform_tag]
+    return options
+
+
+def _download_wheels(
+    requirements: list[Requirement], environment: Environment, folder: Path
+) -> tuple[list[Path], list[Requirement]]:
+    """Download target wheels; return them and the requirements that have no target wheel."""
+    options = ["--no-deps", "--require-hashes", *_target_options(environment.target)]
+    lines = [r.pip_line for r in requirements]
+    if _pip_download(lines, environment, folder, *options).returncode == 0:
+        return sorted((folder / "out").glob("*.whl")), []
+    # Find the ones without a wheel one by one (pip stops at the first).
+    without_wheel = []
+    for requirement in requirements:
+        probe = folder / f"probe-{requirement.name}"
+        if _pip_download([requirement.pip_line], environment, probe, *options).returncode != 0:
+            without_wheel.append(requirement)
+            continue
+        for path in (probe / "out").glob("*.whl"):
+            (folder / "out").mkdir(exist_ok=True)
+            shutil.move(path, folder / "out" / path.name)
+    return sorted((folder / "out").glob("*.whl")), without_wheel
+
+
+def _fetch_sdist(
+    requirement: Requirement, environment: Environment, cache: Path, progress: Progress
+) -> Artifact:
+    cached = _cached(requirement, cache, _is_sdist)
+    if cached is not None:
+        return cached
+    progress(f"{requirement.name}=={requirement.version} has no wheel for "
+             f"{_target_label(environment.target)}: fetching its sdist")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="daskbox-sdist-") as scratch:
+        folder = Path(scratch)
+        result = _pip_download(
+            [requirement.pip_line], environment, folder,
+            "--no-deps", "--require-hashes", "--no-binary=:all:",
+        )  # fmt: skip
+        downloaded = [p for p in (folder / "out").glob("*") if _is_sdist(p.name)]
+        if result.returncode != 0 or not downloaded:
+            _raise_no_wheel([requirement], environment.target, result.stderr)
+        return _store(requirement, downloaded, cache)
+
+
+def _fetch_build_requirements(
+    sdists: tuple[Artifact, ...], environment: Environment, cache: Path, progress: Progress
+) -> tuple[Artifact, ...]:
+    """Target wheels for the sdists' [build-system] requires (resolved, not locked)."""
+    requires: list[str] = []
+    for sdist in sdists:
+        requires += [r for r in _build_requires(sdist.path) if r not in requires]
+    progress(f"downloading build requirements for sdists: {', '.join(requires)}")
+    folder = (
+        cache
+        / "build-requirements"
+        / hashlib.sha256(
+            "\0".join([environment.target.python_version, *sorted(requires)]).encode()
+        ).hexdigest()[:24]
+    )
+    if not (folder / "out").is_dir():
+        scratch = folder.with_suffix(".part")
+        shutil.rmtree(scratch, ignore_errors=True)
+        result = _pip_download(requires, environment, scratch, *_target_options(environment.target))
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or [""])[-1]
+            raise DockerfileError(
+                f"cannot fetch build requirements {', '.join(requires)} for "
+                f"{', '.join(s.filename for s in sdists)}: {last}"
+            )
+        shutil.rmtree(folder, ignore_errors=True)
+        scratch.replace(folder)
+    return tuple(Artifact(p, file_sha256(p)) for p in sorted((folder / "out").glob("*.whl")))
+
+
+def _build_requires(sdist: Path) -> list[str]:
+    """[build-system] requires of an sdist; setuptools' legacy default when it has none."""
+    default = ["setuptools>=40.8.0", "wheel"]
+    try:
+        with tarfile.open(sdist) as archive:
+            member = next(
+                (m for m in archive.getmembers() if m.name.count("/") == 1
+                 and m.name.endswith("/pyproject.toml")), None,
+            )  # fmt: skip
+            if member is None:
+                return default
+            stream = archive.extractfile(member)
+            data = tomllib.loads(stream.read().decode()) if stream else {}
+    except (tarfile.TarError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return default
+    requires = data.get("build-system", {}).get("requires")
+    return [str(r) for r in requires] if isinstance(requires, list) else default
+
+
+def _raise_no_wheel(requirements: list[Requirement], target: Target, stderr: str) -> None:
+    names = ", ".join(f"{r.name}=={r.version}" for r in requirements)
+    detail = next(
+        (line.strip() for line in reversed(stderr.splitlines()) if line.startswith("ERROR")), ""
+    )
+    hint = "" if not detail else f" ({detail.removeprefix('ERROR: ')})"
+    raise DockerfileError(
+        f"no hash-matching wheel or sdist for {_target_label(target)} of {names}{hint}: "
+        "pin a version that has linux wheels (`poetry add NAME@VERSION`) "
+        "or drop it from the image's groups"
+    )
+
+
+def _store(requirement: Requirement, downloaded: list[Path], cache: Path) -> Artifact:
+    locked = {h.partition(":")[2] for h in requirement.hashes if h.startswith("sha256:")}
+    for path in downloaded:
+        digest = file_sha256(path)
+        if digest not in locked:
+            continue  # pip checked it already; this guards the cache's addressing
+        folder = cache / "sha256" / digest
+        folder.mkdir(parents=True, exist_ok=True)
+        stored = folder / path.name
+        if not stored.exists():
+            partial = folder / (path.name + ".part")
+            shutil.copyfile(path, partial)
+            partial.replace(stored)
+        return Artifact(stored, digest)
+    raise DockerfileError(
+        f"pip downloaded no file matching the lock's hashes for {requirement.name}"
+    )
+
+
+def build_local_wheels(
+    project_root: Path, environment: Environment, folder: Path, progress: Progress = print
+) -> tuple[Artifact, ...]:
+    """Build the project (package mode) and its path/git/url dependencies into wheels in ``folder``.
+
+    These go into the image's last layer, after every locked index distribution.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    wheels = [_build_wheel(r, folder, progress) for r in environment.local_requirements]
+    if environment.package_mode:
+        wheels.append(_build_directory(project_root, folder, progress))
+    return tuple(wheels)
+
+
+def _build_wheel(requirement: Requirement, folder: Path, progress: Progress) -> Artifact:
+    assert requirement.url is not None
+    if requirement.source is Source.DIRECTORY:
+        from daskbox.images.lock import _file_url_path
+
+        return _build_directory(_file_url_path(requirement.url), folder, progress)
+    progress(f"building a wheel for {requirement.name} from {requirement.url}")
+    return _pip_wheel(requirement.url, folder)
+
+
+def _build_directory(directory: Path, folder: Path, progress: Progress) -> Artifact:
+    pyproject = directory / "pyproject.toml"
+    backend = ""
+    if pyproject.is_file():
+        backend = (
+            tomllib.loads(pyproject.read_text(encoding="utf-8"))
+            .get("build-system", {})
+            .get("build-backend", "")
+        )
+    if backend != _POETRY_BACKEND:
+        progress(f"building a wheel for {directory}")
+        return _pip_wheel(str(directory), folder)
+    # poetry-core in-process: ~0.1 s, and byte-reproducible (fixed zip timestamps).
+    from poetry.core.factory import Factory
+    from poetry.core.masonry.builders.wheel import WheelBuilder
+
+    filename = WheelBuilder.make_in(Factory().create_poetry(directory), folder)
+    path = folder / filename
+    return Artifact(path, file_sha256(path))
+
+
+def _pip_wheel(requirement: str, folder: Path) -> Artifact:
+    with tempfile.TemporaryDirectory(prefix="daskbox-build-") as scratch:
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--quiet",
+            "--wheel-dir",
+            scratch,
+            requirement,
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        built = sorted(Path(scratch).glob("*.whl"))
+        if result.returncode != 0 or len(built) != 1:
+            last = (result.stderr.strip().splitlines() or ["no wheel produced"])[-1]
+            raise DockerfileError(f"cannot build a wheel for {requirement}: {last}")
+        path = folder / built[0].name
+        shutil.move(built[0], path)
+    return Artifact(path, file_sha256(path))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def wheel_content_digest(path: Path) -> str:
+    """sha256 over a wheel's member names and bytes, blind to zip timestamps."""
+    digest = hashlib.sha256()
+    with zipfile.ZipFile(path) as archive:
+        for name in sorted(archive.namelist()):
+            digest.update(name.encode() + b"\0" + archive.read(name) + b"\0")
+    return digest.hexdigest()
+
+
+def install_overlay(wheels: tuple[Artifact, ...], target: Target, folder: Path) -> Path:
+    """Install ``wheels`` into ``folder`` laid out as the image's venv (an overlay of /opt/venv).
+
+    Uses ``installer`` (the library pip and Poetry install wheels with), with the image's
+    interpreter in script shebangs, so the image needs no RUN step for the project layer.
+    No bytecode is written: sources from the context have fixed mtimes, so Python compiles
+    on import instead.
+    """
+    from installer import install
+    from installer.destinations import SchemeDictionaryDestination
+    from installer.sources import WheelFile
+
+    from daskbox.images.dockerfile import VENV
+
+    site_packages = folder / "lib" / f"python{target.python_minor}" / "site-packages"
+    for wheel in wheels:
+        name = str(parse_wheel_filename(wheel.filename)[0])
+        scheme = {
+            "purelib": str(site_packages),
+            "platlib": str(site_packages),
+            "headers": str(folder / "include" / "site" / f"python{target.python_minor}" / name),
+            "scripts": str(folder / "bin"),
+            "data": str(folder),
+        }
+        destination = SchemeDictionaryDestination(
+            scheme, interpreter=f"{VENV}/bin/python", script_kind="posix"
+        )
+        with WheelFile.open(wheel.path) as source:
+            install(source, destination, {"INSTALLER": b"daskbox\n"})
+    return folder

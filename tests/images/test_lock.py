@@ -1,0 +1,119 @@
+"""Lock -> Environment through Poetry's export: groups, extras, markers, and every refusal."""
+
+from __future__ import annotations
+
+import tomllib
+
+import pytest
+
+from daskbox.errors import ConfigError, LockfileError
+from daskbox.images.environment import Source, Target
+from daskbox.images.lock import export_environment, lock_hash, parse_export
+
+from .conftest import copy_project
+
+TARGET = Target.local()
+
+
+def locked_versions(project) -> dict[str, str]:
+    lock = tomllib.loads((project / "poetry.lock").read_text())
+    return {package["name"]: package["version"] for package in lock["package"]}
+
+
+def test_quickstart_exports_main_group_pinned_with_hashes(tmp_path):
+    project = copy_project("quickstart", tmp_path)
+    environment = export_environment(project, TARGET)
+    versions = locked_versions(project)
+    assert {"numpy", "distributed", "psutil", "dask"} <= environment.names()
+    # daskbox sits in the dev group: neither it nor its own dependencies reach the image.
+    assert not {"daskbox", "poetry", "docker", "invoke"} & environment.names()
+    for requirement in environment.requirements:
+        assert requirement.source is Source.INDEX
+        assert requirement.version == versions[requirement.name]
+        assert requirement.hashes and all(h.startswith("sha256:") for h in requirement.hashes)
+    assert environment.lock_hash == lock_hash(project)
+    assert environment.package_mode
+
+
+def test_markers_are_evaluated_for_linux_and_the_local_python(tmp_path):
+    project = copy_project("extras_groups_markers", tmp_path)
+    names = export_environment(project, TARGET).names()
+    assert "six" in names  # sys_platform == 'linux'
+    assert "colorama" not in names  # sys_platform == 'win32'
+    assert "tomli" not in names  # python_version < '3.11'
+
+
+def test_groups_and_extras_are_selected_explicitly(tmp_path):
+    project = copy_project("extras_groups_markers", tmp_path)
+    main_only = export_environment(project, TARGET).names()
+    assert not {"tabulate", "iniconfig", "pluggy"} & main_only
+    chosen = export_environment(project, TARGET, groups=("main", "reports"), extras=("tables",))
+    assert chosen.names() - main_only == {"iniconfig", "tabulate"}
+    assert chosen.groups == ("main", "reports") and chosen.extras == ("tables",)
+
+
+def test_export_is_identical_across_runs_and_cached(tmp_path):
+    project = copy_project("non_package", tmp_path)
+    first = export_environment(project, TARGET)
+    assert list((project / ".daskbox" / "cache").glob("export-*.json"))
+    second = export_environment(project, TARGET)
+    assert first == second
+    assert not first.package_mode
+
+
+def test_path_dependency_is_a_directory_requirement(tmp_path):
+    project = copy_project("path_dependency/app", tmp_path)
+    environment = export_environment(project, TARGET)
+    (helper,) = environment.local_requirements
+    assert helper.name == "helper-lib" and helper.source is Source.DIRECTORY
+    assert "helper-lib" not in environment.requirements_txt()
+
+
+def test_missing_lock_is_refused(tmp_path):
+    project = copy_project("non_package", tmp_path)
+    (project / "poetry.lock").unlink()
+    with pytest.raises(LockfileError, match=r"no poetry.lock .*run `poetry lock`"):
+        export_environment(project, TARGET)
+
+
+def test_stale_lock_is_refused(tmp_path):
+    project = copy_project("stale_lock", tmp_path)
+    with pytest.raises(LockfileError, match=r"stale against pyproject.toml: run `poetry lock`"):
+        export_environment(project, TARGET)
+
+
+def test_python_constraint_excluding_the_target_is_refused(tmp_path):
+    project = copy_project("python39", tmp_path)
+    with pytest.raises(LockfileError, match=r"requires Python >=3.9,<3.10 .* Python is 3\.11"):
+        export_environment(project, TARGET)
+
+
+def test_missing_distributed_is_refused(tmp_path):
+    project = copy_project("no_distributed", tmp_path)
+    with pytest.raises(
+        LockfileError, match=r"distributed, psutil missing .*poetry add distributed"
+    ):
+        export_environment(project, TARGET)
+
+
+def test_unknown_group_and_extra_are_refused(tmp_path):
+    project = copy_project("extras_groups_markers", tmp_path)
+    with pytest.raises(ConfigError, match=r"unknown dependency group.*nope"):
+        export_environment(project, TARGET, groups=("main", "nope"))
+    with pytest.raises(ConfigError, match=r"unknown extra.*nope.*tables"):
+        export_environment(project, TARGET, extras=("nope",))
+
+
+def test_parse_export_reads_markers_urls_and_index_options():
+    text = (
+        "--extra-index-url https://example.invalid/simple\n\n"
+        'a==1.0 ; sys_platform == "linux" \\\n    --hash=sha256:bb \\\n    --hash=sha256:aa\n'
+        'b==2.0 ; sys_platform == "darwin" \\\n    --hash=sha256:cc\n'
+        "c @ git+https://example.invalid/c.git@0123abc\n"
+    )
+    requirements, options = parse_export(text, TARGET)
+    assert options == ("--extra-index-url https://example.invalid/simple",)
+    assert [r.name for r in requirements] == ["a", "c"]
+    assert requirements[0].hashes == ("sha256:aa", "sha256:bb")
+    assert requirements[0].pip_line == "a==1.0 --hash=sha256:aa --hash=sha256:bb"
+    assert requirements[1].source is Source.VCS

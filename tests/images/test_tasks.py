@@ -1,0 +1,57 @@
+"""The tasks as a user runs them (`invoke ...` in the project folder); no Docker needed."""
+
+from __future__ import annotations
+
+import subprocess
+
+from .conftest import REPO_ROOT, copy_project
+
+INVOKE = str(REPO_ROOT / ".venv" / "bin" / "invoke")
+
+
+def invoke(project, *args: str) -> subprocess.CompletedProcess[str]:
+    (project / "tasks.py").write_text("from daskbox.tasks import ns  # noqa: F401\n")
+    return subprocess.run([INVOKE, *args], cwd=project, capture_output=True, text=True, check=False)
+
+
+def test_dockerfile_prints_and_writes_the_dockerfile(tmp_path):
+    project = copy_project("package_mode", tmp_path)
+    printed = invoke(project, "dockerfile")
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.startswith("# Rendered by daskbox")
+    written = invoke(project, "dockerfile", "--output", "Dockerfile.review")
+    assert written.returncode == 0
+    assert (project / "Dockerfile.review").read_text() == printed.stdout
+
+
+def test_flags_beat_pyproject_settings(tmp_path):
+    project = copy_project("extras_groups_markers", tmp_path)
+    with (project / "pyproject.toml").open("a") as pyproject:
+        pyproject.write('\n[tool.daskbox]\nrepository = "localhost:5000/from-config"\n')
+    default = invoke(project, "build", "--dry-run")
+    assert "DASKBOX_GROUPS=main " in default.stdout
+    assert "would build localhost:5000/from-config:" in default.stdout
+    chosen = invoke(
+        project, "build", "--dry-run", "--with", "reports", "--extras", "tables",
+        "--repository", "127.0.0.1:5000/from-flag",
+    )  # fmt: skip
+    assert chosen.returncode == 0, chosen.stderr
+    assert "DASKBOX_GROUPS=main,reports " in chosen.stdout
+    assert 'dev.daskbox.extras="tables"' in chosen.stdout
+    assert "would build 127.0.0.1:5000/from-flag:" in chosen.stdout
+
+
+def test_errors_are_one_line_with_a_non_zero_exit(tmp_path):
+    cases = {
+        "stale_lock": "run `poetry lock`",
+        "python39": "requires Python >=3.9,<3.10",
+        "no_distributed": "poetry add distributed",
+    }
+    for name, fix in cases.items():
+        failed = invoke(copy_project(name, tmp_path), "dockerfile")
+        assert failed.returncode == 1, name
+        assert failed.stdout == "" and fix in failed.stderr
+        assert failed.stderr.strip().count("\n") == 0, failed.stderr
+    project = copy_project("package_mode", tmp_path)
+    bad_name = invoke(project, "dockerfile", "--repository", "Bad Name")
+    assert bad_name.returncode == 1 and "invalid image reference 'Bad Name'" in bad_name.stderr
