@@ -1,18 +1,237 @@
-"""Placeholder: replaced by the gcloud component."""
+"""``invoke launch`` / ``teardown`` / ``status``: thin tasks over the gcloud library.
 
-from invoke import task
+Each task resolves flag > ``[tool.daskbox.gcloud]`` > default (``settings``), builds the
+input value and calls one library function; any DaskboxError becomes one line and exit 1.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from daskbox._pyproject import find_project_root
+from daskbox.client.connection import ConnectionFile
+from daskbox.errors import DaskboxError
+
+LAUNCH_HELP = {
+    "local": "Run the container on the local Docker engine instead of a VM.",
+    "image": "Image to run (default: the content-tagged image of this project).",
+    "repository": "Image repository the default image was pushed to "
+    "(as for `invoke build push`; config: [tool.daskbox] repository).",
+    "instance": "Instance (and container) name (default: daskbox-<project name>).",
+    "project": "Google Cloud project (default: gcloud's configured project).",
+    "zone": "Compute Engine zone (default: us-central1-a).",
+    "machine-type": "Machine type (default: e2-highcpu-16).",
+    "boot-disk-size": "Boot disk size in GB (default: 20).",
+    "network-tag": "Network tag the firewall rule targets (default: daskbox).",
+    "spot": "Use a Spot VM (--provisioning-model=SPOT).",
+    "max-run-duration": "Delete the VM after this long, e.g. 8h; 0 disables (default: 8h).",
+    "workers": "Dask workers (default: sized by the entrypoint).",
+    "threads-per-worker": "Threads per worker (default: sized by the entrypoint).",
+    "memory-per-worker": "Memory per worker, e.g. 3GiB (default: sized by the entrypoint).",
+    "idle-timeout": "Stop (and power the VM off) after this long idle, e.g. 30m (default: 1h).",
+    "scheduler-port": "Scheduler port (default: 8786).",
+    "dashboard-port": "Dashboard port (default: 8787).",
+    "method": "cloud-init (default) or container-declaration (deprecated by Google).",
+    "source-range": "Who may connect, e.g. 203.0.113.7/32 (default: your detected public IP).",
+    "allow-any-source": "Allow a 0.0.0.0/0 source range (not recommended).",
+    "timeout": "Seconds to wait for the scheduler (default: 600).",
+    "dry-run": "Print the commands and run nothing.",
+}
 
 
-@task
-def launch(c):  # type: ignore[no-untyped-def]
-    raise NotImplementedError
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """The task boundary: a DaskboxError becomes its message on stderr and exit 1."""
+    try:
+        yield
+    except DaskboxError as error:
+        raise Exit(f"error: {error}", code=error.exit_code) from None
 
 
-@task
-def teardown(c):  # type: ignore[no-untyped-def]
-    raise NotImplementedError
+def _connect_lines(connection: ConnectionFile) -> str:
+    return "\n".join(
+        [
+            f"scheduler: {connection.scheduler_address}",
+            f"dashboard: {connection.dashboard_url}",
+            "connect from Python:",
+            "    from daskbox import connect",
+            f'    client = connect("{connection.instance}")',
+        ]
+    )
 
 
-@task
-def status(c):  # type: ignore[no-untyped-def]
-    raise NotImplementedError
+def _gcloud_config(c: Context) -> dict[str, Any]:
+    """Invoke config ``daskbox.gcloud`` (e.g. set by ``ns.configure``), between flags and
+    [tool.daskbox.gcloud]."""
+    daskbox: Any = c.config.get("daskbox", {}) or {}
+    return dict(daskbox.get("gcloud", {}) or {})
+
+
+def _images_config(c: Context) -> dict[str, Any]:
+    """Invoke config ``daskbox`` without ``gcloud``: the images component's overrides, so
+    launch plans the same image reference that ``invoke build push`` pushed."""
+    daskbox: Any = c.config.get("daskbox", {}) or {}
+    return {key: value for key, value in dict(daskbox).items() if key != "gcloud"}
+
+
+@task(help=LAUNCH_HELP)
+def launch(
+    c: Context,
+    local: bool = False,
+    image: str | None = None,
+    repository: str | None = None,
+    instance: str | None = None,
+    project: str | None = None,
+    zone: str | None = None,
+    machine_type: str | None = None,
+    boot_disk_size: str | None = None,
+    network_tag: str | None = None,
+    spot: bool = False,
+    max_run_duration: str | None = None,
+    workers: str | None = None,
+    threads_per_worker: str | None = None,
+    memory_per_worker: str | None = None,
+    idle_timeout: str | None = None,
+    scheduler_port: str | None = None,
+    dashboard_port: str | None = None,
+    method: str | None = None,
+    source_range: str | None = None,
+    allow_any_source: bool = False,
+    timeout: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Launch the cluster on a Compute Engine VM (or, with --local, on local Docker)."""
+    from daskbox.gcloud import launch as gce
+    from daskbox.gcloud.image import resolve_image
+    from daskbox.gcloud.local import launch_local, local_argv
+    from daskbox.gcloud.settings import resolve_settings
+    from daskbox.gcloud.spec import build_spec
+    from daskbox.gcloud.tls import make_tls_material
+
+    flags: dict[str, Any] = {
+        "instance": instance,
+        "project": project,
+        "zone": zone,
+        "machine_type": machine_type,
+        "boot_disk_size_gb": boot_disk_size,
+        "network_tag": network_tag,
+        "spot": True if spot else None,
+        "max_run_duration": max_run_duration,
+        "workers": workers,
+        "threads_per_worker": threads_per_worker,
+        "memory_per_worker": memory_per_worker,
+        "idle_timeout": idle_timeout,
+        "scheduler_port": scheduler_port,
+        "dashboard_port": dashboard_port,
+        "method": method,
+        "source_range": source_range,
+        "allow_any_source": True if allow_any_source else None,
+        "timeout": timeout,
+    }
+    with _one_line_errors():
+        root = find_project_root()
+        settings = resolve_settings(root, flags, local=local, invoke_config=_gcloud_config(c))
+        tls = make_tls_material(settings.instance)
+        image_overrides = {**_images_config(c), "repository": repository}
+        if local:
+            chosen = resolve_image(root, image, local=True, overrides=image_overrides)
+            spec = build_spec(
+                settings, project="local", image=chosen, server_tls=tls.server, ranges=()
+            )
+            if dry_run:
+                print(f"$ {shlex.join(local_argv(root, spec))}")
+                return
+            connection = launch_local(root, settings, spec, tls)
+        else:
+            account = gce.gcloud_account(settings.project)
+            chosen = resolve_image(root, image, local=False, overrides=image_overrides)
+            spec = gce.plan_launch(settings, project=account.project, image=chosen, tls=tls)
+            if dry_run:
+                gce.print_plan(spec)
+                return
+            connection = gce.launch_gce(root, settings, spec, tls)
+        print(_connect_lines(connection))
+
+
+@task(
+    help={
+        "instance": "Instance to delete (default: the one launched from this project).",
+        "local": "Tear down the local container instead of a VM.",
+        "project": "Project of an instance that has no connection file.",
+        "zone": "Zone of an instance that has no connection file.",
+        "dry-run": "Print the commands and run nothing.",
+    }
+)
+def teardown(
+    c: Context,
+    instance: str | None = None,
+    local: bool = False,
+    project: str | None = None,
+    zone: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Delete the cluster, its firewall rule (if unused) and its connection file."""
+    from daskbox.gcloud import teardown as down
+    from daskbox.gcloud.settings import resolve_settings
+
+    with _one_line_errors():
+        root = find_project_root()
+        fallback = None
+        if instance is not None:
+            settings = resolve_settings(
+                root,
+                {"instance": instance, "zone": zone},
+                local=local,
+                invoke_config=_gcloud_config(c),
+            )
+            fallback = down.Target(
+                instance=instance,
+                local=local,
+                project=project or settings.project or _configured_project(local),
+                zone=settings.zone,
+            )
+        down.teardown(root, instance=instance, local=local, fallback=fallback, dry_run=dry_run)
+
+
+def _configured_project(local: bool) -> str | None:
+    if local:
+        return None
+    from daskbox.gcloud.launch import gcloud_account
+
+    return gcloud_account(None, echo=None).project
+
+
+@task(
+    help={
+        "local": "List local daskbox containers only.",
+        "project": "Google Cloud project (default: [tool.daskbox.gcloud] or gcloud's).",
+    }
+)
+def status(c: Context, local: bool = False, project: str | None = None) -> None:
+    """List daskbox clusters: zone, machine type, status, uptime and external IP."""
+    import shutil
+
+    from daskbox.gcloud.launch import gcloud_account
+    from daskbox.gcloud.settings import resolve_settings
+    from daskbox.gcloud.status import format_table, gce_status, local_rows
+
+    with _one_line_errors():
+        rows = local_rows()
+        if not local and shutil.which("gcloud") is None:
+            print("gcloud is not installed: listing local clusters only")
+        elif not local:
+            root = find_project_root()
+            flags = {"project": project}
+            settings = resolve_settings(root, flags, invoke_config=_gcloud_config(c))
+            rows = gce_status(gcloud_account(settings.project).project) + rows
+        print(format_table(rows) if rows else "no daskbox clusters")
+
+
+__all__ = ["launch", "status", "teardown"]

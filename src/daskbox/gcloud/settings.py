@@ -1,0 +1,163 @@
+"""Launch settings: task flags over ``[tool.daskbox.gcloud]`` over defaults.
+
+``resolve_settings`` is the only place that knows the precedence and the key names; it
+returns a frozen ``LaunchSettings`` that the rest of the launch reads and never edits.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from daskbox._pyproject import daskbox_table, read_pyproject
+from daskbox.errors import ConfigError, LaunchSpecError
+
+Method = Literal["cloud-init", "container-declaration"]
+METHODS: tuple[Method, ...] = ("cloud-init", "container-declaration")
+
+# Compute Engine resource names: lowercase letter, then letters, digits, hyphens.
+_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+_ZONE = re.compile(r"[a-z]+-[a-z]+[0-9]+-[a-z]")
+_DURATION = re.compile(r"([0-9]+[smhd])+")
+
+
+@dataclass(frozen=True)
+class LaunchSettings:
+    """What the user asked for; ``None`` means "not set" (the project then comes from gcloud)."""
+
+    instance: str
+    project: str | None = None
+    zone: str = "us-central1-a"
+    machine_type: str = "e2-highcpu-16"
+    boot_disk_size_gb: int = 20
+    network: str = "default"
+    network_tag: str = "daskbox"
+    spot: bool = False
+    # A forgotten VM deletes itself after this long; "" or "0" turns it off.
+    max_run_duration: str = "8h"
+    termination_action: Literal["DELETE", "STOP"] = "DELETE"
+    workers: str | None = None
+    threads_per_worker: str | None = None
+    memory_per_worker: str | None = None
+    # The entrypoint stops after this long without work, and the VM powers off with it.
+    idle_timeout: str = "1h"
+    scheduler_port: int = 8786
+    dashboard_port: int = 8787
+    method: Method = "cloud-init"
+    source_range: str | None = None
+    allow_any_source: bool = False
+    service_account: str | None = None
+    # Write logs, pull images (Artifact Registry and GCR accept the storage read scope).
+    scopes: tuple[str, ...] = ("logging-write", "storage-ro")
+    labels: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    timeout: float = 600.0
+
+
+# [tool.daskbox.gcloud] key -> LaunchSettings field.
+_CONFIG_KEYS = {f.name.replace("_", "-"): f.name for f in fields(LaunchSettings)}
+
+
+def default_instance_name(project_root: Path) -> str:
+    """``daskbox-<project name>``, cut and cleaned to a valid Compute Engine name."""
+    data = read_pyproject(project_root)
+    name = data.get("project", {}).get("name") or data.get("tool", {}).get("poetry", {}).get(
+        "name", project_root.name
+    )
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", f"daskbox-{name}".lower()).strip("-")
+    return cleaned[:63].rstrip("-")
+
+
+def _typed(name: str, value: Any, source: str) -> Any:
+    """Convert one raw value (TOML or flag) to the field's type, or raise ConfigError."""
+    try:
+        if name in {"boot_disk_size_gb", "scheduler_port", "dashboard_port"}:
+            return int(str(value).removesuffix("GB"))
+        if name == "timeout":
+            return float(value)
+        if name in {"spot", "allow_any_source"}:
+            if isinstance(value, bool):
+                return value
+            raise ValueError(value)
+        if name == "scopes":
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(item).strip() for item in items if str(item).strip())
+        if name == "labels":
+            if isinstance(value, str):
+                value = dict(item.split("=", 1) for item in value.split(",") if item)
+            return tuple(sorted((str(k), str(v)) for k, v in dict(value).items()))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {name.replace('_', '-')} = {value!r} is not valid") from None
+    return str(value)
+
+
+def _config_values(table: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Typed field values from a config table; unknown keys get the closest valid key."""
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        if key not in _CONFIG_KEYS:
+            close = difflib.get_close_matches(key, list(_CONFIG_KEYS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{source}: unknown key {key!r}{hint}")
+        values[_CONFIG_KEYS[key]] = _typed(_CONFIG_KEYS[key], raw, source)
+    return values
+
+
+def resolve_settings(
+    project_root: Path,
+    flags: Mapping[str, Any],
+    *,
+    local: bool = False,
+    invoke_config: Mapping[str, Any] | None = None,
+) -> LaunchSettings:
+    """Merge flags (``None`` = not given) over invoke config ``daskbox.gcloud`` over
+    ``[tool.daskbox.gcloud]`` over defaults.
+
+    Unknown config keys are refused with the closest valid key, as a typo there would
+    otherwise silently launch the default machine.
+    """
+    source = f"[tool.daskbox.gcloud] in {project_root / 'pyproject.toml'}"
+    values = _config_values(daskbox_table(project_root, "gcloud"), source)
+    values.update(_config_values(invoke_config or {}, "invoke config daskbox.gcloud"))
+    for name, raw in flags.items():
+        if raw is not None:
+            values[name] = _typed(name, raw, "flag")
+    if "instance" not in values:
+        base = default_instance_name(project_root)
+        values["instance"] = f"{base[:57]}-local" if local else base
+    settings = LaunchSettings(**values)
+    validate_settings(settings)
+    return settings
+
+
+def validate_settings(settings: LaunchSettings) -> None:
+    """Refuse values Compute Engine would refuse later, before anything is created."""
+    if not _NAME.fullmatch(settings.instance):
+        raise LaunchSpecError(
+            f"instance name {settings.instance!r} is invalid: use lowercase letters, digits "
+            "and hyphens, starting with a letter (at most 63 characters)"
+        )
+    if not _NAME.fullmatch(settings.network_tag):
+        raise LaunchSpecError(f"network tag {settings.network_tag!r} is invalid: use a-z, 0-9, -")
+    if not _ZONE.fullmatch(settings.zone):
+        raise LaunchSpecError(
+            f"zone {settings.zone!r} is not a zone name such as us-central1-a: "
+            "see `gcloud compute zones list`"
+        )
+    if settings.method not in METHODS:
+        raise LaunchSpecError(f"method {settings.method!r} is unknown: use one of {METHODS}")
+    if settings.max_run_duration not in {"", "0"} and not _DURATION.fullmatch(
+        settings.max_run_duration
+    ):
+        raise LaunchSpecError(
+            f"max-run-duration {settings.max_run_duration!r} is invalid: use e.g. 8h or 90m"
+        )
+    if settings.termination_action not in {"DELETE", "STOP"}:
+        raise LaunchSpecError(
+            f"termination-action {settings.termination_action!r} is invalid: use DELETE or STOP"
+        )
+    if settings.scheduler_port == settings.dashboard_port:
+        raise LaunchSpecError("scheduler-port and dashboard-port must differ")

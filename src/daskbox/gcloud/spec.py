@@ -1,0 +1,208 @@
+"""LaunchSpec: everything one launch will create, decided before anything is created.
+
+``build_spec`` is pure: settings + image + TLS + source range in, one frozen value out.
+``commands``, ``cloud_init``, ``container_declaration`` and ``local`` all render from it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from daskbox.errors import LaunchSpecError
+from daskbox.gcloud.settings import LaunchSettings, Method
+from daskbox.gcloud.tls import ServerTLS
+
+# Where the server's TLS files live on the VM host and inside the container (same path,
+# mounted read-only), and what the container is called on the VM.
+TLS_DIR = "/etc/daskbox/tls"
+CONTAINER_NAME = "daskbox"
+# Docker restarts a crashed entrypoint a few times; a clean exit (idle) is not restarted.
+RESTART_POLICY = "on-failure:5"
+INSTANCE_LABEL = "daskbox"  # every daskbox instance carries labels.daskbox=managed
+CONTAINER_LABEL = "dev.daskbox.instance"
+
+
+@dataclass(frozen=True)
+class LaunchImage:
+    """The image to run: digest-pinned reference plus what the client checks against."""
+
+    reference: str
+    lock_hash: str
+    groups: tuple[str, ...]
+
+    @property
+    def registry(self) -> str:
+        """Host part of the reference ("docker.io" when it has none)."""
+        first = self.reference.split("/", 1)[0]
+        has_host = "/" in self.reference and ("." in first or ":" in first or first == "localhost")
+        return first if has_host else "docker.io"
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """One daskbox instance on Compute Engine (or the local engine), fully decided."""
+
+    instance: str
+    project: str
+    zone: str
+    machine_type: str
+    boot_disk_size_gb: int
+    network: str
+    network_tag: str
+    firewall_rule: str
+    source_ranges: tuple[str, ...]
+    spot: bool
+    max_run_duration: str | None
+    termination_action: str
+    service_account: str | None
+    scopes: tuple[str, ...]
+    labels: tuple[tuple[str, str], ...]
+    image: LaunchImage
+    entrypoint_env: tuple[tuple[str, str], ...]
+    server_tls: ServerTLS
+    scheduler_port: int
+    dashboard_port: int
+    method: Method
+
+    @property
+    def firewall_allow(self) -> str:
+        """gcloud ``--rules`` for the scheduler and dashboard ports (a range when adjacent)."""
+        low, high = sorted((self.scheduler_port, self.dashboard_port))
+        return f"tcp:{low}-{high}" if high == low + 1 else f"tcp:{low},tcp:{high}"
+
+
+def firewall_rule_name(network_tag: str, scheduler_port: int, dashboard_port: int) -> str:
+    """One rule per tag and port pair, shared by every daskbox instance with that tag."""
+    return f"{network_tag}-allow-tcp-{scheduler_port}-{dashboard_port}"[:63]
+
+
+def source_ranges(given: str | None, detected: str | None, allow_any: bool) -> tuple[str, ...]:
+    """The firewall's source ranges: the given or detected caller address as a /32.
+
+    ``0.0.0.0/0`` would open the scheduler to the internet (TLS still guards it, but the
+    ports are scanned within minutes), so it needs ``allow_any_source``.
+    """
+    raw = given if given is not None else detected
+    if raw is None:
+        raise LaunchSpecError(
+            "could not detect your public IP address: pass --source-range YOUR.IP/32"
+        )
+    ranges = []
+    for item in raw.split(","):
+        try:
+            network = ipaddress.ip_network(item.strip(), strict=False)
+        except ValueError:
+            raise LaunchSpecError(
+                f"source range {item.strip()!r} is not an IP address or CIDR range"
+            ) from None
+        if network.prefixlen == 0 and not allow_any:
+            raise LaunchSpecError(
+                f"source range {network} opens the cluster to everyone: pass your own /32, "
+                "or add --allow-any-source if you really mean it"
+            )
+        ranges.append(str(network))
+    return tuple(ranges)
+
+
+def entrypoint_env(settings: LaunchSettings) -> tuple[tuple[str, str], ...]:
+    """The entrypoint's DASKBOX_* settings that the user chose (unset ones stay unset)."""
+    chosen = {
+        "DASKBOX_WORKERS": settings.workers,
+        "DASKBOX_THREADS_PER_WORKER": settings.threads_per_worker,
+        "DASKBOX_MEMORY_PER_WORKER": settings.memory_per_worker,
+        "DASKBOX_IDLE_TIMEOUT": settings.idle_timeout,
+        "DASKBOX_SCHEDULER_PORT": str(settings.scheduler_port),
+        "DASKBOX_DASHBOARD_PORT": str(settings.dashboard_port),
+    }
+    return tuple((key, value) for key, value in chosen.items() if value not in (None, ""))
+
+
+def container_env(spec: LaunchSpec) -> tuple[tuple[str, str], ...]:
+    """The container's whole environment: entrypoint settings plus the TLS file paths."""
+    tls = (
+        ("DASKBOX_TLS_CA_FILE", f"{TLS_DIR}/ca.pem"),
+        ("DASKBOX_TLS_CERT_FILE", f"{TLS_DIR}/server.pem"),
+        ("DASKBOX_TLS_KEY_FILE", f"{TLS_DIR}/server-key.pem"),
+    )
+    return spec.entrypoint_env + tls
+
+
+def tls_files(spec: LaunchSpec) -> tuple[tuple[str, str], ...]:
+    """(file name inside TLS_DIR, PEM text) for the server side."""
+    return (
+        ("ca.pem", spec.server_tls.ca_pem),
+        ("server.pem", spec.server_tls.cert_pem),
+        ("server-key.pem", spec.server_tls.key_pem),
+    )
+
+
+def instance_labels(settings: LaunchSettings, image: LaunchImage) -> tuple[tuple[str, str], ...]:
+    """daskbox's own labels (how status and teardown find instances) plus the user's."""
+    own = {INSTANCE_LABEL: "managed", "daskbox-lock": image.lock_hash[:16] or "unknown"}
+    return tuple(sorted({**own, **dict(settings.labels)}.items()))
+
+
+def build_spec(
+    settings: LaunchSettings,
+    *,
+    project: str,
+    image: LaunchImage,
+    server_tls: ServerTLS,
+    ranges: tuple[str, ...],
+) -> LaunchSpec:
+    """Combine resolved inputs into the LaunchSpec every renderer reads."""
+    duration = settings.max_run_duration if settings.max_run_duration not in {"", "0"} else None
+    return LaunchSpec(
+        instance=settings.instance,
+        project=project,
+        zone=settings.zone,
+        machine_type=settings.machine_type,
+        boot_disk_size_gb=settings.boot_disk_size_gb,
+        network=settings.network,
+        network_tag=settings.network_tag,
+        firewall_rule=firewall_rule_name(
+            settings.network_tag, settings.scheduler_port, settings.dashboard_port
+        ),
+        source_ranges=ranges,
+        spot=settings.spot,
+        max_run_duration=duration,
+        termination_action=settings.termination_action,
+        service_account=settings.service_account,
+        scopes=settings.scopes,
+        labels=instance_labels(settings, image),
+        image=image,
+        entrypoint_env=entrypoint_env(settings),
+        server_tls=server_tls,
+        scheduler_port=settings.scheduler_port,
+        dashboard_port=settings.dashboard_port,
+        method=settings.method,
+    )
+
+
+def docker_run_argv(
+    spec: LaunchSpec, *, tls_dir: str = TLS_DIR, name: str = CONTAINER_NAME
+) -> list[str]:
+    """The one ``docker run`` both the VM and the local target execute.
+
+    Host networking so the scheduler and worker ports are the VM's own; the TLS folder
+    is mounted read-only at the path the DASKBOX_TLS_* variables name.
+    """
+    argv = [
+        "docker",
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--network",
+        "host",
+        "--restart",
+        RESTART_POLICY,
+        "--label",
+        f"{CONTAINER_LABEL}={spec.instance}",
+        "--volume",
+        f"{tls_dir}:{TLS_DIR}:ro",
+    ]
+    for key, value in container_env(spec):
+        argv += ["--env", f"{key}={value}"]
+    return [*argv, spec.image.reference]

@@ -1,0 +1,148 @@
+"""Fixtures for the gcloud tests: the Compute Engine emulator, gcloud pointed at it,
+a throwaway Poetry project, and a small daskbox-shaped image pushed to the test registry.
+
+The image is built here (FROM the stand-in base, with distributed in /opt/venv and the
+entrypoint copied to /opt/daskbox, as the images contract says) so these tests do not
+depend on the images component being finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pytest
+
+from daskbox_services import Registry, free_port
+
+# This folder holds the emulator module; pytest only puts tests/ itself on sys.path here.
+sys.path.insert(0, str(Path(__file__).parent))
+from emulator import ComputeEmulator
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DASKBOX = REPO_ROOT / ".venv" / "bin" / "daskbox"
+RUNTIME_PACKAGES = ("distributed==2026.8.0", "dask==2026.8.0", "psutil==7.2.2")
+
+DOCKERFILE = """\
+FROM {base}
+COPY wheels /tmp/wheels
+RUN python -m venv --without-pip /opt/venv \\
+ && python -m pip --python /opt/venv/bin/python install --no-cache-dir --no-index \\
+      --find-links /tmp/wheels {packages} \\
+ && rm -rf /tmp/wheels \\
+ && useradd --create-home daskbox
+COPY daskbox /opt/daskbox/daskbox
+ENV PYTHONPATH=/opt/daskbox DASKBOX_LOCK_HASH={lock_hash} DASKBOX_GROUPS=main
+LABEL dev.daskbox.lock-hash={lock_hash} dev.daskbox.groups=main
+USER daskbox
+EXPOSE 8786 8787
+ENTRYPOINT ["/opt/venv/bin/python", "-m", "daskbox.entrypoint"]
+"""
+
+
+@dataclass(frozen=True)
+class ClusterImage:
+    """The pushed test image: tag reference, digest-pinned reference, lock hash."""
+
+    reference: str
+    pinned: str
+    lock_hash: str
+
+
+def _build_context(folder: Path, base: str, lock_hash: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
+         "--dest", str(folder / "wheels"), *RUNTIME_PACKAGES],
+        check=True,
+    )  # fmt: skip
+    package = folder / "daskbox"
+    shutil.copytree(REPO_ROOT / "src" / "daskbox" / "entrypoint", package / "entrypoint",
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    (package / "__init__.py").write_text("")
+    (folder / "Dockerfile").write_text(
+        DOCKERFILE.format(base=base, packages=" ".join(RUNTIME_PACKAGES), lock_hash=lock_hash)
+    )
+
+
+@pytest.fixture(scope="session")
+def cluster_image(
+    base_image: str,
+    registry: Registry,
+    registry_login: Path,
+    docker_client: docker.DockerClient,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ClusterImage]:
+    """A daskbox-shaped image in the test registry (removed from the engine afterwards)."""
+    folder = tmp_path_factory.mktemp("gcloud-image")
+    lock_hash = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
+    _build_context(folder, base_image, lock_hash)
+    reference = f"{registry.host}/daskbox-gcloud-test:{lock_hash[:12]}"
+    docker_client.images.build(path=str(folder), tag=reference, rm=True, network_mode="host")
+    for line in docker_client.images.push(reference, stream=True, decode=True):
+        if "error" in line:
+            raise RuntimeError(line["error"])
+    digest = docker_client.images.get(reference).attrs["RepoDigests"][0].split("@")[1]
+    pinned = f"{reference.rsplit(':', 1)[0]}@{digest}"
+    yield ClusterImage(reference, pinned, lock_hash)
+    docker_client.images.remove(reference, force=True)
+
+
+@pytest.fixture
+def emulator(tmp_path: Path) -> Iterator[ComputeEmulator]:
+    with ComputeEmulator(tmp_path / "emulator") as running:
+        yield running
+
+
+@pytest.fixture
+def gcloud_env(emulator: ComputeEmulator, tmp_path: Path) -> dict[str, str]:
+    """Environment for gcloud talking to the emulator with credentials disabled."""
+    return {
+        **os.environ,
+        "CLOUDSDK_CONFIG": str(tmp_path / "gcloud-config"),
+        "CLOUDSDK_CORE_PROJECT": "test-project",
+        "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE": emulator.base,
+        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+        "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "1",
+        # Public-IP detection must never leave loopback: point it at a closed port.
+        "DASKBOX_IP_ECHO_URL": f"http://127.0.0.1:{free_port()}/",
+    }
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A minimal project with unique ports and instance name (tests may run side by side)."""
+    root = tmp_path / "demo"
+    root.mkdir()
+    suffix = uuid.uuid4().hex[:6]
+    scheduler, dashboard = free_port(), free_port()
+    (root / "pyproject.toml").write_text(
+        f'[project]\nname = "demo"\nversion = "0.1.0"\n\n'
+        f"[tool.daskbox.gcloud]\n"
+        f'instance = "daskbox-gcloud-test-{suffix}"\n'
+        f"scheduler-port = {scheduler}\n"
+        f"dashboard-port = {dashboard}\n"
+        f'idle-timeout = "0"\n'
+        f"timeout = 120\n"
+    )
+    return root
+
+
+def daskbox(
+    project: Path, env: dict[str, str] | None, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``daskbox`` program (the invoke collection) in ``project``."""
+    result = subprocess.run(
+        [str(DASKBOX), *args], cwd=project, env=env, capture_output=True, text=True, timeout=300
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"daskbox {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result

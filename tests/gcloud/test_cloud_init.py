@@ -1,0 +1,81 @@
+"""cloud-init user-data: golden text, validated by Debian's real ``cloud-init schema``."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+from golden_files import assert_golden
+from specs import fixed_spec
+
+from daskbox.gcloud.cloud_init import render_tls_user_data, render_user_data
+from daskbox.gcloud.local import local_argv
+from daskbox.gcloud.spec import docker_run_argv
+from daskbox.gcloud.tls import make_tls_material
+
+needs_cloud_init = pytest.mark.skipif(
+    shutil.which("cloud-init") is None, reason="Debian's cloud-init package is not installed"
+)
+
+
+def _schema(path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["cloud-init", "schema", "--config-file", str(path), "--annotate"],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_user_data_golden():
+    assert_golden("user-data.yaml", render_user_data(fixed_spec()))
+
+
+@needs_cloud_init
+@pytest.mark.parametrize("method", ["cloud-init", "container-declaration"])
+def test_user_data_passes_cloud_init_schema(tmp_path, method):
+    spec = fixed_spec(make_tls_material("daskbox-demo").server, method=method)
+    path = tmp_path / "user-data"
+    path.write_text(
+        render_user_data(spec) if method == "cloud-init" else render_tls_user_data(spec)
+    )
+    result = _schema(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Valid cloud-config" in result.stdout
+
+
+@needs_cloud_init
+def test_schema_check_catches_a_broken_user_data(tmp_path):
+    """The validator the test above relies on does reject bad user-data."""
+    data = yaml.safe_load(render_user_data(fixed_spec()))
+    data["write_files"][0]["permissions"] = ["not", "a", "mode"]
+    path = tmp_path / "user-data"
+    path.write_text("#cloud-config\n" + yaml.safe_dump(data))
+    assert _schema(path).returncode != 0
+
+
+def test_vm_and_local_run_the_same_container(tmp_path):
+    """The local target differs from the VM only in the TLS folder's host path and name."""
+    spec = fixed_spec()
+    vm = docker_run_argv(spec)
+    local = local_argv(tmp_path, spec)
+    runcmd = yaml.safe_load(render_user_data(spec))["runcmd"]
+    assert [*runcmd[2][2:]] == vm  # after `env HOME=...`
+    differences = [(a, b) for a, b in zip(vm, local, strict=True) if a != b]
+    assert differences == [
+        ("daskbox", "daskbox-demo"),
+        (
+            "/etc/daskbox/tls:/etc/daskbox/tls:ro",
+            f"{tmp_path}/.daskbox/daskbox-demo.tls:/etc/daskbox/tls:ro",
+        ),
+    ]
+
+
+def test_credential_helper_only_for_google_registries():
+    from dataclasses import replace
+
+    spec = fixed_spec()
+    local_registry = replace(spec, image=replace(spec.image, reference="localhost:5000/demo:abc"))
+    assert "docker-credential-gcr" in render_user_data(spec)
+    assert "docker-credential-gcr" not in render_user_data(local_registry)

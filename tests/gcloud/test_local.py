@@ -1,0 +1,85 @@
+"""The local target end to end: the VM's container on the local engine, over TLS."""
+
+from __future__ import annotations
+
+import json
+import operator
+import stat
+import subprocess
+
+import pytest
+from distributed import Client
+
+from conftest import daskbox
+from daskbox.client.connection import connection_path, read_connection_file
+from daskbox.gcloud.ready import client_security
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+def _instance(project) -> str:
+    return next(
+        line.split('"')[1] for line in (project / "pyproject.toml").read_text().splitlines()
+        if line.startswith("instance")
+    )  # fmt: skip
+
+
+def _container(name: str) -> dict | None:
+    result = subprocess.run(
+        ["docker", "container", "inspect", name], capture_output=True, text=True
+    )
+    return json.loads(result.stdout)[0] if result.returncode == 0 else None
+
+
+def test_local_launch_connect_compute_teardown(project, cluster_image):
+    instance = _instance(project)
+    env = None
+    try:
+        launched = daskbox(project, env, "launch", "--local", "--image", cluster_image.reference)
+        path = connection_path(project, instance)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        connection = read_connection_file(path)
+        assert connection.target == "local"
+        assert connection.lock_hash == cluster_image.lock_hash
+        assert connection.groups == ("main",)
+        assert connection.scheduler_address in launched.stdout
+        assert "from daskbox import connect" in launched.stdout
+
+        # Exactly the VM's settings: host network, restart policy, TLS mount, environment.
+        container = _container(instance)
+        assert container["HostConfig"]["NetworkMode"] == "host"
+        assert container["HostConfig"]["RestartPolicy"] == {
+            "Name": "on-failure",
+            "MaximumRetryCount": 5,
+        }
+        env_vars = dict(item.split("=", 1) for item in container["Config"]["Env"])
+        assert env_vars["DASKBOX_TLS_KEY_FILE"] == "/etc/daskbox/tls/server-key.pem"
+        assert env_vars["DASKBOX_IDLE_TIMEOUT"] == "0"
+
+        with Client(
+            connection.scheduler_address, security=client_security(connection.tls), timeout=30
+        ) as client:
+            assert client.submit(operator.add, 20, 22).result() == 42
+            assert sum(client.gather(client.map(operator.mul, range(10), range(10)))) == 285
+    finally:
+        down = daskbox(project, env, "teardown", "--local", check=False)
+    assert down.returncode == 0, down.stderr
+    assert _container(instance) is None
+    assert not connection_path(project, instance).exists()
+    assert not (project / ".daskbox" / f"{instance}.tls").exists()
+
+    again = daskbox(project, env, "teardown", "--local")
+    assert "nothing to delete" in again.stdout
+
+
+def test_plain_connection_is_refused(project, cluster_image):
+    """TLS is not optional: a client without the launch's certificate cannot connect."""
+    instance = _instance(project)
+    try:
+        daskbox(project, None, "launch", "--local", "--image", cluster_image.reference)
+        connection = read_connection_file(connection_path(project, instance))
+        plain = connection.scheduler_address.replace("tls://", "tcp://")
+        with pytest.raises(OSError):
+            Client(plain, timeout=3)
+    finally:
+        daskbox(project, None, "teardown", "--local", check=False)
