@@ -36,7 +36,7 @@ if [[ ! -x $QUICKSTART/.venv/bin/python ]] || [[ $QUICKSTART/poetry.lock -nt $QU
   say "creating examples/quickstart/.venv from its poetry.lock"
   requirements=$(mktemp)
   (cd "$QUICKSTART" && "$ROOT/.venv/bin/poetry" export --with dev -f requirements.txt) \
-    | grep -v '^daskbox @' >"$requirements"
+    | grep -v -e '^daskbox @' -e '^-e ' >"$requirements"
   python3 -m venv "$QUICKSTART/.venv"
   "$QUICKSTART/.venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$requirements"
   "$QUICKSTART/.venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT" -e "$QUICKSTART"

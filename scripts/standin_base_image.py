@@ -60,7 +60,9 @@ def copy_interpreter(rootfs: Path) -> None:
     target = rootfs / "usr" / "local"
     stdlib = prefix / "lib" / f"python{version}"
     shutil.copytree(
-        stdlib, target / "lib" / f"python{version}", symlinks=True,
+        stdlib,
+        target / "lib" / f"python{version}",
+        symlinks=True,
         ignore=lambda folder, names: [n for n in names if Path(folder) == stdlib and n in EXCLUDED],
     )
     site = target / "lib" / f"python{version}" / "site-packages"
@@ -78,8 +80,10 @@ def copy_interpreter(rootfs: Path) -> None:
         (binary / alias).symlink_to(f"python{version}")
     for script in ("pip", "pip3", f"pip{version}"):
         path = binary / script
-        path.write_text("#!/usr/local/bin/python3\nimport sys\nfrom pip._internal.cli.main import main\n"
-                        "sys.exit(main())\n")
+        path.write_text(
+            "#!/usr/local/bin/python3\nimport sys\nfrom pip._internal.cli.main import main\n"
+            "sys.exit(main())\n"
+        )
         path.chmod(0o755)
 
 
@@ -88,9 +92,16 @@ def build(tag: str, mirror: str) -> None:
         rootfs = Path(workdir) / "rootfs"
         print(f"[standin] debootstrap bookworm into {rootfs} ...", flush=True)
         subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--include={','.join(RUNTIME_PACKAGES)}",
-             "bookworm", str(rootfs), mirror],
-            check=True, stdout=subprocess.DEVNULL,
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(RUNTIME_PACKAGES)}",
+                "bookworm",
+                str(rootfs),
+                mirror,
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         print(f"[standin] copying CPython {platform.python_version()} to /usr/local", flush=True)
         copy_interpreter(rootfs)
@@ -99,19 +110,38 @@ def build(tag: str, mirror: str) -> None:
             shutil.rmtree(rootfs / junk, ignore_errors=True)
             (rootfs / junk).mkdir(parents=True, exist_ok=True)
         subprocess.run(["chroot", str(rootfs), "ldconfig"], check=True)
-        subprocess.run(["chroot", str(rootfs), "/usr/local/bin/python3", "-c",
-                        "import ssl, sqlite3, ctypes, lzma, bz2, zlib, pip"], check=True)
-        print(f"[standin] importing as {tag}", flush=True)
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."],
-                               stdout=subprocess.PIPE)
         subprocess.run(
-            ["docker", "import",
-             "--change", "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
-             "--change", "ENV LANG=C.UTF-8",
-             "--change", f"ENV PYTHON_VERSION={platform.python_version()}",
-             "--change", 'CMD ["python3"]',
-             "-", tag],
-            stdin=tar.stdout, check=True, stdout=subprocess.DEVNULL,
+            [
+                "chroot",
+                str(rootfs),
+                "/usr/local/bin/python3",
+                "-c",
+                "import ssl, sqlite3, ctypes, lzma, bz2, zlib, pip",
+            ],
+            check=True,
+        )
+        print(f"[standin] importing as {tag}", flush=True)
+        tar = subprocess.Popen(
+            ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE
+        )
+        subprocess.run(
+            [
+                "docker",
+                "import",
+                "--change",
+                "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "--change",
+                "ENV LANG=C.UTF-8",
+                "--change",
+                f"ENV PYTHON_VERSION={platform.python_version()}",
+                "--change",
+                'CMD ["python3"]',
+                "-",
+                tag,
+            ],
+            stdin=tar.stdout,
+            check=True,
+            stdout=subprocess.DEVNULL,
         )
         if tar.wait() != 0:
             raise SystemExit("[standin] tar of the root filesystem failed")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import docker
 import pytest
+
 from daskbox_services import Registry, docker_login, running_registry
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +42,12 @@ def docker_client() -> docker.DockerClient:
 def base_image(docker_client: docker.DockerClient) -> str:
     """The default base image name, built locally as a stand-in when missing."""
     subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "standin_base_image.py"), "--tag", DEFAULT_BASE_IMAGE],
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "standin_base_image.py"),
+            "--tag",
+            DEFAULT_BASE_IMAGE,
+        ],
         check=True,
     )
     return DEFAULT_BASE_IMAGE
@@ -50,7 +56,9 @@ def base_image(docker_client: docker.DockerClient) -> str:
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
     """A real registry on loopback that requires htpasswd credentials."""
-    with running_registry(tmp_path_factory.mktemp("registry"), "daskbox", "correct-horse") as running:
+    with running_registry(
+        tmp_path_factory.mktemp("registry"), "daskbox", "correct-horse"
+    ) as running:
         yield running
 
 

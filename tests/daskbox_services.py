@@ -6,6 +6,7 @@ Kept apart from conftest.py so benchmarks and scripts can start the same service
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import socket
 import subprocess
@@ -63,22 +64,29 @@ def running_registry(
         raise RuntimeError("docker-registry is not installed: apt-get install docker-registry")
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    auth = ""
+    # YAML is a superset of JSON, so the registry's config.yml can be written as JSON.
+    config: dict[str, object] = {
+        "version": "0.1",
+        "log": {"level": "warn"},
+        "storage": {
+            "filesystem": {"rootdirectory": str(workdir / "data")},
+            "delete": {"enabled": True},
+        },
+        "http": {"addr": f"127.0.0.1:{port}", "secret": "daskbox-tests"},
+    }
     if username is not None and password is not None:
         htpasswd = subprocess.run(
             ["htpasswd", "-Bbn", username, password], check=True, capture_output=True, text=True
         ).stdout
         (workdir / "htpasswd").write_text(htpasswd)
-        auth = f"auth:\n  htpasswd:\n    realm: daskbox-tests\n    path: {workdir / 'htpasswd'}\n"
-    config = workdir / "config.yml"
-    config.write_text(
-        "version: 0.1\nlog:\n  level: warn\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {workdir / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n  secret: daskbox-tests\n" + auth
-    )
+        config["auth"] = {"htpasswd": {"realm": "daskbox-tests", "path": str(workdir / "htpasswd")}}
+    config_file = workdir / "config.yml"
+    config_file.write_text(json.dumps(config, indent=2))
     log = workdir / "registry.log"
     with log.open("wb") as stream:
-        process = subprocess.Popen([REGISTRY_BINARY, "serve", str(config)], stdout=stream, stderr=stream)
+        process = subprocess.Popen(
+            [REGISTRY_BINARY, "serve", str(config_file)], stdout=stream, stderr=stream
+        )
     try:
         _wait_until_answering(f"http://127.0.0.1:{port}", process, log)
         yield Registry(f"127.0.0.1:{port}", username, password, workdir / "data")
@@ -91,7 +99,18 @@ def docker_login(registry: Registry, docker_config: Path) -> None:
     """``docker login`` into a private DOCKER_CONFIG (the user's own config is never touched)."""
     docker_config.mkdir(parents=True, exist_ok=True)
     subprocess.run(
-        ["docker", "--config", str(docker_config), "login", "--username", str(registry.username),
-         "--password-stdin", registry.host],
-        input=str(registry.password), text=True, check=True, capture_output=True,
+        [
+            "docker",
+            "--config",
+            str(docker_config),
+            "login",
+            "--username",
+            str(registry.username),
+            "--password-stdin",
+            registry.host,
+        ],
+        input=str(registry.password),
+        text=True,
+        check=True,
+        capture_output=True,
     )

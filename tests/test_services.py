@@ -9,12 +9,34 @@ from daskbox_services import Registry
 
 def test_registry_accepts_valid_and_refuses_bad_credentials(registry: Registry, tmp_path):
     good = subprocess.run(
-        ["docker", "--config", str(tmp_path / "good"), "login", "-u", str(registry.username),
-         "--password-stdin", registry.host], input=registry.password, text=True, capture_output=True,
+        [
+            "docker",
+            "--config",
+            str(tmp_path / "good"),
+            "login",
+            "-u",
+            str(registry.username),
+            "--password-stdin",
+            registry.host,
+        ],
+        input=registry.password,
+        text=True,
+        capture_output=True,
     )
     bad = subprocess.run(
-        ["docker", "--config", str(tmp_path / "bad"), "login", "-u", str(registry.username),
-         "--password-stdin", registry.host], input="wrong", text=True, capture_output=True,
+        [
+            "docker",
+            "--config",
+            str(tmp_path / "bad"),
+            "login",
+            "-u",
+            str(registry.username),
+            "--password-stdin",
+            registry.host,
+        ],
+        input="wrong",
+        text=True,
+        capture_output=True,
     )
     assert good.returncode == 0, good.stderr
     assert bad.returncode != 0
@@ -25,7 +47,9 @@ def test_base_image_has_the_local_python(docker_client, base_image):
     import platform
 
     output = docker_client.containers.run(
-        base_image, ["python", "-c", "import platform; print(platform.python_version())"],
-        remove=True, network_mode="host",
+        base_image,
+        ["python", "-c", "import platform; print(platform.python_version())"],
+        remove=True,
+        network_mode="host",
     )
     assert output.decode().strip() == platform.python_version()

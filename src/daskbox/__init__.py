@@ -16,9 +16,16 @@ _LAZY = {
     "connect": "daskbox.client.connect",
     "EnvironmentMismatch": "daskbox.errors",
     "DaskboxError": "daskbox.errors",
+    "EnvironmentMismatchWarning": "daskbox.errors",
 }
 
-__all__ = ["DaskboxError", "EnvironmentMismatch", "__version__", "connect"]
+__all__ = [
+    "DaskboxError",
+    "EnvironmentMismatch",
+    "EnvironmentMismatchWarning",
+    "__version__",
+    "connect",
+]
 
 
 def __getattr__(name: str) -> Any:

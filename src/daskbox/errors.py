@@ -47,3 +47,11 @@ class ConnectionFileError(DaskboxError):
 
 class EnvironmentMismatch(DaskboxError):
     """The cluster's Python environment differs from the local one."""
+
+
+class ClusterUnreachable(DaskboxError):
+    """The scheduler named in the connection file did not answer."""
+
+
+class EnvironmentMismatchWarning(UserWarning):
+    """The cluster's environment differs (``strict=False``, or a worker that joined later)."""

@@ -13,7 +13,6 @@ from distributed import Client
 
 from conftest import daskbox
 from daskbox.client.connection import connection_path, read_connection_file
-from daskbox.gcloud.ready import client_security
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -90,7 +89,7 @@ def test_launch_connect_compute_teardown(method, project, cluster_image, emulato
         assert rule["allowed"][0]["IPProtocol"] == "tcp"
 
         with Client(
-            connection.scheduler_address, security=client_security(connection.tls), timeout=30
+            connection.scheduler_address, security=connection.tls.security(), timeout=30
         ) as client:
             assert client.submit(operator.add, 20, 22).result() == 42
 

@@ -12,7 +12,6 @@ from distributed import Client
 
 from conftest import daskbox
 from daskbox.client.connection import connection_path, read_connection_file
-from daskbox.gcloud.ready import client_security
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -57,7 +56,7 @@ def test_local_launch_connect_compute_teardown(project, cluster_image):
         assert env_vars["DASKBOX_IDLE_TIMEOUT"] == "0"
 
         with Client(
-            connection.scheduler_address, security=client_security(connection.tls), timeout=30
+            connection.scheduler_address, security=connection.tls.security(), timeout=30
         ) as client:
             assert client.submit(operator.add, 20, 22).result() == 42
             assert sum(client.gather(client.map(operator.mul, range(10), range(10)))) == 285

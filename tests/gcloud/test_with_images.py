@@ -13,7 +13,6 @@ from distributed import Client
 
 from conftest import REPO_ROOT, daskbox
 from daskbox.client.connection import connection_path, read_connection_file
-from daskbox.gcloud.ready import client_security
 from daskbox.images import plan_image
 from daskbox_services import free_port
 
@@ -59,7 +58,7 @@ def test_launch_runs_the_pushed_content_tagged_image(
         assert connection.lock_hash == hashlib.sha256(lock).hexdigest()
         assert connection.groups == ("main",)
         with Client(
-            connection.scheduler_address, security=client_security(connection.tls), timeout=30
+            connection.scheduler_address, security=connection.tls.security(), timeout=30
         ) as client:
             assert client.submit(operator.add, 1, 2).result() == 3
     finally:

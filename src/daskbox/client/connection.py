@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from distributed.security import Security
+
 from daskbox.errors import ConnectionFileError
 
 FORMAT_VERSION = 1
@@ -30,6 +32,19 @@ class ClientTLS:
     ca_pem: str
     cert_pem: str
     key_pem: str
+
+    def security(self) -> Security:
+        """distributed's ``Security`` for the client role, from the inline PEM text.
+
+        ``Security`` takes PEM contents in place of file names (it tells them apart by the
+        newlines), so the private key is never written next to the project.
+        """
+        return Security(  # type: ignore[no-untyped-call]
+            require_encryption=True,
+            tls_ca_file=self.ca_pem,
+            tls_client_cert=self.cert_pem,
+            tls_client_key=self.key_pem,
+        )
 
 
 @dataclass(frozen=True)
@@ -59,7 +74,8 @@ class ConnectionFile:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
-            raise ConnectionFileError(f"{source} is not valid JSON ({error}): relaunch") from None
+            message = f"{source} is not valid JSON ({error}): relaunch"
+            raise ConnectionFileError(message) from None
         if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
             found = data.get("version") if isinstance(data, dict) else None
             raise ConnectionFileError(
@@ -72,7 +88,9 @@ class ConnectionFile:
             data["groups"] = tuple(data["groups"])
             return cls(tls=tls, **data)
         except (TypeError, KeyError) as error:
-            raise ConnectionFileError(f"{source} is missing or has unknown fields ({error})") from None
+            raise ConnectionFileError(
+                f"{source} is missing or has unknown fields ({error})"
+            ) from None
 
 
 def connection_dir(project_root: Path) -> Path:
@@ -119,5 +137,7 @@ def find_connection_file(project_root: Path, instance: str | None = None) -> Pat
         )
     if len(candidates) > 1:
         names = ", ".join(p.stem for p in candidates)
-        raise ConnectionFileError(f"several clusters are launched ({names}): name one, connect('NAME')")
+        raise ConnectionFileError(
+            f"several clusters are launched ({names}): name one, connect('NAME')"
+        )
     return candidates[0]

@@ -23,16 +23,6 @@ class SchedulerIdentity:
     workers: int
 
 
-def client_security(tls: ClientTLS) -> Security:
-    """distributed's Security from the client's inline PEMs (no files on disk)."""
-    return Security(  # type: ignore[no-untyped-call]
-        tls_ca_file=tls.ca_pem,
-        tls_client_cert=tls.cert_pem,
-        tls_client_key=tls.key_pem,
-        require_encryption=True,
-    )
-
-
 async def _identity(address: str, security: Security) -> dict[str, object]:
     arguments = security.get_connection_args("client")  # type: ignore[no-untyped-call]
     comm = await connect(address, timeout=5, **arguments)  # type: ignore[no-untyped-call]
@@ -47,7 +37,7 @@ async def _identity(address: str, security: Security) -> dict[str, object]:
 def probe(address: str, tls: ClientTLS) -> SchedulerIdentity | None:
     """One attempt: the scheduler's identity, or None if it does not answer (yet)."""
     try:
-        reply = asyncio.run(_identity(address, client_security(tls)))
+        reply = asyncio.run(_identity(address, tls.security()))
     except (OSError, TimeoutError, EOFError):
         return None
     workers = reply.get("workers")

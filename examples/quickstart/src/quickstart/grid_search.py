@@ -26,7 +26,7 @@ class GridResult:
 
 
 def make_data(
-    samples: int = 2_000, features: int = 50, noise: float = 0.5, seed: int = 0
+    samples: int = 20_000, features: int = 200, noise: float = 0.5, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return a synthetic regression problem ``(X, y)`` with a known sparse signal."""
     rng = np.random.default_rng(seed)

@@ -1,0 +1,232 @@
+"""Connection file -> ``distributed.Client`` over TLS -> proof that the environments match.
+
+``connect()`` is daskbox's public entry point for a Python session::
+
+    from daskbox import connect
+    client = connect()            # the project's only cluster
+    client = connect("big-run")   # or name the instance, or connect(path=...)
+
+It compares the local environment with the scheduler's and every worker's (see
+``daskbox.client.check``) and raises ``EnvironmentMismatch`` before any job can fail
+halfway. Workers that join later report through a worker plugin; since nothing can be
+raised at that point, a mismatch there is warned about (``EnvironmentMismatchWarning``)
+and recorded in ``client.daskbox_mismatches``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from distributed import Client
+from distributed.security import Security
+from distributed.versions import VersionMismatchWarning
+
+from daskbox._pyproject import find_project_root
+from daskbox.client.check import (
+    REBUILD_FIX,
+    SCHEDULER,
+    CheckResult,
+    LocalEnvironment,
+    check_reports,
+)
+from daskbox.client.connection import (
+    ConnectionFile,
+    find_connection_file,
+    read_connection_file,
+)
+from daskbox.client.local import local_environment, project_root_of
+from daskbox.entrypoint.environment import REPORT_TOPIC, EnvironmentReporter, environment_report
+from daskbox.errors import (
+    ClusterUnreachable,
+    ConnectionFileError,
+    EnvironmentMismatch,
+    EnvironmentMismatchWarning,
+)
+
+__all__ = [
+    "ClusterUnreachable",
+    "DaskboxClient",
+    "EnvironmentMismatchWarning",
+    "connect",
+    "security_for",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def security_for(connection: ConnectionFile) -> Security | None:
+    """The client's TLS settings for ``connection`` (None for a plain tcp:// scheduler)."""
+    if connection.tls is not None:
+        return connection.tls.security()
+    if connection.scheduler_address.startswith("tls://"):
+        raise ConnectionFileError(
+            f"the connection file for {connection.instance} names a tls:// scheduler but "
+            "holds no certificates: relaunch"
+        )
+    return None
+
+
+class DaskboxClient(Client):
+    """A ``distributed.Client`` that also holds the environment check's results.
+
+    ``daskbox_environment``: the check made by ``connect()`` (None when skipped).
+    ``daskbox_mismatches``: the check of every worker that joined later with a different
+    environment, appended as their reports arrive.
+    """
+
+    daskbox_environment: CheckResult | None = None
+    _daskbox_watch: EnvironmentWatch | None = None
+
+    @property
+    def daskbox_mismatches(self) -> list[CheckResult]:
+        return self._daskbox_watch.mismatches if self._daskbox_watch else []
+
+
+class EnvironmentWatch:
+    """Checks the reports of workers that join after ``connect()``; runs on the client's loop.
+
+    Each mismatch is warned about and appended to ``mismatches`` (a late worker cannot
+    make ``connect()`` raise any more).
+    """
+
+    def __init__(self, local: LocalEnvironment, checked: set[str]) -> None:
+        self.local = local
+        self.mismatches: list[CheckResult] = []
+        self._checked = set(checked)
+        self._lock = threading.Lock()
+
+    def on_event(self, event: tuple[float, Any]) -> None:
+        _, message = event
+        try:
+            worker, report = message["worker"], message["report"]
+        except (TypeError, KeyError):
+            logger.warning("ignored a malformed %s event: %r", REPORT_TOPIC, message)
+            return
+        with self._lock:
+            if worker in self._checked:
+                return
+            self._checked.add(worker)
+        result = check_reports(self.local, {worker: report})
+        if result.ok:
+            logger.info("environment check: worker %s matches", worker)
+            return
+        self.mismatches.append(result)
+        warnings.warn(
+            f"worker {worker} joined with a different environment:\n{result.mismatch_message()}",
+            EnvironmentMismatchWarning,
+            stacklevel=1,
+        )
+
+
+def _gather_reports(client: Client) -> dict[str, Mapping[str, Any]]:
+    reports: dict[str, Mapping[str, Any]] = {
+        SCHEDULER: client.run_on_scheduler(environment_report)  # type: ignore[no-untyped-call]
+    }
+    reports.update(client.run(environment_report))
+    return reports
+
+
+def check_environment(
+    client: DaskboxClient,
+    local: LocalEnvironment,
+    *,
+    strict: bool = True,
+    echo: Callable[[str], None] | None = print,
+) -> CheckResult | None:
+    """Compare ``client``'s cluster with ``local``, then keep watching workers that join.
+
+    Raises ``EnvironmentMismatch`` (``strict``) or warns; on success ``echo``es one line.
+    Returns None when the cluster cannot report at all (not a daskbox image) and not ``strict``.
+    Fills ``client.daskbox_environment`` and (as workers join) ``client.daskbox_mismatches``.
+    """
+    try:
+        reports = _gather_reports(client)
+    except ImportError as error:
+        message = (
+            f"the cluster cannot run daskbox's environment report ({error}), so it does not run "
+            f"a daskbox image: {REBUILD_FIX}"
+        )
+        if strict:
+            raise EnvironmentMismatch(message) from None
+        warnings.warn(message, EnvironmentMismatchWarning, stacklevel=3)
+        return None
+    result = check_reports(local, reports)
+    if not result.ok and strict:
+        raise EnvironmentMismatch(result.mismatch_message())
+
+    watch = EnvironmentWatch(local, checked=set(reports))
+    client.daskbox_environment = result
+    client._daskbox_watch = watch
+    client.subscribe_topic(REPORT_TOPIC, watch.on_event)  # type: ignore[no-untyped-call]
+    client.register_plugin(EnvironmentReporter(), name=REPORT_TOPIC)
+    # A worker that joined just before the subscription reached the scheduler logged its
+    # report unseen: replay the history, for workers still in the cluster only.
+    current = set(client.scheduler_info(n_workers=-1)["workers"])
+    for event in client.get_events(REPORT_TOPIC):
+        if isinstance(event[1], dict) and event[1].get("worker") in current:
+            watch.on_event(event)
+
+    if not result.ok:
+        warnings.warn(result.mismatch_message(), EnvironmentMismatchWarning, stacklevel=3)
+    elif echo is not None:
+        echo(result.confirmation())
+    return result
+
+
+def connect(
+    instance: str | None = None,
+    *,
+    path: str | Path | None = None,
+    strict: bool = True,
+    check: bool = True,
+    timeout: float = 30,
+    **client_kwargs: Any,
+) -> DaskboxClient:
+    """Connect to a launched cluster and prove it runs the local environment.
+
+    Reads ``path``, or ``<project>/.daskbox/<instance>.json`` (the project being the nearest
+    folder above the current one with a pyproject.toml; without ``instance``, its only
+    connection file). Returns a ``distributed.Client`` over the file's TLS certificates.
+
+    With ``check`` (the default) the scheduler and every worker are compared with this
+    interpreter: Python, platform, every installed distribution and the image's lock hash
+    (see ``daskbox.client.check``). A difference raises ``EnvironmentMismatch`` listing it,
+    or with ``strict=False`` warns (``EnvironmentMismatchWarning``). A match prints one line.
+    Workers joining later are checked as they arrive; their mismatches are warned about and
+    recorded in ``client.daskbox_mismatches``. The client is a ``DaskboxClient``, i.e. a
+    ``distributed.Client`` plus those two attributes.
+    """
+    if path is not None:
+        connection_path = Path(path)
+    else:
+        connection_path = find_connection_file(find_project_root(), instance)
+    connection = read_connection_file(connection_path)
+    security = security_for(connection)
+    try:
+        with warnings.catch_warnings():
+            if check:
+                # distributed compares a handful of packages and warns; the check below
+                # compares all of them and knows which ones are meant to be local-only.
+                warnings.simplefilter("ignore", VersionMismatchWarning)
+            client = DaskboxClient(  # type: ignore[no-untyped-call]
+                connection.scheduler_address, security=security, timeout=timeout, **client_kwargs
+            )
+    except OSError as error:
+        raise ClusterUnreachable(
+            f"cannot reach {connection.instance} at {connection.scheduler_address} ({error}): "
+            "is it running? (`invoke status`; relaunch with `invoke launch`)"
+        ) from None
+    if not check:
+        return client
+    try:
+        local = local_environment(project_root_of(connection_path), connection.groups)
+        check_environment(client, local, strict=strict)
+    except BaseException:
+        client.close()  # type: ignore[no-untyped-call]
+        raise
+    return client

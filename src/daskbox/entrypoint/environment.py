@@ -1,0 +1,73 @@
+"""What this Python process runs: the report ``connect()`` compares with the local one.
+
+Runs on the scheduler and on every worker inside the image (``client.run``), and
+locally for the other side of the comparison. It is copied into the image, not
+installed, so it imports only the standard library and ``distributed`` (for the
+worker plugin), never other daskbox modules.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import re
+from typing import Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+__all__ = ["REPORT_TOPIC", "EnvironmentReporter", "environment_report"]
+
+# The worker plugin logs each worker's report under this topic; connect() subscribes to it.
+REPORT_TOPIC = "daskbox-environment"
+
+
+def _canonical_name(name: str) -> str:
+    # PEP 503 normalization, spelled out because `packaging` may not be in the user's environment.
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed_distributions() -> dict[str, str]:
+    """Map every importable distribution's canonical name to its version.
+
+    When a name is installed twice on ``sys.path``, the first one wins, as it does for import.
+    """
+    found: dict[str, str] = {}
+    for distribution in importlib.metadata.distributions():
+        name = distribution.metadata["Name"]
+        if name:
+            found.setdefault(_canonical_name(name), distribution.version)
+    return dict(sorted(found.items()))
+
+
+def environment_report() -> dict[str, Any]:
+    """Describe this interpreter: Python, platform, distributions, and the image's lock.
+
+    Plain JSON/msgpack-able data, so it travels through ``client.run`` and worker events.
+    ``lock_hash`` and ``groups`` come from the image's ``DASKBOX_LOCK_HASH`` and
+    ``DASKBOX_GROUPS`` (None and [] outside an image).
+    """
+    groups = os.environ.get("DASKBOX_GROUPS", "")
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": f"{platform.system()}-{platform.machine()}",
+        "distributions": installed_distributions(),
+        "lock_hash": os.environ.get("DASKBOX_LOCK_HASH") or None,
+        "groups": [group.strip() for group in groups.split(",") if group.strip()],
+        "image": os.environ.get("DASKBOX_IMAGE_TAG") or None,
+    }
+
+
+class EnvironmentReporter(WorkerPlugin):
+    """Worker plugin: each worker, including those that join later, logs its report.
+
+    The event goes to the scheduler under ``REPORT_TOPIC``; clients subscribed to it
+    (``connect()`` is) compare it with their own environment as it arrives.
+    """
+
+    name = REPORT_TOPIC
+    idempotent = True
+
+    def setup(self, worker: Any) -> None:
+        worker.log_event(REPORT_TOPIC, {"worker": worker.address, "report": environment_report()})

@@ -1,0 +1,182 @@
+"""Real Dask clusters whose environments are built the way the image builds its own.
+
+An ``ImageLikeEnvironment`` is a fresh venv holding exactly a lock's exported set for the
+image groups (installed with ``pip --require-hashes`` from daskbox's own export), plus
+daskbox's entrypoint package copied (not installed) onto PYTHONPATH and the image's
+DASKBOX_LOCK_HASH / DASKBOX_GROUPS variables: what ``importlib.metadata`` sees inside the
+image, without Docker. ``TLSCluster`` runs ``dask scheduler`` / ``dask worker`` processes from
+such environments over TLS and writes the connection file ``connect()`` reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from daskbox.client.connection import ConnectionFile, connection_path, write_connection_file
+from daskbox.gcloud.tls import TLSMaterial
+from daskbox.images.environment import Target
+from daskbox.images.lock import export_environment
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "daskbox"
+
+
+@dataclass(frozen=True)
+class ImageLikeEnvironment:
+    """A venv + copied entrypoint + image variables, like /opt/venv and /opt/daskbox."""
+
+    root: Path
+    python: Path
+    lock_hash: str
+    groups: tuple[str, ...]
+
+    @property
+    def code(self) -> Path:
+        return self.root / "code"
+
+    def process_env(self) -> dict[str, str]:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")
+        }
+        env.update(
+            PYTHONPATH=str(self.code),
+            DASKBOX_LOCK_HASH=self.lock_hash,
+            DASKBOX_GROUPS=",".join(self.groups),
+        )
+        return env
+
+
+def build_environment(
+    root: Path,
+    project: Path,
+    base_python: str,
+    groups: tuple[str, ...] = ("main",),
+    source_packages: tuple[Path, ...] = (),
+) -> ImageLikeEnvironment:
+    """Create ``root`` holding ``project``'s locked ``groups``, installed for ``base_python``.
+
+    ``source_packages`` (the project's own import packages) are copied next to the
+    entrypoint, importable but not installed distributions.
+    """
+    venv = root / "venv"
+    subprocess.run([base_python, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    exported = export_environment(project, Target.local(), groups)
+    requirements = root / "requirements.txt"
+    requirements.write_text(exported.requirements_txt(), encoding="utf-8")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
+         "--no-deps", "--require-hashes", "--disable-pip-version-check", "-r", str(requirements)],
+        check=True,
+    )
+    # The image copies the entrypoint package with a minimal daskbox/__init__.py.
+    code = root / "code" / "daskbox"
+    shutil.copytree(SRC / "entrypoint", code / "entrypoint",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (code / "__init__.py").write_text('"""daskbox entrypoint (image copy)."""\n', encoding="utf-8")
+    for package in source_packages:
+        shutil.copytree(package, code.parent / package.name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    lock_hash = hashlib.sha256((project / "poetry.lock").read_bytes()).hexdigest()
+    return ImageLikeEnvironment(root, python, lock_hash, groups)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class TLSCluster:
+    """A scheduler and workers as separate processes, each from a chosen environment."""
+
+    name: str
+    workdir: Path
+    tls: TLSMaterial
+    port: int = field(default_factory=free_port)
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def address(self) -> str:
+        return f"tls://127.0.0.1:{self.port}"
+
+    def _tls_args(self) -> list[str]:
+        files = {"ca": self.tls.server.ca_pem, "cert": self.tls.server.cert_pem,
+                 "key": self.tls.server.key_pem}
+        args = []
+        for kind, pem in files.items():
+            path = self.workdir / f"server-{kind}.pem"
+            path.write_text(pem, encoding="utf-8")
+            path.chmod(0o600)
+            flag = "--tls-ca-file" if kind == "ca" else f"--tls-{kind}"
+            args += [flag, str(path)]
+        return args
+
+    def _start(self, environment: ImageLikeEnvironment, argv: list[str], log: str) -> None:
+        with (self.workdir / log).open("ab") as output:
+            process = subprocess.Popen(
+                [str(environment.python), "-m", *argv, *self._tls_args()],
+                env=environment.process_env(), cwd=self.workdir,
+                stdout=output, stderr=subprocess.STDOUT,
+            )
+        self.processes.append(process)
+
+    def start_scheduler(self, environment: ImageLikeEnvironment) -> None:
+        self._start(
+            environment,
+            ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(self.port),
+             "--protocol", "tls", "--no-dashboard"],
+            "scheduler.log",
+        )
+
+    def start_workers(self, environment: ImageLikeEnvironment, count: int, name: str) -> None:
+        self._start(
+            environment,
+            ["distributed.cli.dask_worker", self.address, "--host", "127.0.0.1",
+             "--nworkers", str(count), "--nthreads", "1", "--name", name, "--no-dashboard",
+             "--memory-limit", "1GiB"],
+            f"workers-{name}.log",
+        )
+
+    def write_connection_file(
+        self, project: Path, lock_hash: str, groups: tuple[str, ...] = ("main",)
+    ) -> Path:
+        connection = ConnectionFile(
+            instance=self.name,
+            target="local",
+            scheduler_address=self.address,
+            dashboard_url="",
+            image=f"localhost/client-tests:{self.name}",
+            lock_hash=lock_hash,
+            groups=groups,
+            tls=self.tls.client,
+        )
+        return write_connection_file(connection_path(project, self.name), connection)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text(errors='replace')}"
+            for path in sorted(self.workdir.glob("*.log"))
+        )
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.terminate()
+        deadline = time.monotonic() + 20
+        for process in self.processes:
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()

@@ -1,0 +1,164 @@
+"""Fixtures for the client tests: a project, image-like environments, real TLS clusters.
+
+The project is a copy of daskbox's own pyproject.toml + poetry.lock, because the test
+process's interpreter (.venv) is installed from exactly that lock: it plays the user's
+local environment. The "older" project is the same lock with one package (toolz) moved
+to another release, re-hashed from the real wheel, as if the image had been built before
+a ``poetry update toolz``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import shutil
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import tomlkit
+from distributed import Client
+from distributed.versions import VersionMismatchWarning
+
+from client.client_clusters import ImageLikeEnvironment, TLSCluster, build_environment
+from daskbox.client.connect import security_for
+from daskbox.client.connection import read_connection_file
+from daskbox.gcloud.tls import TLSMaterial, make_tls_material
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHANGED_PACKAGE = "toolz"
+# A release other than the locked one; resolved through pip's ordinary index configuration.
+OTHER_RELEASE = "1.1.0"
+# A CPython with another patch version than the test interpreter (Debian's, 3.11.2 here).
+OTHER_PATCH_PYTHON = "/usr/bin/python3.11"
+
+
+def _copy_project(destination: Path) -> Path:
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in ("pyproject.toml", "poetry.lock"):
+        shutil.copy2(REPO_ROOT / name, destination / name)
+    return destination
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The local project: daskbox's own lock, which .venv (this interpreter) is synced to."""
+    return _copy_project(tmp_path_factory.mktemp("client-project"))
+
+
+@pytest.fixture(scope="session")
+def older_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project before a ``poetry update toolz``: only toolz's entry differs."""
+    root = _copy_project(tmp_path_factory.mktemp("client-older-project"))
+    assert importlib.metadata.version(CHANGED_PACKAGE) != OTHER_RELEASE
+    wheels = root / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+         "--disable-pip-version-check", "--only-binary=:all:", "-d", str(wheels),
+         f"{CHANGED_PACKAGE}=={OTHER_RELEASE}"],
+        check=True,
+    )
+    (wheel,) = wheels.glob("*.whl")
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    lock_path = root / "poetry.lock"
+    lock = tomlkit.parse(lock_path.read_text(encoding="utf-8"))
+    (entry,) = [p for p in lock["package"] if p["name"] == CHANGED_PACKAGE]
+    entry["version"] = OTHER_RELEASE
+    files = tomlkit.array()
+    files.append(tomlkit.inline_table())
+    files[0].update({"file": wheel.name, "hash": f"sha256:{digest}"})
+    entry["files"] = files
+    lock_path.write_text(tomlkit.dumps(lock), encoding="utf-8")
+    shutil.rmtree(wheels)
+    return root
+
+
+@pytest.fixture(scope="session")
+def current_environment(
+    project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> ImageLikeEnvironment:
+    """What the image built from the local lock holds."""
+    return build_environment(tmp_path_factory.mktemp("env-current"), project, sys.executable)
+
+
+@pytest.fixture(scope="session")
+def older_environment(
+    older_project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> ImageLikeEnvironment:
+    """What an image built from the older lock holds."""
+    return build_environment(tmp_path_factory.mktemp("env-older"), older_project, sys.executable)
+
+
+@pytest.fixture(scope="session")
+def other_patch_environment(
+    project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> ImageLikeEnvironment:
+    """The local lock's set, on a CPython whose patch version differs from this one."""
+    if not Path(OTHER_PATCH_PYTHON).exists():
+        pytest.skip(f"{OTHER_PATCH_PYTHON} is not installed")
+    return build_environment(tmp_path_factory.mktemp("env-patch"), project, OTHER_PATCH_PYTHON)
+
+
+@pytest.fixture(scope="session")
+def tls_material() -> TLSMaterial:
+    return make_tls_material("client-tests")
+
+
+def wait_for_workers(connection_file: Path, count: int, cluster: TLSCluster) -> None:
+    """Block until ``count`` workers are up (a plain Client, no environment check)."""
+    connection = read_connection_file(connection_file)
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            with warnings.catch_warnings():
+                # distributed's own, partial version check: not what these tests look at.
+                warnings.simplefilter("ignore", VersionMismatchWarning)
+                client = Client(
+                    connection.scheduler_address, security=security_for(connection), timeout=5
+                )
+            with client:
+                client.wait_for_workers(count, timeout=max(1, deadline - time.monotonic()))
+                return
+        except (OSError, TimeoutError) as error:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"cluster did not start: {error}\n{cluster.logs()}") from None
+            time.sleep(0.5)
+
+
+ClusterFactory = Callable[..., tuple[TLSCluster, Path]]
+
+
+@pytest.fixture
+def tls_cluster(
+    project: Path, tls_material: TLSMaterial, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[ClusterFactory]:
+    """Start a cluster: scheduler and ``workers`` from one environment; returns (cluster, file)."""
+    started: list[TLSCluster] = []
+
+    def start(
+        environment: ImageLikeEnvironment,
+        workers: int = 2,
+        lock_hash: str | None = None,
+        in_project: Path = project,
+    ) -> tuple[TLSCluster, Path]:
+        name = f"client-{request.node.name[:40]}-{len(started)}".replace("[", "-").replace("]", "")
+        cluster = TLSCluster(name, tmp_path, tls_material)
+        started.append(cluster)
+        cluster.start_scheduler(environment)
+        if workers:
+            cluster.start_workers(environment, workers, "initial")
+        path = cluster.write_connection_file(in_project, lock_hash or environment.lock_hash)
+        written.append(path)
+        wait_for_workers(path, workers, cluster)
+        return cluster, path
+
+    written: list[Path] = []
+    yield start
+    for cluster in started:
+        cluster.stop()
+    for path in written:
+        path.unlink(missing_ok=True)

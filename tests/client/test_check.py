@@ -1,0 +1,148 @@
+"""The comparison as a pure function over reports (the cluster tests cover the transport)."""
+
+from __future__ import annotations
+
+import platform
+
+import pytest
+
+from daskbox.client.check import (
+    Difference,
+    EnvironmentReport,
+    LocalEnvironment,
+    check_reports,
+    compare,
+)
+from daskbox.entrypoint.environment import environment_report
+
+
+def report(python="3.11.7", platform_="Linux-x86_64", lock_hash="a" * 64, **distributions):
+    return {
+        "python": python,
+        "implementation": "CPython",
+        "platform": platform_,
+        "distributions": distributions,
+        "lock_hash": lock_hash,
+        "groups": ["main"],
+    }
+
+
+def local(locked=("dask", "toolz"), lock_hash="a" * 64, **distributions):
+    return LocalEnvironment(
+        EnvironmentReport.from_dict(report(lock_hash=None, **distributions)),
+        groups=("main",),
+        lock_hash=lock_hash,
+        locked=frozenset(locked) if locked is not None else None,
+    )
+
+
+class TestCompare:
+    def test_equal_environments_count_every_cluster_package(self):
+        here = local(dask="2026.8.0", toolz="1.2.0", pytest="9.0")
+        remote = EnvironmentReport.from_dict(report(dask="2026.8.0", toolz="1.2.0"))
+        comparison = compare(here, remote, "scheduler")
+        assert comparison.differences == ()
+        assert comparison.matched == 2
+        assert comparison.local_only == ("pytest",)
+
+    def test_version_difference_names_both_versions(self):
+        here = local(dask="2026.8.0", toolz="1.2.0")
+        remote = EnvironmentReport.from_dict(report(dask="2026.8.0", toolz="1.1.0"))
+        assert compare(here, remote, "scheduler").differences == (
+            Difference("package", "toolz", "1.2.0", "1.1.0"),
+        )
+
+    def test_python_patch_version_difference(self):
+        here = local(dask="2026.8.0")
+        remote = EnvironmentReport.from_dict(report(python="3.11.2", dask="2026.8.0"))
+        assert compare(here, remote, "scheduler").differences == (
+            Difference("python", "python", "CPython 3.11.7", "CPython 3.11.2"),
+        )
+
+    def test_platform_difference(self):
+        here = local(dask="2026.8.0")
+        remote = EnvironmentReport.from_dict(report(platform_="Linux-aarch64", dask="2026.8.0"))
+        assert compare(here, remote, "w").differences == (
+            Difference("platform", "platform", "Linux-x86_64", "Linux-aarch64"),
+        )
+
+    def test_lock_hash_difference(self):
+        here = local(lock_hash="b" * 64, dask="1")
+        remote = EnvironmentReport.from_dict(report(dask="1"))
+        assert compare(here, remote, "w").differences == (
+            Difference("lock", "poetry.lock", "sha256:bbbbbbbbbbbb", "sha256:aaaaaaaaaaaa"),
+        )
+
+    def test_missing_on_either_side(self):
+        # dask: locked for the image groups and installed locally, absent remotely.
+        # cloudpickle: on the cluster, not installed locally.
+        here = local(dask="2026.8.0", toolz="1.2.0")
+        remote = EnvironmentReport.from_dict(report(toolz="1.2.0", cloudpickle="3.1.3"))
+        assert set(compare(here, remote, "w").differences) == {
+            Difference("package", "dask", "2026.8.0", None),
+            Difference("package", "cloudpickle", None, "3.1.3"),
+        }
+
+    def test_names_and_versions_are_canonicalized(self):
+        here = local(locked=("pyyaml",), PyYAML="6.0")
+        remote = EnvironmentReport.from_dict(report(pyyaml="6.0.0"))
+        comparison = compare(here, remote, "w")
+        assert comparison.differences == ()
+        assert comparison.matched == 1
+
+    def test_without_the_lock_export_local_extras_are_local_only(self):
+        here = local(locked=None, dask="1", toolz="1")
+        remote = EnvironmentReport.from_dict(report(toolz="1"))
+        comparison = compare(here, remote, "w")
+        assert comparison.differences == ()
+        assert comparison.local_only == ("dask",)
+
+
+class TestCheckResult:
+    def test_identical_differences_are_one_row_naming_every_process(self):
+        here = local(dask="2026.8.0", toolz="1.2.0")
+        older = report(dask="2026.8.0", toolz="1.1.0")
+        result = check_reports(here, {"scheduler": older, "tls://w1": older, "tls://w2": older})
+        assert not result.ok
+        message = result.mismatch_message()
+        rows = [line.split() for line in result.table().splitlines()]
+        assert rows == [
+            ["package", "local", "cluster", "on"],
+            ["toolz", "1.2.0", "1.1.0", "scheduler,", "all", "2", "workers"],
+        ]
+        assert "invoke build push" in message
+        assert "poetry sync" in message  # same lock hash: the local side drifted
+
+    def test_lock_difference_comes_before_packages_and_drops_the_sync_hint(self):
+        here = local(lock_hash="b" * 64, dask="2026.8.0", toolz="1.2.0")
+        result = check_reports(here, {"scheduler": report(dask="2026.8.0", toolz="1.1.0")})
+        subjects = [line.split()[0] for line in result.table().splitlines()[1:]]
+        assert subjects == ["poetry.lock", "toolz"]
+        assert "poetry sync" not in result.mismatch_message()
+
+    def test_confirmation_counts_packages_processes_and_local_only(self):
+        here = local(dask="2026.8.0", toolz="1.2.0", pytest="9.0", ruff="0.9", daskbox="0.1.0")
+        same = report(dask="2026.8.0", toolz="1.2.0")
+        result = check_reports(here, {"scheduler": same, "tls://w1": same, "tls://w2": same})
+        assert result.ok
+        assert result.confirmation() == (
+            "environment check: 2 packages match on scheduler and 2 workers (groups: main); "
+            "local-only: 3 (daskbox, pytest, ruff)"
+        )
+
+
+def test_environment_report_describes_this_interpreter():
+    data = environment_report()
+    parsed = EnvironmentReport.from_dict(data)
+    assert parsed.python == platform.python_version()
+    assert parsed.distributions["distributed"] == __import__("distributed").__version__
+    assert parsed.distributions["daskbox"]  # installed here (editable), never in the image
+
+
+@pytest.mark.parametrize("groups", ["main", "main, gpu", ""])
+def test_environment_report_reads_the_image_variables(monkeypatch, groups):
+    monkeypatch.setenv("DASKBOX_LOCK_HASH", "c" * 64)
+    monkeypatch.setenv("DASKBOX_GROUPS", groups)
+    data = environment_report()
+    assert data["lock_hash"] == "c" * 64
+    assert data["groups"] == [g.strip() for g in groups.split(",") if g.strip()]
