@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -38,3 +39,17 @@ def daskbox_table(root: Path, *section: str) -> dict[str, Any]:
         dotted = ".".join(("tool", "daskbox", *section))
         raise ConfigError(f"[{dotted}] in {root / 'pyproject.toml'} must be a table")
     return table
+
+
+def project_name(root: Path) -> str:
+    """The project's name from ``[project]`` or ``[tool.poetry]``, else the folder's name.
+
+    Normalized like a distribution name (PEP 503: lower case, runs of ``-_.`` -> ``-``).
+    A folder without a readable pyproject.toml (a path dependency, say) gives its own name.
+    """
+    try:
+        data = read_pyproject(root)
+    except ConfigError:
+        data = {}
+    name = data.get("project", {}).get("name") or data.get("tool", {}).get("poetry", {}).get("name")
+    return re.sub(r"[-_.]+", "-", str(name or root.name)).lower()

@@ -8,7 +8,8 @@ Each component owns its tasks; this module only assembles them.
 
 from __future__ import annotations
 
-from invoke import Collection, Program
+from invoke.collection import Collection
+from invoke.program import Program
 
 from daskbox import __version__
 from daskbox.client.tasks import check

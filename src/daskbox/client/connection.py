@@ -59,6 +59,7 @@ class ConnectionFile:
     lock_hash: str  # content hash of the poetry.lock the image was built from
     groups: tuple[str, ...]  # Poetry dependency groups installed in the image
     tls: ClientTLS | None
+    extras: tuple[str, ...] = ()  # the project's extras installed in the image
     project: str | None = None
     zone: str | None = None
     firewall_rule: str | None = None
@@ -86,6 +87,7 @@ class ConnectionFile:
             tls = ClientTLS(**data.pop("tls")) if data.get("tls") else None
             data.pop("tls", None)
             data["groups"] = tuple(data["groups"])
+            data["extras"] = tuple(data.get("extras", ()))
             return cls(tls=tls, **data)
         except (TypeError, KeyError) as error:
             raise ConnectionFileError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml  # type: ignore[import-untyped]
+import yaml
 
 from daskbox.gcloud.spec import CONTAINER_NAME, TLS_DIR, LaunchSpec, docker_run_argv, tls_files
 
@@ -34,7 +34,7 @@ def google_registry(registry: str) -> bool:
     return registry.endswith(".pkg.dev") or registry == "gcr.io" or registry.endswith(".gcr.io")
 
 
-class _Dumper(yaml.SafeDumper):  # type: ignore[misc]
+class _Dumper(yaml.SafeDumper):
     """Multi-line strings (PEM, scripts) as ``|`` blocks, each argv on one ``[...]`` line."""
 
 

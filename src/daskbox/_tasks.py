@@ -1,0 +1,25 @@
+"""What every component's invoke tasks share: the error boundary and the progress type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from invoke.exceptions import Exit
+
+from daskbox.errors import DaskboxError
+
+# Where long steps report progress: one human-readable line per call.
+Progress = Callable[[str], None]
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Turn a DaskboxError into one ``error: ...`` line on stderr and its exit code.
+
+    Expected failures never show a traceback; anything else is a bug and keeps its own.
+    """
+    try:
+        yield
+    except DaskboxError as error:
+        raise Exit(f"error: {error}", code=error.exit_code) from None

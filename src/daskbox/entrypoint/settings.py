@@ -1,0 +1,217 @@
+"""Environment variables -> validated ``Settings``; the only place that reads them.
+
+Runs inside the image before anything is started: every value is checked here, and a
+bad one raises ``SettingsError`` whose message names the variable and the accepted
+form (``__main__`` turns it into one line and exit code 2).
+"""
+
+from __future__ import annotations
+
+import math
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from dask.utils import parse_bytes, parse_timedelta
+
+DEFAULT_SCHEDULER_PORT = 8786
+DEFAULT_DASHBOARD_PORT = 8787
+_GB = 10**9  # the original recipe passed MEMORY_PER_WORKER to dask as "<n>GB", i.e. 10**9
+
+
+class SettingsError(ValueError):
+    """A setting is malformed or impossible; ``str(error)`` is the one-line message."""
+
+
+@dataclass(frozen=True)
+class Override:
+    """A sizing value the user set, with the variable it came from (shown in the plan)."""
+
+    value: int
+    variable: str
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Sizing values set by environment variable; ``None`` means "decide from the machine"."""
+
+    workers: Override | None = None
+    threads_per_worker: Override | None = None
+    memory_per_worker: Override | None = None
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """Server-side TLS material: scheduler and workers present ``cert_file``/``key_file``
+    and accept only peers whose certificate is signed by ``ca_file``."""
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the entrypoint reads from its environment, validated."""
+
+    overrides: Overrides
+    scheduler_port: int = DEFAULT_SCHEDULER_PORT
+    dashboard_port: int = DEFAULT_DASHBOARD_PORT
+    idle_timeout: float | None = None  # seconds; None = never
+    tls: TLSFiles | None = None
+
+
+def read_settings(environ: Mapping[str, str]) -> Settings:
+    """Validate ``environ`` into ``Settings``; raise ``SettingsError`` on the first bad value."""
+    return Settings(
+        overrides=Overrides(
+            workers=_count(environ, "DASKBOX_WORKERS", "NUM_WORKERS"),
+            threads_per_worker=_count(environ, "DASKBOX_THREADS_PER_WORKER", "THREADS_PER_WORKER"),
+            memory_per_worker=_memory(environ),
+        ),
+        scheduler_port=_port(environ, "DASKBOX_SCHEDULER_PORT", DEFAULT_SCHEDULER_PORT),
+        dashboard_port=_port(environ, "DASKBOX_DASHBOARD_PORT", DEFAULT_DASHBOARD_PORT),
+        idle_timeout=_idle_timeout(environ),
+        tls=_tls(environ),
+    )
+
+
+def _set(environ: Mapping[str, str], name: str) -> str | None:
+    """The stripped value of ``name``, or None when unset or empty (as Docker's ``-e X=``)."""
+    value = environ.get(name, "").strip()
+    return value or None
+
+
+def _pick(environ: Mapping[str, str], name: str, alias: str) -> tuple[str, str] | None:
+    """(variable, raw value) from daskbox's name or the original recipe's alias."""
+    own, legacy = _set(environ, name), _set(environ, alias)
+    if own is not None and legacy is not None:
+        raise SettingsError(
+            f"{name}={own!r} and {alias}={legacy!r} are both set: set only one of them"
+        )
+    if own is not None:
+        return name, own
+    if legacy is not None:
+        return alias, legacy
+    return None
+
+
+def _positive_int(variable: str, raw: str, form: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise SettingsError(f"{variable}={raw!r} is invalid: expected {form}")
+    return value
+
+
+def _count(environ: Mapping[str, str], name: str, alias: str) -> Override | None:
+    picked = _pick(environ, name, alias)
+    if picked is None:
+        return None
+    variable, raw = picked
+    return Override(_positive_int(variable, raw, "a whole number of at least 1, e.g. 4"), variable)
+
+
+def _memory(environ: Mapping[str, str]) -> Override | None:
+    picked = _pick(environ, "DASKBOX_MEMORY_PER_WORKER", "MEMORY_PER_WORKER")
+    if picked is None:
+        return None
+    variable, raw = picked
+    if variable == "MEMORY_PER_WORKER":
+        form = "a positive number of GB (10**9 bytes), e.g. 4 or 2.5"
+        try:
+            gigabytes = float(raw)
+        except ValueError:
+            gigabytes = 0.0
+        if not math.isfinite(gigabytes) or gigabytes <= 0:
+            raise SettingsError(f"{variable}={raw!r} is invalid: expected {form}")
+        return Override(int(gigabytes * _GB), variable)
+    form = 'a positive number of bytes or a size with a unit, e.g. "3GiB", "3GB", "512MiB"'
+    try:
+        size = parse_bytes(raw)
+    except (ValueError, TypeError):
+        size = 0
+    if size <= 0:
+        raise SettingsError(f"{variable}={raw!r} is invalid: expected {form}")
+    return Override(size, variable)
+
+
+def _port(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = _set(environ, name)
+    if raw is None:
+        return default
+    try:
+        port = int(raw)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise SettingsError(f"{name}={raw!r} is invalid: expected a port number from 1 to 65535")
+    return port
+
+
+def _idle_timeout(environ: Mapping[str, str]) -> float | None:
+    raw = _set(environ, "DASKBOX_IDLE_TIMEOUT")
+    if raw is None:
+        return None
+    form = 'seconds or a duration such as "30m" or "2h" (0 or unset: never)'
+    try:
+        seconds = parse_timedelta(raw, default="seconds")
+    except (ValueError, KeyError, TypeError):
+        raise SettingsError(f"DASKBOX_IDLE_TIMEOUT={raw!r} is invalid: expected {form}") from None
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        raise SettingsError(f"DASKBOX_IDLE_TIMEOUT={raw!r} is invalid: expected {form}")
+    return seconds or None
+
+
+_TLS_VARIABLES = ("DASKBOX_TLS_CA_FILE", "DASKBOX_TLS_CERT_FILE", "DASKBOX_TLS_KEY_FILE")
+
+
+def _tls(environ: Mapping[str, str]) -> TLSFiles | None:
+    values = {name: _set(environ, name) for name in _TLS_VARIABLES}
+    given = [name for name, value in values.items() if value is not None]
+    if not given:
+        return None
+    if len(given) != len(_TLS_VARIABLES):
+        missing = ", ".join(name for name in _TLS_VARIABLES if name not in given)
+        raise SettingsError(
+            f"{', '.join(given)} set but {missing} not: set all three TLS files or none"
+        )
+    paths = {name: Path(str(value)) for name, value in values.items()}
+    for name, path in paths.items():
+        try:
+            path.read_bytes()
+        except OSError as error:
+            reason = error.strerror or type(error).__name__
+            raise SettingsError(
+                f"{name}={str(path)!r} cannot be read ({reason}): expected a readable PEM file"
+            ) from None
+    tls = TLSFiles(
+        ca_file=paths["DASKBOX_TLS_CA_FILE"],
+        cert_file=paths["DASKBOX_TLS_CERT_FILE"],
+        key_file=paths["DASKBOX_TLS_KEY_FILE"],
+    )
+    _check_pem(tls)
+    return tls
+
+
+def _check_pem(tls: TLSFiles) -> None:
+    """Load the files the way distributed will, so a wrong file fails now, not in a child."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_verify_locations(cafile=tls.ca_file)
+    except (ssl.SSLError, ValueError):
+        raise SettingsError(
+            f"DASKBOX_TLS_CA_FILE={str(tls.ca_file)!r} holds no CA certificate: "
+            "expected a PEM certificate file"
+        ) from None
+    try:
+        context.load_cert_chain(certfile=tls.cert_file, keyfile=tls.key_file)
+    except (ssl.SSLError, ValueError):
+        raise SettingsError(
+            f"DASKBOX_TLS_CERT_FILE={str(tls.cert_file)!r} and "
+            f"DASKBOX_TLS_KEY_FILE={str(tls.key_file)!r} are not a matching PEM "
+            "certificate and private key"
+        ) from None

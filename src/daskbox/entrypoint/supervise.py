@@ -1,0 +1,274 @@
+"""Run the scheduler, then the workers; relay their logs and signals; decide the exit code.
+
+The only module here with side effects on processes. It is written to be PID 1 in a
+container: it handles SIGTERM/SIGINT itself (PID 1 has no default signal actions), reaps
+every child including orphaned grandchildren (it also registers as a child subreaper, so
+the same holds when it is not PID 1), and kills whatever is left before it returns.
+
+Exit codes: 0 after a signal or when the scheduler closed itself cleanly (its idle
+timeout, or a client's shutdown); 1 when the scheduler or the workers process died.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+import psutil
+
+from daskbox.entrypoint.processes import ProcessSpec, scheduler_process, workers_process
+from daskbox.entrypoint.settings import Settings
+from daskbox.entrypoint.sizing import SizingPlan
+
+POLL_INTERVAL = 0.02
+SCHEDULER_START_TIMEOUT = 60.0
+# SIGTERM must end everything within 10 s: workers get 5 s to close, the scheduler 3 s,
+# then whatever remains is killed.
+WORKERS_GRACE = 5.0
+SCHEDULER_GRACE = 3.0
+LOG_DRAIN_TIMEOUT = 1.0
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+@dataclass
+class Child:
+    """A started process; ``returncode`` is set by the supervisor's reaper, not by Popen."""
+
+    spec: ProcessSpec
+    popen: subprocess.Popen[bytes]
+    relays: list[threading.Thread] = field(default_factory=list)
+    returncode: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def running(self) -> bool:
+        return self.returncode is None
+
+
+class LogRelay:
+    """Copy children's output line by line to ours, each line prefixed with its process."""
+
+    def __init__(self, stdout: IO[bytes], stderr: IO[bytes]) -> None:
+        self.stdout, self.stderr = stdout, stderr
+        self.lock = threading.Lock()
+
+    def write(self, stream: IO[bytes], prefix: bytes, line: bytes) -> None:
+        if not line.endswith(b"\n"):
+            line += b"\n"
+        with self.lock:
+            stream.write(prefix + line)
+            stream.flush()
+
+    def follow(self, pipe: IO[bytes], stream: IO[bytes], name: str) -> threading.Thread:
+        prefix = f"{name} | ".encode()
+
+        def copy_lines() -> None:
+            with pipe:
+                for line in pipe:
+                    self.write(stream, prefix, line)
+
+        thread = threading.Thread(target=copy_lines, name=f"log-{name}", daemon=True)
+        thread.start()
+        return thread
+
+    def say(self, message: str) -> None:
+        """A line from the entrypoint itself."""
+        self.write(self.stdout, b"entrypoint | ", message.encode())
+
+
+class Supervisor:
+    """Starts children in their own process groups and tracks them until they are reaped."""
+
+    def __init__(self, relay: LogRelay) -> None:
+        self.relay = relay
+        self.children: list[Child] = []
+        self.stop_signal: int | None = None
+
+    def install_signal_handlers(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._request_stop)
+
+    def _request_stop(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop_signal is None:
+            self.stop_signal = signum
+
+    def start(self, spec: ProcessSpec) -> Child:
+        popen = subprocess.Popen(
+            spec.argv,
+            env={**os.environ, **spec.env},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            # Own group: a terminal's Ctrl-C reaches only us, and we can kill a child's
+            # whole tree (nanny -> worker processes) with one killpg.
+            start_new_session=True,
+        )
+        assert popen.stdout is not None and popen.stderr is not None
+        child = Child(spec, popen)
+        child.relays = [
+            self.relay.follow(popen.stdout, self.relay.stdout, spec.name),
+            self.relay.follow(popen.stderr, self.relay.stderr, spec.name),
+        ]
+        self.children.append(child)
+        self.relay.say(f"started {spec.name} (pid {child.pid}): {' '.join(spec.argv[1:])}")
+        return child
+
+    def reap(self) -> None:
+        """Collect every exited child, ours or orphaned onto us, without blocking."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            for child in self.children:
+                if child.pid == pid:
+                    child.returncode = os.waitstatus_to_exitcode(status)
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float) -> bool:
+        """Reap and poll until ``condition()`` holds or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.reap()
+            if condition():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_INTERVAL)
+
+    def terminate(self, child: Child, grace: float) -> None:
+        if not child.running:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child.pid, signal.SIGTERM)
+        if not self.wait_until(lambda: not child.running, grace):
+            self.relay.say(f"{child.spec.name} did not stop within {grace:g} s: killing it")
+
+    def kill_leftovers(self) -> None:
+        """SIGKILL every process group we started and any descendant still around."""
+        for child in self.children:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
+        for process in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        self.wait_until(
+            lambda: (
+                not any(child.running for child in self.children)
+                and not psutil.Process().children()
+            ),
+            timeout=2.0,
+        )
+
+    def drain_logs(self) -> None:
+        for child in self.children:
+            for relay in child.relays:
+                relay.join(LOG_DRAIN_TIMEOUT)
+
+
+def _become_subreaper() -> None:
+    """Adopt orphaned descendants (as PID 1 does), so none outlives us unnoticed."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def _read_scheduler_address(scheduler_file: Path) -> str | None:
+    try:
+        return str(json.loads(scheduler_file.read_text())["address"])
+    except (OSError, ValueError, KeyError):  # not yet written, or half-written
+        return None
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _describe_exit(returncode: int | None) -> str:
+    if returncode is not None and returncode < 0:
+        return f"was killed by {_signal_name(-returncode)}"
+    return f"exited with code {returncode}"
+
+
+def run_cluster(settings: Settings, plan: SizingPlan, relay: LogRelay) -> int:
+    """Start scheduler then workers, supervise them, stop everything; return the exit code."""
+    supervisor = Supervisor(relay)
+    supervisor.install_signal_handlers()
+    _become_subreaper()
+    with tempfile.TemporaryDirectory(prefix="daskbox-entrypoint-") as workdir:
+        scheduler_file = Path(workdir) / "scheduler.json"
+        try:
+            return _supervise(supervisor, settings, plan, scheduler_file)
+        finally:
+            _stop(supervisor)
+
+
+def _supervise(
+    supervisor: Supervisor, settings: Settings, plan: SizingPlan, scheduler_file: Path
+) -> int:
+    relay = supervisor.relay
+    scheduler = supervisor.start(scheduler_process(settings, scheduler_file))
+    # Started at once so its ~0.4 s of imports overlap the scheduler's; its nannies read
+    # the scheduler file, which the scheduler writes only once it accepts connections,
+    # so no worker connects (or is even spawned) before the scheduler is listening.
+    workers = supervisor.start(workers_process(settings, plan, scheduler_file, os.environ))
+    address: str | None = None
+
+    def scheduler_ready_or_gone() -> bool:
+        nonlocal address
+        address = _read_scheduler_address(scheduler_file)
+        return address is not None or not scheduler.running or supervisor.stop_signal is not None
+
+    if not supervisor.wait_until(scheduler_ready_or_gone, SCHEDULER_START_TIMEOUT):
+        relay.say(f"scheduler did not listen within {SCHEDULER_START_TIMEOUT:g} s")
+        return 1
+    if address is not None:
+        relay.say(f"scheduler listening at {address}")
+        supervisor.wait_until(
+            lambda: (
+                not scheduler.running or not workers.running or supervisor.stop_signal is not None
+            ),
+            timeout=float("inf"),
+        )
+    if supervisor.stop_signal is not None:
+        relay.say(f"received {_signal_name(supervisor.stop_signal)}: stopping")
+        return 0
+    if scheduler.running:
+        relay.say(f"workers process {_describe_exit(workers.returncode)}: stopping")
+        return 1
+    if scheduler.returncode == 0:
+        relay.say("scheduler closed itself (idle timeout or client shutdown): stopping")
+        return 0
+    relay.say(f"scheduler {_describe_exit(scheduler.returncode)}: stopping")
+    return 1
+
+
+def _stop(supervisor: Supervisor) -> None:
+    """Workers first (they say goodbye to the scheduler), then the scheduler, then the rest."""
+    for child in reversed(supervisor.children):
+        grace = SCHEDULER_GRACE if child.spec.name == "scheduler" else WORKERS_GRACE
+        supervisor.terminate(child, grace)
+    supervisor.kill_leftovers()
+    supervisor.drain_logs()
+    supervisor.relay.say("stopped")

@@ -1,0 +1,159 @@
+"""Every bad setting: ``python -m daskbox.entrypoint`` exits 2 with one line naming it, before
+starting anything; good settings parse into the values the other stages use."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from daskbox.entrypoint.settings import Override, TLSFiles, read_settings
+
+from .certs import make_authority
+from .cluster import entrypoint_environ
+
+
+def run_entrypoint(**settings: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "daskbox.entrypoint"],
+        env=entrypoint_environ(**settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory) -> TLSFiles:
+    server, _ = make_authority(tmp_path_factory.mktemp("tls"), "daskbox test CA")
+    return TLSFiles(server.ca_file, server.cert_file, server.key_file)
+
+
+BAD_SETTINGS = [
+    ({"NUM_WORKERS": "four"}, "NUM_WORKERS='four' is invalid: expected a whole number"),
+    ({"DASKBOX_WORKERS": "0"}, "DASKBOX_WORKERS='0' is invalid"),
+    ({"DASKBOX_THREADS_PER_WORKER": "-2"}, "DASKBOX_THREADS_PER_WORKER='-2' is invalid"),
+    ({"THREADS_PER_WORKER": "1.5"}, "THREADS_PER_WORKER='1.5' is invalid"),
+    (
+        {"MEMORY_PER_WORKER": "lots"},
+        "MEMORY_PER_WORKER='lots' is invalid: expected a positive number of GB",
+    ),
+    ({"MEMORY_PER_WORKER": "0"}, "MEMORY_PER_WORKER='0' is invalid"),
+    (
+        {"DASKBOX_MEMORY_PER_WORKER": "3XB"},
+        "DASKBOX_MEMORY_PER_WORKER='3XB' is invalid: expected a positive number of bytes or a "
+        "size with a unit",
+    ),
+    ({"DASKBOX_MEMORY_PER_WORKER": "-1GiB"}, "DASKBOX_MEMORY_PER_WORKER='-1GiB' is invalid"),
+    (
+        {"NUM_WORKERS": "2", "MEMORY_PER_WORKER": "100000"},
+        "MEMORY_PER_WORKER: 90.95 TiB x 2 worker(s) is more than the",
+    ),
+    (
+        {"DASKBOX_SCHEDULER_PORT": "70000"},
+        "DASKBOX_SCHEDULER_PORT='70000' is invalid: expected a port number from 1 to 65535",
+    ),
+    ({"DASKBOX_DASHBOARD_PORT": "0"}, "DASKBOX_DASHBOARD_PORT='0' is invalid"),
+    ({"DASKBOX_DASHBOARD_PORT": "http"}, "DASKBOX_DASHBOARD_PORT='http' is invalid"),
+    ({"DASKBOX_IDLE_TIMEOUT": "10 fortnights"}, "DASKBOX_IDLE_TIMEOUT='10 fortnights' is invalid"),
+    ({"DASKBOX_IDLE_TIMEOUT": "-5"}, "DASKBOX_IDLE_TIMEOUT='-5' is invalid"),
+    (
+        {"NUM_WORKERS": "2", "DASKBOX_WORKERS": "3"},
+        "DASKBOX_WORKERS='3' and NUM_WORKERS='2' are both set",
+    ),
+]
+
+
+@pytest.mark.parametrize(("settings", "message"), BAD_SETTINGS, ids=lambda value: str(value)[:40])
+def test_bad_setting_exits_2_with_one_line(settings, message):
+    result = run_entrypoint(**settings)
+    assert result.returncode == 2
+    assert result.stdout == ""  # nothing planned, nothing started
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"daskbox entrypoint: {message}"), result.stderr
+
+
+def tls_environ(tls: TLSFiles, **changes: str) -> dict[str, str]:
+    environ = {
+        "DASKBOX_TLS_CA_FILE": str(tls.ca_file),
+        "DASKBOX_TLS_CERT_FILE": str(tls.cert_file),
+        "DASKBOX_TLS_KEY_FILE": str(tls.key_file),
+    }
+    environ.update(changes)
+    return {name: value for name, value in environ.items() if value}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"DASKBOX_TLS_KEY_FILE": ""},
+            "DASKBOX_TLS_CA_FILE, DASKBOX_TLS_CERT_FILE set but DASKBOX_TLS_KEY_FILE not",
+        ),
+        (
+            {"DASKBOX_TLS_CA_FILE": "/nonexistent/ca.pem"},
+            "DASKBOX_TLS_CA_FILE='/nonexistent/ca.pem' cannot be read (No such file or directory)",
+        ),
+        # running as root, a directory is the one thing that cannot be read
+        (
+            {"DASKBOX_TLS_CERT_FILE": "/"},
+            "DASKBOX_TLS_CERT_FILE='/' cannot be read (Is a directory)",
+        ),
+        (
+            {"DASKBOX_TLS_CA_FILE": "/etc/hostname"},
+            "DASKBOX_TLS_CA_FILE='/etc/hostname' holds no CA certificate",
+        ),
+        ({"DASKBOX_TLS_KEY_FILE": "CA"}, "are not a matching PEM certificate and private key"),
+    ],
+    ids=["partial", "missing", "unreadable", "not-pem", "key-mismatch"],
+)
+def test_bad_tls_files_exit_2(tls_files, changes, message):
+    if changes.get("DASKBOX_TLS_KEY_FILE") == "CA":
+        changes = {"DASKBOX_TLS_KEY_FILE": str(tls_files.ca_file)}
+    result = run_entrypoint(**tls_environ(tls_files, **changes))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1
+    assert message in result.stderr, result.stderr
+
+
+def test_good_settings_from_the_recipe_names():
+    settings = read_settings(
+        {
+            "NUM_WORKERS": "3",
+            "THREADS_PER_WORKER": "2",
+            "MEMORY_PER_WORKER": "2.5",
+            "DASKBOX_IDLE_TIMEOUT": "30m",
+            "DASKBOX_SCHEDULER_PORT": "9786",
+        }
+    )
+    assert settings.overrides.workers == Override(3, "NUM_WORKERS")
+    assert settings.overrides.threads_per_worker == Override(2, "THREADS_PER_WORKER")
+    assert settings.overrides.memory_per_worker == Override(2_500_000_000, "MEMORY_PER_WORKER")
+    assert (settings.scheduler_port, settings.dashboard_port) == (9786, 8787)
+    assert settings.idle_timeout == 1800
+    assert settings.tls is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "size"),
+    [("3GiB", 3 * 2**30), ("3GB", 3 * 10**9), ("512MiB", 512 * 2**20), ("1000", 1000)],
+)
+def test_memory_units(raw, size):
+    overrides = read_settings({"DASKBOX_MEMORY_PER_WORKER": raw}).overrides
+    assert overrides.memory_per_worker == Override(size, "DASKBOX_MEMORY_PER_WORKER")
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [("0", None), ("", None), ("90", 90), ("2h", 7200)])
+def test_idle_timeout_forms(raw, seconds):
+    assert read_settings({"DASKBOX_IDLE_TIMEOUT": raw}).idle_timeout == seconds
+
+
+def test_tls_files_are_read_when_all_three_are_set(tls_files):
+    assert read_settings(tls_environ(tls_files)).tls == tls_files
+
+
+def test_settings_error_is_a_value_error():
+    with pytest.raises(ValueError, match="DASKBOX_WORKERS"):
+        read_settings({"DASKBOX_WORKERS": "many"})
