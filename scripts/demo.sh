@@ -5,11 +5,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-REGISTRY_ADDR=127.0.0.1:5000          # examples/quickstart pushes to localhost:5000/quickstart
-REGISTRY_DIR=${DASKBOX_DEMO_REGISTRY_DIR:-/var/lib/daskbox-demo-registry}
 QUICKSTART=$ROOT/examples/quickstart
+REGISTRY_ADDR=127.0.0.1:5000 # examples/quickstart pushes to localhost:5000/quickstart
+REGISTRY_DIR=${DASKBOX_DEMO_REGISTRY_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/daskbox/demo-registry}
 
 say() { printf '\n[demo] %s\n' "$*"; }
+
+registry_pid=
+launched=
+cleanup() {
+  if [[ -n $launched ]]; then
+    say "invoke teardown --local"
+    (cd "$QUICKSTART" && "$QUICKSTART/.venv/bin/invoke" teardown --local) || true
+  fi
+  # The registry's storage stays, so the next run's push has nothing to upload.
+  if [[ -n $registry_pid ]]; then kill "$registry_pid" 2>/dev/null || true; fi
+}
+trap cleanup EXIT
 
 bash scripts/setup.sh
 
@@ -26,7 +38,8 @@ storage:
 http:
   addr: $REGISTRY_ADDR
 YAML
-  nohup docker-registry serve "$REGISTRY_DIR/config.yml" >"$REGISTRY_DIR/registry.log" 2>&1 &
+  docker-registry serve "$REGISTRY_DIR/config.yml" >"$REGISTRY_DIR/registry.log" 2>&1 &
+  registry_pid=$!
   for _ in $(seq 50); do curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1 && break; sleep 0.2; done
 fi
 
@@ -35,23 +48,23 @@ fi
 if [[ ! -x $QUICKSTART/.venv/bin/python ]] || [[ $QUICKSTART/poetry.lock -nt $QUICKSTART/.venv/.installed ]]; then
   say "creating examples/quickstart/.venv from its poetry.lock"
   requirements=$(mktemp)
-  (cd "$QUICKSTART" && "$ROOT/.venv/bin/poetry" export --with dev -f requirements.txt) \
-    | grep -v -e '^daskbox @' -e '^-e ' >"$requirements"
+  (cd "$QUICKSTART" && "$ROOT/.venv/bin/poetry" export --with dev -f requirements.txt) |
+    grep -v -e '^daskbox @' -e '^-e ' >"$requirements"
   python3 -m venv "$QUICKSTART/.venv"
   "$QUICKSTART/.venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$requirements"
-  "$QUICKSTART/.venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$ROOT" -e "$QUICKSTART"
+  "$QUICKSTART/.venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation \
+    -e "$ROOT" -e "$QUICKSTART"
   rm -f "$requirements"
   touch "$QUICKSTART/.venv/.installed"
 fi
 
 cd "$QUICKSTART"
 export PATH=$QUICKSTART/.venv/bin:$PATH
-teardown() { say "invoke teardown --local"; invoke teardown --local || true; }
-trap teardown EXIT
 
 say "invoke build push"
 invoke build push
 say "invoke launch --local"
+launched=yes
 invoke launch --local
-say "connect + grid search on the cluster"
+say "connect (with the environment check) + the grid search on the cluster"
 python -m daskbox.demo "$QUICKSTART"
