@@ -24,6 +24,7 @@ class Entrypoint:
 
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.scheduler_port = int(environ["DASKBOX_SCHEDULER_PORT"])
+        self.dashboard_port = int(environ["DASKBOX_DASHBOARD_PORT"])
         self.process = subprocess.Popen(
             [sys.executable, "-m", "daskbox.entrypoint"],
             env=dict(environ),

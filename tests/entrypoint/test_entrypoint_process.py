@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
+import subprocess
+import sys
 import time
 
 import psutil
 import pytest
-from distributed import Client
+from distributed import Client, wait
 
 from daskbox.entrypoint.limits import read_limits
 from daskbox.entrypoint.settings import read_settings
@@ -33,6 +36,57 @@ def _by_value():
 
 
 slow_square = _by_value()
+
+
+def _orphan_maker():
+    def start_orphan() -> int:
+        # sh exits at once; its background sleep loses its parent and is adopted by the
+        # nearest subreaper (the entrypoint), which must reap it when it ends.
+        import subprocess
+
+        script = "sleep 2 >/dev/null 2>&1 & echo $!"
+        return int(subprocess.run(["sh", "-c", script], capture_output=True, text=True).stdout)
+
+    return start_orphan
+
+
+start_orphan = _orphan_maker()
+
+# Runs the entrypoint exactly as ``python -m`` does, but sends itself SIGTERM at the moment
+# dask is first imported: in the middle of the entrypoint's own startup imports, before
+# anything is started. A process without a handler by then dies of the signal (as PID 1
+# it would ignore it and start the cluster anyway).
+SIGTERM_DURING_IMPORTS = """
+import importlib.abc, os, runpy, signal, sys
+
+class SignalOnImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "dask":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return None
+
+sys.meta_path.insert(0, SignalOnImport())
+runpy.run_module("daskbox.entrypoint", run_name="__main__", alter_sys=True)
+"""
+
+
+
+
+def logged_at(lines: list[str], pattern: str) -> str:
+    """The asctime ("2026-11-26 13:58:23,123") of the first line matching ``pattern``."""
+    for line in lines:
+        if re.search(pattern, line):
+            return line.split(" | ", 1)[1].split(" - ", 1)[0]
+    return ""
+
+
+def process_state(process: psutil.Process) -> str:
+    """"running", "zombie" (ended, not yet reaped by its parent) or "gone" (reaped)."""
+    try:
+        return "zombie" if process.status() == psutil.STATUS_ZOMBIE else "running"
+    except psutil.NoSuchProcess:
+        return "gone"
 
 
 def assert_all_gone(processes: list[psutil.Process]) -> None:
@@ -59,11 +113,20 @@ def test_client_sees_the_plan_and_sigterm_stops_everything():
         # resource tracker)
         assert len(started) >= 2 + expected.workers
         entrypoint.process.send_signal(signal.SIGTERM)
-        assert entrypoint.wait(timeout=15) == 0
+        assert entrypoint.wait(timeout=30) == 0
     assert_all_gone(started)
     assert all(line.startswith(PREFIXES) for line in entrypoint.lines), entrypoint.output
     assert "entrypoint | received SIGTERM: stopping" in entrypoint.lines
+    # the children's last lines were relayed before the entrypoint exited
+    assert any(re.match(r"scheduler \| .*End scheduler$", line) for line in entrypoint.lines)
+    assert any(re.match(r"workers \| .*End worker$", line) for line in entrypoint.lines)
     assert entrypoint.lines[-1] == "entrypoint | stopped"
+    # no nanny starts before the scheduler listens (it waits for the scheduler file)
+    listening = logged_at(entrypoint.lines, r"^scheduler \| .* Scheduler at: ")
+    nannies = [logged_at([line], r"^workers \| .* Start Nanny at: ") for line in entrypoint.lines]
+    nanny_starts = [moment for moment in nannies if moment]
+    assert len(nanny_starts) == expected.workers
+    assert min(nanny_starts) >= listening
     # the plan table comes first, before anything is started
     assert entrypoint.lines[0].startswith("entrypoint | seen")
 
@@ -73,8 +136,77 @@ def test_sigint_stops_cleanly_too():
         entrypoint.wait_for_line(r"^scheduler \| .*Register worker")
         started = entrypoint.descendants()
         entrypoint.process.send_signal(signal.SIGINT)
-        assert entrypoint.wait(timeout=15) == 0
+        assert entrypoint.wait(timeout=30) == 0
     assert_all_gone(started)
+
+
+def test_sigterm_while_the_scheduler_is_still_starting_stops_cleanly():
+    entrypoint = Entrypoint(entrypoint_environ(NUM_WORKERS="2"))
+    try:
+        entrypoint.wait_for_line(r"^entrypoint \| started workers")
+        started = entrypoint.descendants()
+        entrypoint.process.send_signal(signal.SIGTERM)
+        code = entrypoint.wait(timeout=30)
+    finally:
+        if entrypoint.process.poll() is None:
+            entrypoint.kill()
+    assert code == 0, entrypoint.output
+    assert "entrypoint | received SIGTERM: stopping" in entrypoint.lines
+    assert_all_gone(started)
+
+
+def test_sigterm_during_the_startup_imports_starts_nothing_and_exits_0():
+    environ = entrypoint_environ()
+    result = subprocess.run(
+        [sys.executable, "-c", SIGTERM_DURING_IMPORTS],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[-2:] == [
+        "entrypoint | received SIGTERM before starting: not starting",
+        "entrypoint | stopped",
+    ], result.stdout
+    assert not any(line.startswith("entrypoint | started") for line in lines)
+
+
+def test_client_shutdown_makes_the_entrypoint_exit_0():
+    with (
+        running_entrypoint(NUM_WORKERS="2") as entrypoint,
+        Client(f"tcp://127.0.0.1:{entrypoint.scheduler_port}", timeout=30) as client,
+    ):
+        client.wait_for_workers(2, timeout=30)
+        started = entrypoint.descendants()
+        client.shutdown()
+        code = entrypoint.wait(timeout=30)
+    assert code == 0, entrypoint.output
+    assert "entrypoint | scheduler closed itself (idle timeout or client shutdown): stopping" in (
+        entrypoint.lines
+    )
+    assert_all_gone(started)
+
+
+def test_orphaned_grandchildren_are_adopted_and_reaped():
+    with (
+        running_entrypoint(NUM_WORKERS="1") as entrypoint,
+        Client(f"tcp://127.0.0.1:{entrypoint.scheduler_port}", timeout=30) as client,
+    ):
+        orphan_pid = client.run_on_scheduler(start_orphan)
+        orphan = psutil.Process(orphan_pid)
+        assert orphan.ppid() == entrypoint.process.pid  # adopted: the entrypoint is a subreaper
+        # It ends after 2 s; reaped, it disappears rather than staying a zombie.
+        deadline = time.monotonic() + 60
+        while process_state(orphan) == "running":
+            assert time.monotonic() < deadline, "the orphan did not end"
+            time.sleep(0.1)
+        while process_state(orphan) == "zombie":
+            assert time.monotonic() < deadline, f"zombie {orphan_pid} was not reaped"
+            time.sleep(0.1)
+        assert process_state(orphan) == "gone"
+        assert entrypoint.process.poll() is None
 
 
 def test_killed_worker_comes_back_and_the_computation_completes():
@@ -85,10 +217,13 @@ def test_killed_worker_comes_back_and_the_computation_completes():
         client.wait_for_workers(2, timeout=30)
         pids = client.run(os.getpid)
         futures = client.map(slow_square, range(20))
+        deadline = time.monotonic() + 60
         while sum(future.done() for future in futures) < 2:
+            assert time.monotonic() < deadline, "no task finished"
             time.sleep(0.05)
         victim_pid = next(iter(pids.values()))
         os.kill(victim_pid, signal.SIGKILL)
+        wait(futures, timeout=120)
         assert client.gather(futures) == [x * x for x in range(20)]
         client.wait_for_workers(2, timeout=30)
         new_pids = client.run(os.getpid)
@@ -106,7 +241,7 @@ def test_killed_scheduler_makes_the_entrypoint_exit_non_zero():
         scheduler_pid = client.run_on_scheduler(os.getpid)
         started = entrypoint.descendants()
         os.kill(scheduler_pid, signal.SIGKILL)
-        code = entrypoint.wait(timeout=15)
+        code = entrypoint.wait(timeout=30)
     assert code == 1
     assert "entrypoint | scheduler was killed by SIGKILL: stopping" in entrypoint.lines
     assert_all_gone(started)
@@ -123,7 +258,7 @@ def test_killed_workers_process_makes_the_entrypoint_exit_non_zero():
         started = entrypoint.descendants()
         (workers_process,) = [p for p in started if "distributed.cli.dask_worker" in p.cmdline()]
         workers_process.kill()
-        code = entrypoint.wait(timeout=15)
+        code = entrypoint.wait(timeout=30)
     assert code == 1
     assert "entrypoint | workers process was killed by SIGKILL: stopping" in entrypoint.lines
     assert_all_gone(started)

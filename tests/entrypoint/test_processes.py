@@ -66,3 +66,7 @@ def test_tls_goes_through_distributed_configuration():
         for role in ("SCHEDULER", "WORKER", "CLIENT"):
             assert process.env[f"DASK_DISTRIBUTED__COMM__TLS__{role}__CERT"] == "/certs/cert.pem"
             assert process.env[f"DASK_DISTRIBUTED__COMM__TLS__{role}__KEY"] == "/certs/key.pem"
+        dashboard = "DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__"
+        assert process.env[dashboard + "CA_FILE"] == "/certs/ca.pem"
+        assert process.env[dashboard + "CERT"] == "/certs/cert.pem"
+        assert process.env[dashboard + "KEY"] == "/certs/key.pem"

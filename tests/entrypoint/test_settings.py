@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from daskbox.entrypoint.settings import Override, TLSFiles, read_settings
 
@@ -58,9 +60,32 @@ BAD_SETTINGS = [
     ({"DASKBOX_DASHBOARD_PORT": "http"}, "DASKBOX_DASHBOARD_PORT='http' is invalid"),
     ({"DASKBOX_IDLE_TIMEOUT": "10 fortnights"}, "DASKBOX_IDLE_TIMEOUT='10 fortnights' is invalid"),
     ({"DASKBOX_IDLE_TIMEOUT": "-5"}, "DASKBOX_IDLE_TIMEOUT='-5' is invalid"),
+    # numbers too large for an int made dask's parsers raise OverflowError (a traceback)
+    ({"DASKBOX_IDLE_TIMEOUT": "1e400"}, "DASKBOX_IDLE_TIMEOUT='1e400' is invalid"),
+    ({"DASKBOX_MEMORY_PER_WORKER": "1e400GB"}, "DASKBOX_MEMORY_PER_WORKER='1e400GB' is invalid"),
+    ({"MEMORY_PER_WORKER": "inf"}, "MEMORY_PER_WORKER='inf' is invalid"),
+    # rounds to 0 bytes, which distributed would read as "no memory limit"
+    ({"MEMORY_PER_WORKER": "1e-12"}, "MEMORY_PER_WORKER='1e-12' is invalid"),
+    (
+        {"MEMORY_PER_WORKER": "0.1"},
+        "MEMORY_PER_WORKER: 95.37 MiB per worker is below what a worker needs to start",
+    ),
+    (
+        {"NUM_WORKERS": "1000"},
+        "NUM_WORKERS=1000: ",  # the rest depends on this machine's memory
+    ),
     (
         {"NUM_WORKERS": "2", "DASKBOX_WORKERS": "3"},
-        "DASKBOX_WORKERS='3' and NUM_WORKERS='2' are both set",
+        "DASKBOX_WORKERS='3' and NUM_WORKERS='2' are both set to different values",
+    ),
+    (
+        {"MEMORY_PER_WORKER": "3", "DASKBOX_MEMORY_PER_WORKER": "3GiB"},
+        "DASKBOX_MEMORY_PER_WORKER='3GiB' and MEMORY_PER_WORKER='3' are both set to different",
+    ),
+    (
+        {"DASKBOX_SCHEDULER_PORT": "9786", "DASKBOX_DASHBOARD_PORT": "9786"},
+        "DASKBOX_SCHEDULER_PORT and DASKBOX_DASHBOARD_PORT are both 9786: expected two "
+        "different port numbers",
     ),
 ]
 
@@ -68,7 +93,7 @@ BAD_SETTINGS = [
 @pytest.mark.parametrize(("settings", "message"), BAD_SETTINGS, ids=lambda value: str(value)[:40])
 def test_bad_setting_exits_2_with_one_line(settings, message):
     result = run_entrypoint(**settings)
-    assert result.returncode == 2
+    assert result.returncode == 2, result.stderr
     assert result.stdout == ""  # nothing planned, nothing started
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith(f"daskbox entrypoint: {message}"), result.stderr
@@ -104,18 +129,35 @@ def tls_environ(tls: TLSFiles, **changes: str) -> dict[str, str]:
             {"DASKBOX_TLS_CA_FILE": "/etc/hostname"},
             "DASKBOX_TLS_CA_FILE='/etc/hostname' holds no CA certificate",
         ),
-        ({"DASKBOX_TLS_KEY_FILE": "CA"}, "are not a matching PEM certificate and private key"),
+        ({"DASKBOX_TLS_KEY_FILE": "CA"}, "are not a matching PEM certificate and unencrypted"),
+        # OpenSSL would prompt for the passphrase on a terminal; refused instead
+        ({"DASKBOX_TLS_KEY_FILE": "ENCRYPTED"}, "are not a matching PEM certificate and unencr"),
     ],
-    ids=["partial", "missing", "unreadable", "not-pem", "key-mismatch"],
+    ids=["partial", "missing", "unreadable", "not-pem", "key-mismatch", "encrypted-key"],
 )
-def test_bad_tls_files_exit_2(tls_files, changes, message):
+def test_bad_tls_files_exit_2(tls_files, changes, message, tmp_path):
     if changes.get("DASKBOX_TLS_KEY_FILE") == "CA":
         changes = {"DASKBOX_TLS_KEY_FILE": str(tls_files.ca_file)}
+    if changes.get("DASKBOX_TLS_KEY_FILE") == "ENCRYPTED":
+        changes = {"DASKBOX_TLS_KEY_FILE": str(encrypted_copy(tls_files.key_file, tmp_path))}
     result = run_entrypoint(**tls_environ(tls_files, **changes))
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1
     assert message in result.stderr, result.stderr
+
+
+def encrypted_copy(key_file: Path, directory: Path) -> Path:
+    key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    encrypted = directory / "encrypted-key.pem"
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+    )
+    return encrypted
 
 
 def test_good_settings_from_the_recipe_names():
@@ -134,6 +176,26 @@ def test_good_settings_from_the_recipe_names():
     assert (settings.scheduler_port, settings.dashboard_port) == (9786, 8787)
     assert settings.idle_timeout == 1800
     assert settings.tls is None
+
+
+@pytest.mark.parametrize(
+    ("environ", "field", "expected"),
+    [
+        ({"NUM_WORKERS": "2", "DASKBOX_WORKERS": "2"}, "workers", Override(2, "DASKBOX_WORKERS")),
+        (
+            {"THREADS_PER_WORKER": "4", "DASKBOX_THREADS_PER_WORKER": "04"},
+            "threads_per_worker",
+            Override(4, "DASKBOX_THREADS_PER_WORKER"),
+        ),
+        (
+            {"MEMORY_PER_WORKER": "3", "DASKBOX_MEMORY_PER_WORKER": "3GB"},
+            "memory_per_worker",
+            Override(3 * 10**9, "DASKBOX_MEMORY_PER_WORKER"),
+        ),
+    ],
+)
+def test_alias_and_own_name_may_both_be_set_to_the_same_value(environ, field, expected):
+    assert getattr(read_settings(environ).overrides, field) == expected
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,12 @@ import pytest
 
 from daskbox.entrypoint.limits import Reading, ResourceLimits
 from daskbox.entrypoint.settings import Override, Overrides, SettingsError
-from daskbox.entrypoint.sizing import plan_sizing, render_plan, reserve_for
+from daskbox.entrypoint.sizing import (
+    MIN_VIABLE_WORKER_MEMORY,
+    plan_sizing,
+    render_plan,
+    reserve_for,
+)
 
 GIB = 2**30
 MIB = 2**20
@@ -107,6 +112,59 @@ def test_overrides(overrides, workers, threads, memory_per_worker):
     for override in (overrides.workers, overrides.threads_per_worker, overrides.memory_per_worker):
         if override is not None:
             assert f"set by {override.variable}" in render_plan(machine(8.0, 16 * GIB), plan)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "workers", "threads"),
+    [
+        # only the threads set: still no more workers than memory holds at 1 GiB each
+        (Overrides(threads_per_worker=Override(1, "THREADS_PER_WORKER")), 2, 1),
+        (Overrides(threads_per_worker=Override(2, "THREADS_PER_WORKER")), 2, 2),
+        # threads and memory set: as many workers as both allow, instead of a refusal
+        (
+            Overrides(
+                threads_per_worker=Override(1, "THREADS_PER_WORKER"),
+                memory_per_worker=Override(GIB, "DASKBOX_MEMORY_PER_WORKER"),
+            ),
+            2,
+            1,
+        ),
+    ],
+)
+def test_derived_worker_count_respects_memory_on_a_small_memory_machine(
+    overrides, workers, threads
+):
+    limits = machine(8.0, 3 * GIB)  # 8 CPUs but 2.7 GiB usable: room for 2 workers
+    plan = plan_sizing(limits, overrides)
+    assert (plan.workers, plan.threads_per_worker) == (workers, threads)
+    assert plan.workers * plan.memory_per_worker <= 3 * GIB - plan.reserve
+    assert plan.workers_source == "as many as memory allows"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            Overrides(memory_per_worker=Override(100 * MIB, "DASKBOX_MEMORY_PER_WORKER")),
+            r"^DASKBOX_MEMORY_PER_WORKER: 100.00 MiB per worker is below what a worker needs",
+        ),
+        (
+            Overrides(workers=Override(32, "NUM_WORKERS")),
+            r"^NUM_WORKERS=32: 3.60 GiB available \(4.00 GiB from cgroup v2 memory.max less "
+            r"409.60 MiB reserve\) leaves 115.20 MiB per worker: expected at most 14 workers",
+        ),
+    ],
+)
+def test_a_setting_that_leaves_a_worker_too_little_memory_is_refused(overrides, message):
+    with pytest.raises(SettingsError, match=message):
+        plan_sizing(machine(8.0, 4 * GIB), overrides)
+
+
+def test_small_machine_without_settings_still_gets_one_worker():
+    # No setting to blame: a tiny machine runs one worker with what it has.
+    plan = plan_sizing(machine(1.0, 400 * MIB), Overrides())
+    assert (plan.workers, plan.memory_per_worker) == (1, 400 * MIB - reserve_for(400 * MIB))
+    assert plan.memory_per_worker < MIN_VIABLE_WORKER_MEMORY
 
 
 def test_memory_override_above_what_is_available_is_refused():

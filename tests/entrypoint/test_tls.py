@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import ssl
+import urllib.error
+import urllib.request
+
 import pytest
 from distributed import Client
 from distributed.security import Security
@@ -68,3 +72,22 @@ def test_client_with_a_foreign_certificate_is_refused(tls_cluster, authorities):
     with pytest.raises((OSError, TimeoutError)):
         Client(f"tls://127.0.0.1:{tls_cluster.scheduler_port}", security=security, timeout=5)
     tls_cluster.wait_for_line(r"^scheduler \| .*TLS handshake failed .*CERTIFICATE_VERIFY_FAILED")
+
+
+def test_dashboard_is_served_over_https_with_the_server_certificate(tls_cluster, authorities):
+    (server, _), (foreign, _) = authorities
+    port = tls_cluster.dashboard_port
+    trusts_our_ca = ssl.create_default_context(cafile=str(server.ca_file))
+    with urllib.request.urlopen(
+        f"https://127.0.0.1:{port}/health", context=trusts_our_ca, timeout=30
+    ) as response:
+        assert response.read() == b"ok"
+    # the certificate really is the one our CA signed: another CA does not accept it
+    trusts_another_ca = ssl.create_default_context(cafile=str(foreign.ca_file))
+    with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
+        urllib.request.urlopen(
+            f"https://127.0.0.1:{port}/health", context=trusts_another_ca, timeout=30
+        )
+    # and plain HTTP is not served
+    with pytest.raises((urllib.error.URLError, ConnectionError)):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30)

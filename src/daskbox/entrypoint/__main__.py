@@ -12,10 +12,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from daskbox.entrypoint.limits import read_limits
-from daskbox.entrypoint.settings import SettingsError, read_settings
-from daskbox.entrypoint.sizing import plan_sizing, render_plan
-from daskbox.entrypoint.supervise import LogRelay, run_cluster
+from daskbox.entrypoint.stop import StopRequest
 
 BAD_SETTINGS = 2
 
@@ -31,6 +28,13 @@ def main(
     root: Path = Path("/"),
 ) -> int:
     """Run the entrypoint; returns the process exit code (0 stop, 1 crash, 2 bad settings)."""
+    stop = StopRequest().catch()
+    # Imported only once the stop signals are caught (see stop.py): these pull in dask.
+    from daskbox.entrypoint.limits import read_limits
+    from daskbox.entrypoint.settings import SettingsError, read_settings
+    from daskbox.entrypoint.sizing import plan_sizing, render_plan
+    from daskbox.entrypoint.supervise import LogRelay, run_cluster
+
     parser = argparse.ArgumentParser(
         prog="python -m daskbox.entrypoint",
         description="Size and run a Dask scheduler and workers on this machine.",
@@ -50,7 +54,7 @@ def main(
         relay.say(line)
     if args.dry_run:
         return 0
-    return run_cluster(settings, plan, relay)
+    return run_cluster(settings, plan, relay, stop)
 
 
 if __name__ == "__main__":

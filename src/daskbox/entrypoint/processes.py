@@ -56,6 +56,12 @@ def dask_environment(settings: Settings) -> dict[str, str]:
             # The scheduler and nannies also act as clients of each other.
             "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": cert,
             "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": key,
+            # The dashboard is served over HTTPS with the same server certificate.
+            # distributed asks browsers for no client certificate there: the dashboard
+            # is encrypted, and the firewall (owner's /32) limits who can reach it.
+            "DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__CA_FILE": ca,
+            "DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__CERT": cert,
+            "DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__KEY": key,
         }
     return env
 

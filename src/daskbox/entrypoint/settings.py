@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +64,7 @@ class Settings:
 
 def read_settings(environ: Mapping[str, str]) -> Settings:
     """Validate ``environ`` into ``Settings``; raise ``SettingsError`` on the first bad value."""
-    return Settings(
+    settings = Settings(
         overrides=Overrides(
             workers=_count(environ, "DASKBOX_WORKERS", "NUM_WORKERS"),
             threads_per_worker=_count(environ, "DASKBOX_THREADS_PER_WORKER", "THREADS_PER_WORKER"),
@@ -75,6 +75,12 @@ def read_settings(environ: Mapping[str, str]) -> Settings:
         idle_timeout=_idle_timeout(environ),
         tls=_tls(environ),
     )
+    if settings.scheduler_port == settings.dashboard_port:
+        raise SettingsError(
+            "DASKBOX_SCHEDULER_PORT and DASKBOX_DASHBOARD_PORT are both "
+            f"{settings.scheduler_port}: expected two different port numbers"
+        )
+    return settings
 
 
 def _set(environ: Mapping[str, str], name: str) -> str | None:
@@ -83,18 +89,28 @@ def _set(environ: Mapping[str, str], name: str) -> str | None:
     return value or None
 
 
-def _pick(environ: Mapping[str, str], name: str, alias: str) -> tuple[str, str] | None:
-    """(variable, raw value) from daskbox's name or the original recipe's alias."""
+def _pick(
+    environ: Mapping[str, str], name: str, alias: str, parse: Callable[[str, str], int]
+) -> Override | None:
+    """The parsed value of daskbox's ``name`` or the original recipe's ``alias``.
+
+    Both may be set (a launcher writes ``name``, an old run script ``alias``) as long as
+    they mean the same value.
+    """
     own, legacy = _set(environ, name), _set(environ, alias)
-    if own is not None and legacy is not None:
+    if own is None and legacy is None:
+        return None
+    if legacy is None:
+        return Override(parse(name, str(own)), name)
+    if own is None:
+        return Override(parse(alias, legacy), alias)
+    value = parse(name, own)
+    if parse(alias, legacy) != value:
         raise SettingsError(
-            f"{name}={own!r} and {alias}={legacy!r} are both set: set only one of them"
+            f"{name}={own!r} and {alias}={legacy!r} are both set to different values: "
+            "set only one of them"
         )
-    if own is not None:
-        return name, own
-    if legacy is not None:
-        return alias, legacy
-    return None
+    return Override(value, name)
 
 
 def _positive_int(variable: str, raw: str, form: str) -> int:
@@ -108,35 +124,34 @@ def _positive_int(variable: str, raw: str, form: str) -> int:
 
 
 def _count(environ: Mapping[str, str], name: str, alias: str) -> Override | None:
-    picked = _pick(environ, name, alias)
-    if picked is None:
-        return None
-    variable, raw = picked
-    return Override(_positive_int(variable, raw, "a whole number of at least 1, e.g. 4"), variable)
+    return _pick(environ, name, alias, _parse_count)
+
+
+def _parse_count(variable: str, raw: str) -> int:
+    return _positive_int(variable, raw, "a whole number of at least 1, e.g. 4")
 
 
 def _memory(environ: Mapping[str, str]) -> Override | None:
-    picked = _pick(environ, "DASKBOX_MEMORY_PER_WORKER", "MEMORY_PER_WORKER")
-    if picked is None:
-        return None
-    variable, raw = picked
+    return _pick(environ, "DASKBOX_MEMORY_PER_WORKER", "MEMORY_PER_WORKER", _parse_memory)
+
+
+def _parse_memory(variable: str, raw: str) -> int:
     if variable == "MEMORY_PER_WORKER":
         form = "a positive number of GB (10**9 bytes), e.g. 4 or 2.5"
         try:
-            gigabytes = float(raw)
-        except ValueError:
-            gigabytes = 0.0
-        if not math.isfinite(gigabytes) or gigabytes <= 0:
-            raise SettingsError(f"{variable}={raw!r} is invalid: expected {form}")
-        return Override(int(gigabytes * _GB), variable)
-    form = 'a positive number of bytes or a size with a unit, e.g. "3GiB", "3GB", "512MiB"'
-    try:
-        size = parse_bytes(raw)
-    except (ValueError, TypeError):
-        size = 0
+            size = int(float(raw) * _GB)
+        except (ValueError, OverflowError):  # "lots", "inf", "nan"
+            size = 0
+    else:
+        form = 'a positive number of bytes or a size with a unit, e.g. "3GiB", "3GB", "512MiB"'
+        try:
+            size = parse_bytes(raw)
+        except (ValueError, TypeError, OverflowError):  # "3XB", "1e400GB"
+            size = 0
+    # Checked after conversion: "1e-12" GB is 0 bytes, which distributed reads as "no limit".
     if size <= 0:
         raise SettingsError(f"{variable}={raw!r} is invalid: expected {form}")
-    return Override(size, variable)
+    return size
 
 
 def _port(environ: Mapping[str, str], name: str, default: int) -> int:
@@ -159,7 +174,7 @@ def _idle_timeout(environ: Mapping[str, str]) -> float | None:
     form = 'seconds or a duration such as "30m" or "2h" (0 or unset: never)'
     try:
         seconds = parse_timedelta(raw, default="seconds")
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError):  # "10 fortnights", "1e400"
         raise SettingsError(f"DASKBOX_IDLE_TIMEOUT={raw!r} is invalid: expected {form}") from None
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
         raise SettingsError(f"DASKBOX_IDLE_TIMEOUT={raw!r} is invalid: expected {form}")
@@ -198,7 +213,12 @@ def _tls(environ: Mapping[str, str]) -> TLSFiles | None:
 
 
 def _check_pem(tls: TLSFiles) -> None:
-    """Load the files the way distributed will, so a wrong file fails now, not in a child."""
+    """Load the files the way distributed will, so a wrong file fails now, not in a child.
+
+    The same two calls as ``distributed.security.Security._get_tls_context`` (a default
+    context with the CA, then the certificate chain); Security itself is not used because
+    importing distributed here would add ~0.3 s before anything starts.
+    """
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     try:
         context.load_verify_locations(cafile=tls.ca_file)
@@ -208,10 +228,11 @@ def _check_pem(tls: TLSFiles) -> None:
             "expected a PEM certificate file"
         ) from None
     try:
-        context.load_cert_chain(certfile=tls.cert_file, keyfile=tls.key_file)
+        # An encrypted key would make OpenSSL prompt on the terminal: refuse it instead.
+        context.load_cert_chain(certfile=tls.cert_file, keyfile=tls.key_file, password=b"")
     except (ssl.SSLError, ValueError):
         raise SettingsError(
             f"DASKBOX_TLS_CERT_FILE={str(tls.cert_file)!r} and "
             f"DASKBOX_TLS_KEY_FILE={str(tls.key_file)!r} are not a matching PEM "
-            "certificate and private key"
+            "certificate and unencrypted private key"
         ) from None

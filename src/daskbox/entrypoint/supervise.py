@@ -7,6 +7,9 @@ the same holds when it is not PID 1), and kills whatever is left before it retur
 
 Exit codes: 0 after a signal or when the scheduler closed itself cleanly (its idle
 timeout, or a client's shutdown); 1 when the scheduler or the workers process died.
+
+Reaping uses ``os.waitpid(-1)`` rather than psutil or Popen: only a wait on "any child"
+collects the orphans the kernel hands to a subreaper, which no Popen object knows.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import IO
 
 import psutil
@@ -32,14 +34,21 @@ import psutil
 from daskbox.entrypoint.processes import ProcessSpec, scheduler_process, workers_process
 from daskbox.entrypoint.settings import Settings
 from daskbox.entrypoint.sizing import SizingPlan
+from daskbox.entrypoint.stop import StopRequest, signal_name
 
 POLL_INTERVAL = 0.02
 SCHEDULER_START_TIMEOUT = 60.0
-# SIGTERM must end everything within 10 s: workers get 5 s to close, the scheduler 3 s,
-# then whatever remains is killed.
+# SIGTERM must end everything within 10 s (Docker's default before SIGKILL): workers get
+# up to 5 s to close, the scheduler what is left of 8 s, then whatever remains is killed
+# (1 s) and the last log lines drained (0.5 s).
 WORKERS_GRACE = 5.0
-SCHEDULER_GRACE = 3.0
-LOG_DRAIN_TIMEOUT = 1.0
+GRACEFUL_STOP = 8.0
+KILL_WAIT = 1.0
+LOG_DRAIN_TIMEOUT = 0.5
+# When the workers process ends cleanly first, how long to wait for the scheduler to end:
+# on an idle timeout or a client's shutdown() the scheduler closes its workers and then
+# itself, and under load the workers process can be the first to exit.
+SCHEDULER_CLOSING_GRACE = 5.0
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -71,7 +80,9 @@ class LogRelay:
     def write(self, stream: IO[bytes], prefix: bytes, line: bytes) -> None:
         if not line.endswith(b"\n"):
             line += b"\n"
-        with self.lock:
+        # If our own output is gone (a closed pipe), drop the line but keep reading the
+        # child's pipe: a child blocked on a full pipe would hang the cluster.
+        with self.lock, contextlib.suppress(OSError, ValueError):
             stream.write(prefix + line)
             stream.flush()
 
@@ -95,18 +106,10 @@ class LogRelay:
 class Supervisor:
     """Starts children in their own process groups and tracks them until they are reaped."""
 
-    def __init__(self, relay: LogRelay) -> None:
+    def __init__(self, relay: LogRelay, stop: StopRequest) -> None:
         self.relay = relay
+        self.stop = stop
         self.children: list[Child] = []
-        self.stop_signal: int | None = None
-
-    def install_signal_handlers(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._request_stop)
-
-    def _request_stop(self, signum: int, frame: FrameType | None) -> None:
-        if self.stop_signal is None:
-            self.stop_signal = signum
 
     def start(self, spec: ProcessSpec) -> Child:
         popen = subprocess.Popen(
@@ -174,13 +177,14 @@ class Supervisor:
                 not any(child.running for child in self.children)
                 and not psutil.Process().children()
             ),
-            timeout=2.0,
+            timeout=KILL_WAIT,
         )
 
     def drain_logs(self) -> None:
+        deadline = time.monotonic() + LOG_DRAIN_TIMEOUT
         for child in self.children:
             for relay in child.relays:
-                relay.join(LOG_DRAIN_TIMEOUT)
+                relay.join(max(0.0, deadline - time.monotonic()))
 
 
 def _become_subreaper() -> None:
@@ -198,23 +202,21 @@ def _read_scheduler_address(scheduler_file: Path) -> str | None:
         return None
 
 
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
-
-
 def _describe_exit(returncode: int | None) -> str:
     if returncode is not None and returncode < 0:
-        return f"was killed by {_signal_name(-returncode)}"
+        return f"was killed by {signal_name(-returncode)}"
     return f"exited with code {returncode}"
 
 
-def run_cluster(settings: Settings, plan: SizingPlan, relay: LogRelay) -> int:
-    """Start scheduler then workers, supervise them, stop everything; return the exit code."""
-    supervisor = Supervisor(relay)
-    supervisor.install_signal_handlers()
+def run_cluster(
+    settings: Settings, plan: SizingPlan, relay: LogRelay, stop: StopRequest | None = None
+) -> int:
+    """Start scheduler then workers, supervise them, stop everything; return the exit code.
+
+    ``stop`` is the request caught since the entrypoint started (see stop.py); a signal
+    received before this point means nothing is started at all.
+    """
+    supervisor = Supervisor(relay, stop or StopRequest().catch())
     _become_subreaper()
     with tempfile.TemporaryDirectory(prefix="daskbox-entrypoint-") as workdir:
         scheduler_file = Path(workdir) / "scheduler.json"
@@ -227,8 +229,14 @@ def run_cluster(settings: Settings, plan: SizingPlan, relay: LogRelay) -> int:
 def _supervise(
     supervisor: Supervisor, settings: Settings, plan: SizingPlan, scheduler_file: Path
 ) -> int:
-    relay = supervisor.relay
+    relay, stop = supervisor.relay, supervisor.stop
+    if stop.requested:
+        relay.say(f"received {stop.name} before starting: not starting")
+        return 0
     scheduler = supervisor.start(scheduler_process(settings, scheduler_file))
+    if stop.requested:  # arrived while the scheduler was being started
+        relay.say(f"received {stop.name}: stopping")
+        return 0
     # Started at once so its ~0.4 s of imports overlap the scheduler's; its nannies read
     # the scheduler file, which the scheduler writes only once it accepts connections,
     # so no worker connects (or is even spawned) before the scheduler is listening.
@@ -238,21 +246,25 @@ def _supervise(
     def scheduler_ready_or_gone() -> bool:
         nonlocal address
         address = _read_scheduler_address(scheduler_file)
-        return address is not None or not scheduler.running or supervisor.stop_signal is not None
+        return address is not None or not scheduler.running or stop.requested
 
     if not supervisor.wait_until(scheduler_ready_or_gone, SCHEDULER_START_TIMEOUT):
         relay.say(f"scheduler did not listen within {SCHEDULER_START_TIMEOUT:g} s")
         return 1
-    if address is not None:
+    if address is not None and not stop.requested:
         relay.say(f"scheduler listening at {address}")
         supervisor.wait_until(
-            lambda: (
-                not scheduler.running or not workers.running or supervisor.stop_signal is not None
-            ),
+            lambda: not scheduler.running or not workers.running or stop.requested,
             timeout=float("inf"),
         )
-    if supervisor.stop_signal is not None:
-        relay.say(f"received {_signal_name(supervisor.stop_signal)}: stopping")
+    if scheduler.running and workers.returncode == 0 and not stop.requested:
+        # A workers process that exits 0 by itself was most likely closed by a scheduler
+        # that is closing itself (idle timeout, shutdown()): give the scheduler time to end.
+        supervisor.wait_until(
+            lambda: not scheduler.running or stop.requested, SCHEDULER_CLOSING_GRACE
+        )
+    if stop.requested:
+        relay.say(f"received {stop.name}: stopping")
         return 0
     if scheduler.running:
         relay.say(f"workers process {_describe_exit(workers.returncode)}: stopping")
@@ -265,9 +277,12 @@ def _supervise(
 
 
 def _stop(supervisor: Supervisor) -> None:
-    """Workers first (they say goodbye to the scheduler), then the scheduler, then the rest."""
+    """Workers first (they say goodbye to the scheduler), then the scheduler, then the rest,
+    all within ``GRACEFUL_STOP`` + ``KILL_WAIT`` + ``LOG_DRAIN_TIMEOUT`` (< 10 s)."""
+    deadline = time.monotonic() + GRACEFUL_STOP
     for child in reversed(supervisor.children):
-        grace = SCHEDULER_GRACE if child.spec.name == "scheduler" else WORKERS_GRACE
+        remaining = max(0.0, deadline - time.monotonic())
+        grace = remaining if child.spec.name == "scheduler" else min(WORKERS_GRACE, remaining)
         supervisor.terminate(child, grace)
     supervisor.kill_leftovers()
     supervisor.drain_logs()
