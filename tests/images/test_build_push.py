@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import subprocess
+import tarfile
 import uuid
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import docker
 import pytest
 from packaging.utils import canonicalize_name
 
+import daskbox
 from daskbox.errors import ConfigError, DockerfileError, ImageBuildError, PushError
 from daskbox.images.engine import DockerEngine
 from daskbox.images.pipeline import build_image, find_pushed, plan_image, push_image
@@ -38,15 +40,26 @@ def _log(lines: list[str]):
     return lines.append
 
 
+def git(project: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, registry, registry_login, base_image, docker_client):
     repository = f"{registry.host}/images-test-{uuid.uuid4().hex[:8]}"
     project = copy_project("package_mode", tmp_path_factory.mktemp("project"), repository)
+    git(project, "init", "-q")
+    git(project, "add", ".")
+    git(project, "commit", "-q", "-m", "fixture")
     plan = plan_image(project)
     build_lines: list[str] = []
     result = build_image(plan, DockerEngine(), _log(build_lines))
     first_push = push_image(plan, DockerEngine(), lambda _: None)
     yield {
+        "commit": git(project, "rev-parse", "HEAD"),
         "project": project,
         "plan": plan,
         "result": result,
@@ -134,6 +147,45 @@ def test_runtime_layout_user_entrypoint_and_env(built, docker_client):
     assert "pip" not in tools.split() and "poetry" not in tools and "gcc" not in tools
 
 
+def files_per_layer(reference: str) -> list[set[str]]:
+    """The file names in each layer of ``reference``, base first (from `docker save`)."""
+    saved = subprocess.Popen(["docker", "save", reference], stdout=subprocess.PIPE)
+    layers: dict[str, set[str]] = {}
+    manifest: list[dict[str, list[str]]] = []
+    assert saved.stdout is not None
+    with tarfile.open(fileobj=saved.stdout, mode="r|") as archive:
+        for member in archive:
+            stream = archive.extractfile(member) if member.isfile() else None
+            if stream is None:
+                continue
+            if member.name.endswith("layer.tar"):
+                with tarfile.open(fileobj=stream, mode="r|") as layer:
+                    layers[member.name] = {entry.name for entry in layer}
+            elif member.name == "manifest.json":
+                manifest = json.loads(stream.read())
+    assert saved.wait() == 0
+    return [layers[name] for name in manifest[0]["Layers"]]
+
+
+def test_entrypoint_is_copied_without_bytecode(built):
+    """/opt/daskbox holds exactly daskbox/__init__.py and the entrypoint's sources."""
+    listed = run_in_image(built["plan"].reference, "find", "/opt/daskbox", "-type", "f").split()
+    source = REPO_ROOT / "src" / "daskbox" / "entrypoint"
+    expected = {
+        f"/opt/daskbox/daskbox/entrypoint/{path.relative_to(source).as_posix()}"
+        for path in source.rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+    assert "/opt/daskbox/daskbox/entrypoint/idle.py" in expected  # the scheduler preload
+    assert set(listed) == expected | {"/opt/daskbox/daskbox/__init__.py"}
+    assert not [name for name in listed if "__pycache__" in name or name.endswith(".pyc")]
+    preload = run_in_image(
+        built["plan"].reference, "/opt/venv/bin/python", "-c",
+        "import daskbox.entrypoint.idle as m; print(m.__file__)",
+    )  # fmt: skip
+    assert preload.strip() == "/opt/daskbox/daskbox/entrypoint/idle.py"
+
+
 def test_installed_digest_label_matches_the_image_contents(built, docker_client):
     """dev.daskbox.installed-digest is recomputable from importlib.metadata in the image."""
     plan = built["plan"]
@@ -195,12 +247,19 @@ def test_registry_manifest_carries_the_labels(built, registry):
     labels = config["config"]["Labels"]
     assert labels["dev.daskbox.lock-hash"] == plan.lock_hash
     assert labels["dev.daskbox.python-version"] == platform.python_version()
-    assert labels["dev.daskbox.version"]
+    assert labels["dev.daskbox.version"] == daskbox.__version__
+    assert labels["dev.daskbox.groups"] == "main"
     assert (
         labels["dev.daskbox.installed-digest"]
         == dict(plan.dockerfile_plan.labels)["dev.daskbox.installed-digest"]
     )
-    assert labels["org.opencontainers.image.revision"]
+    # The fixture project is a clean git checkout: its commit is the source revision.
+    assert labels["org.opencontainers.image.revision"] == built["commit"]
+    assert labels["org.opencontainers.image.title"] == "fixture-app"
+    assert labels["org.opencontainers.image.version"] == "0.1.0"
+    assert labels["org.opencontainers.image.base.name"] == plan.settings.base_image
+    base_id = docker.from_env().images.get(plan.settings.base_image).id
+    assert labels["org.opencontainers.image.base.digest"] == base_id  # a local stand-in
     assert (
         find_pushed(plan.reference) == f"{plan.image.repository}@{built['push'].reference.digest}"
     )
@@ -352,9 +411,20 @@ def test_apt_packages_are_fetched_on_the_host_and_installed_offline(
     try:
         build_image(plan, DockerEngine(), lambda _: None)
         assert run_in_image(plan.reference, "jq", "--version").startswith("jq-")
-        # The .debs themselves did not stay in the image.
-        gone = run_in_image(plan.reference, "sh", "-c", "test -e /tmp/daskbox || echo gone")
-        assert gone.strip() == "gone"
+        status = run_in_image(
+            plan.reference, "dpkg-query", "--show", "--showformat=${Status}", "jq"
+        )
+        assert status == "install ok installed"
+        # The .debs are in no layer of the image (not merely deleted in a later one) ...
+        layer_files = files_per_layer(plan.reference)
+        assert not [n for names in layer_files for n in names if n.endswith(".deb")]
+        assert not [n for names in layer_files for n in names if n.startswith("tmp/daskbox")]
+        # ... and the layer dpkg's results came in holds jq, not the whole base again.
+        (system_layer,) = [names for names in layer_files if "usr/bin/jq" in names]
+        assert len(system_layer) < 200
+        # Not a git checkout: the revision label says so.
+        labels = docker_client.api.inspect_image(plan.reference)["Config"]["Labels"]
+        assert labels["org.opencontainers.image.revision"] == "unknown"
     finally:
         remove_repository_images(docker_client, repository)
 

@@ -7,12 +7,12 @@ import tomllib
 import pytest
 
 from daskbox.errors import ConfigError, LockfileError
-from daskbox.images.environment import Source, Target
+from daskbox.images.environment import Platform, Source
 from daskbox.images.lock import export_environment, lock_hash, parse_export
 
 from .conftest import copy_project
 
-TARGET = Target.local()
+TARGET = Platform.local()
 
 
 def locked_versions(project) -> dict[str, str]:
@@ -59,6 +59,20 @@ def test_export_is_identical_across_runs_and_cached(tmp_path):
     second = export_environment(project, TARGET)
     assert first == second
     assert not first.package_mode
+
+
+def test_exports_of_an_older_lock_are_pruned(tmp_path):
+    project = copy_project("extras_groups_markers", tmp_path)
+    cache = project / ".daskbox" / "cache"
+    export_environment(project, TARGET)
+    export_environment(project, TARGET, groups=("main", "reports"))
+    current = sorted(cache.glob("export-*.json"))
+    assert len(current) == 2  # two selections of the same lock both stay cached
+    lock = project / "poetry.lock"
+    lock.write_text(lock.read_text() + "\n# relocked\n")  # new bytes, still fresh
+    export_environment(project, TARGET)
+    (left,) = cache.glob("export-*.json")
+    assert left not in current and left.name.startswith(f"export-{lock_hash(project)[:16]}-")
 
 
 def test_path_dependency_is_a_directory_requirement(tmp_path):

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
+
+import pytest
 
 from .conftest import REPO_ROOT, copy_project
 
@@ -22,6 +25,63 @@ def test_dockerfile_prints_and_writes_the_dockerfile(tmp_path):
     written = invoke(project, "dockerfile", "--output", "Dockerfile.review")
     assert written.returncode == 0
     assert (project / "Dockerfile.review").read_text() == printed.stdout
+
+
+def options_with_help(help_text: str) -> dict[str, str]:
+    """``--flag`` -> its help text, from invoke's ``--help TASK`` output."""
+    options: dict[str, str] = {}
+    current = None
+    for line in help_text.split("Options:", 1)[1].splitlines():
+        match = re.match(r"^  (?:-\w(?: \w+)?, )?(--[\w-]+)(?:=\w+)?\s*(.*)$", line)
+        if match:
+            current = match[1]
+            options[current] = match[2].strip()
+        elif current and line.strip():
+            options[current] += " " + line.strip()
+    return options
+
+
+@pytest.mark.parametrize(
+    ("name", "flags"),
+    [
+        ("build", {"--with", "--extras", "--base-image", "--repository", "--force", "--dry-run"}),
+        ("push", {"--with", "--extras", "--base-image", "--repository", "--dry-run"}),
+        ("dockerfile", {"--with", "--extras", "--base-image", "--repository", "--output"}),
+    ],
+)
+def test_every_flag_has_help(tmp_path, name, flags):
+    shown = invoke(copy_project("non_package", tmp_path), "--help", name)
+    assert shown.returncode == 0, shown.stderr
+    docstring = shown.stdout.split("Docstring:", 1)[1].split("Options:", 1)[0].strip()
+    assert docstring and docstring[0].isupper()
+    options = options_with_help(shown.stdout)
+    assert set(options) == flags
+    assert all(len(text) > 20 for text in options.values()), options
+    assert "adds to the configured" in options["--extras"] and "main is always" in options["--with"]
+
+
+def test_list_shows_every_daskbox_task(tmp_path):
+    listed = invoke(copy_project("non_package", tmp_path), "--list")
+    assert listed.returncode == 0, listed.stderr
+    names = re.findall(r"^  (\w+) ", listed.stdout, flags=re.MULTILINE)
+    assert sorted(names) == sorted(
+        ["build", "push", "dockerfile", "launch", "teardown", "status", "check"]
+    )
+
+
+def test_extras_and_groups_flags_add_to_the_configured_ones(tmp_path):
+    project = copy_project("extras_groups_markers", tmp_path)
+    with (project / "pyproject.toml").open("a") as pyproject:
+        pyproject.write('\n[tool.daskbox]\ngroups = ["main", "reports"]\nextras = ["tables"]\n')
+    configured = invoke(project, "build", "--dry-run")
+    assert configured.returncode == 0, configured.stderr
+    assert "DASKBOX_GROUPS=main,reports " in configured.stdout
+    assert 'dev.daskbox.extras="tables"' in configured.stdout
+    # The fixture defines one extra, so "adds" shows as: still there, and not doubled.
+    added = invoke(project, "build", "--dry-run", "--extras", "tables", "--with", "dev")
+    assert added.returncode == 0, added.stderr
+    assert "DASKBOX_GROUPS=main,reports,dev " in added.stdout
+    assert 'dev.daskbox.extras="tables"' in added.stdout
 
 
 def test_flags_beat_pyproject_settings(tmp_path):

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
+import tarfile
 import zipfile
 
 import pytest
 from packaging.utils import parse_wheel_filename
 
 from daskbox.errors import DockerfileError
-from daskbox.images.environment import Environment, Requirement, Source, Target
+from daskbox.images.environment import Environment, Platform, Requirement, Source
 from daskbox.images.lock import export_environment
-from daskbox.images.wheels import build_local_wheels, fetch_index_distributions, file_sha256
+from daskbox.images.wheels import (
+    Artifact,
+    _fetch_build_requirements,
+    build_local_wheels,
+    fetch_index_distributions,
+    file_sha256,
+)
 
 from .conftest import copy_project
 
@@ -21,7 +29,7 @@ def environment_of(*requirements: Requirement) -> Environment:
         project_name="probe",
         project_version="0",
         package_mode=False,
-        target=Target.local(),
+        target=Platform.local(),
         groups=("main",),
         extras=(),
         lock_hash="0" * 64,
@@ -30,7 +38,7 @@ def environment_of(*requirements: Requirement) -> Environment:
 
 
 def test_every_wheel_fits_the_target_and_matches_a_locked_hash(tmp_path):
-    environment = export_environment(copy_project("quickstart", tmp_path), Target.local())
+    environment = export_environment(copy_project("quickstart", tmp_path), Platform.local())
     messages: list[str] = []
     fetched = fetch_index_distributions(environment, messages.append, cache=tmp_path / "cache")
     assert messages and "downloading" in messages[0]
@@ -88,3 +96,53 @@ def test_git_and_path_dependencies_are_built_into_wheels(tmp_path):
     ]
     with zipfile.ZipFile(wheels[0].path) as archive:
         assert archive.read("git_lib/__init__.py") == b"VALUE = 1\n"
+
+
+def test_url_dependencies_are_checked_against_the_locked_hash(tmp_path):
+    """A direct-URL wheel and sdist (file URLs: no network) install only if their bytes
+    match the lock; the sdist is built from the checked file."""
+    library = copy_project("path_dependency", tmp_path) / "libs" / "helper_lib"
+    (wheel,) = build_local_wheels(
+        tmp_path,
+        environment_of(Requirement("helper-lib", None, Source.DIRECTORY, url=library.as_uri())),
+        tmp_path / "archives",
+        lambda _: None,
+    )
+    sdist = tmp_path / "archives" / "helper_lib-1.2.0.tar.gz"
+    with tarfile.open(sdist, "w:gz") as archive:
+        archive.add(library, arcname="helper_lib-1.2.0")
+    for archive_path in (wheel.path, sdist):
+        good = Requirement(
+            "helper-lib", None, Source.URL, url=archive_path.as_uri(),
+            hashes=(f"sha256:{file_sha256(archive_path)}",),
+        )  # fmt: skip
+        out = tmp_path / f"out-{archive_path.suffix}"
+        (built,) = build_local_wheels(tmp_path, environment_of(good), out, lambda _: None)
+        assert built.filename == "helper_lib-1.2.0-py3-none-any.whl"
+        tampered = Requirement(
+            "helper-lib",
+            None,
+            Source.URL,
+            url=archive_path.as_uri(),
+            hashes=("sha256:" + "0" * 64,),
+        )
+        with pytest.raises(DockerfileError, match=r"matching poetry.lock's hashes"):
+            build_local_wheels(tmp_path, environment_of(tampered), out, lambda _: None)
+    unhashed = Requirement("helper-lib", None, Source.URL, url=sdist.as_uri())
+    with pytest.raises(DockerfileError, match=r"no hash for helper-lib .*run `poetry lock`"):
+        build_local_wheels(tmp_path, environment_of(unhashed), tmp_path / "x", lambda _: None)
+
+
+def test_failed_build_requirement_fetch_leaves_no_partial_folder(tmp_path):
+    sdist = tmp_path / "broken-1.0.tar.gz"
+    data = b'[build-system]\nrequires = ["no-such-distribution-daskbox-images==1"]\n'
+    with tarfile.open(sdist, "w:gz") as archive:
+        info = tarfile.TarInfo("broken-1.0/pyproject.toml")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    cache = tmp_path / "cache"
+    with pytest.raises(DockerfileError, match=r"cannot fetch build requirements no-such"):
+        _fetch_build_requirements(
+            (Artifact(sdist, file_sha256(sdist)),), environment_of(), cache, lambda _: None
+        )
+    assert list((cache / "build-requirements").iterdir()) == []

@@ -1,11 +1,11 @@
 """images: export the locked Poetry environment into a hermetic Dockerfile, build it, push it.
 
-plan = plan_image(Path("."))        # no Docker: export, project wheels, Dockerfile, tag
+plan = plan_image(Path("."))        # builds nothing: export, project wheels, Dockerfile, tag
 build_image(plan); push_image(plan)
 find_pushed(plan.reference)          # "repo@sha256:..." or None
 """
 
-from daskbox.images.environment import Environment, Requirement, Target
+from daskbox.images.environment import Environment, Platform, Requirement
 from daskbox.images.pipeline import (
     BuildResult,
     ImagePlan,
@@ -21,8 +21,8 @@ __all__ = [
     "Environment",
     "ImagePlan",
     "ImageRef",
+    "Platform",
     "Requirement",
-    "Target",
     "build_image",
     "find_pushed",
     "plan_image",

@@ -11,14 +11,12 @@ import hashlib
 import os
 import shlex
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
+from daskbox._tasks import Progress
 from daskbox.errors import DockerfileError, ImageBuildError
 from daskbox.images.engine import ContainerEngine
 from daskbox.images.wheels import Artifact, cache_root, file_sha256
-
-Progress = Callable[[str], None]
 
 
 def fetch_debs(

@@ -1,11 +1,12 @@
 """DockerfilePlan -> Dockerfile text: one template, classic-builder syntax (no BuildKit).
 
-Layer order follows how often things change: the fixed runtime settings (user, ports, PATH,
-entrypoint), the locked dependencies (one layer, copied from a builder stage so no wheel, sdist
-or pip cache reaches the runtime image), daskbox's entrypoint module, then the project's own
-wheels installed into a venv overlay (the only layer a code change touches). The lock-dependent
-ENV and the labels come last: they add no filesystem layer and don't bust the cache above.
-"""
+Layer order follows how often things change: the system packages (apt-packages, installed
+by dpkg in a stage of their own so only their installed files reach the image), the fixed
+runtime settings (user, ports, PATH, entrypoint), the locked dependencies (one layer, copied
+from a builder stage so no wheel, sdist or pip cache reaches the runtime image), daskbox's
+entrypoint module, then the project's own wheels installed into a venv overlay (the only
+layer a code change touches). The lock-dependent ENV and the labels come last: they add no
+filesystem layer and don't bust the cache above."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ WHEELS_DIR = "wheels"  # locked wheels for the target
 SDISTS_DIR = "sdists"  # locked sdists of distributions without a target wheel
 BUILD_WHEELS_DIR = "build-wheels"  # their build requirements, as target wheels
 APT_DIR = "apt"  # .debs for [tool.daskbox] apt-packages, downloaded on the host
+SYSTEM_STAGE = "system-packages"
+# In the system-packages stage: every file dpkg created or changed, laid out from /.
+SYSTEM_ROOT = "/tmp/daskbox/root"
 PROJECT_DIR = "project"  # the project's wheels, installed on the host into a venv overlay
 ENTRYPOINT_DIR = "daskbox"
 
@@ -71,10 +75,10 @@ RUN python -m venv --without-pip {venv} \\
       --find-links /tmp/daskbox/{wheels} --find-links /tmp/daskbox/{sdists} \\
       --find-links /tmp/daskbox/{build_wheels} --requirement /tmp/daskbox/{requirements}
 
-# Runtime: the base image, a non-root user, the venv, the entrypoint, the project.
+{system_stage}# Runtime: the base image, a non-root user, the venv, the entrypoint, the project.
 FROM {base_image}
-RUN useradd --create-home --uid {uid} --user-group --shell /usr/sbin/nologin {user}
-{apt_install}USER {user}
+{system_copy}RUN useradd --create-home --uid {uid} --user-group --shell /usr/sbin/nologin {user}
+USER {user}
 WORKDIR /home/{user}
 EXPOSE {ports}
 ENV PATH={venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
@@ -92,16 +96,37 @@ LABEL {labels} \\
 """
 
 
+# dpkg runs in a stage of its own and only what it created or changed (ctime after a marker:
+# dpkg keeps the archives' mtimes, but ctime is always "now") moves on to the runtime stage,
+# so no .deb is left in any layer of the image.
+_SYSTEM_STAGE = """\
+# apt-packages: {packages} (downloaded on the host, installed here by dpkg).
+FROM {base_image} AS {stage}
+COPY {apt}/ /tmp/daskbox/{apt}/
+RUN touch /tmp/daskbox/before-dpkg \\
+ && dpkg --install --recursive /tmp/daskbox/{apt} \\
+ && mkdir {root} && cd / \\
+ && find . -xdev -mindepth 1 \\( -path ./tmp -o -path ./proc -o -path ./sys -o -path ./dev \\
+      -o -path ./var/log -o -path ./var/cache -o -path ./etc/hosts -o -path ./etc/hostname \\
+      -o -path ./etc/resolv.conf \\) -prune -o -cnewer /tmp/daskbox/before-dpkg -print \\
+    | tar --create --no-recursion --files-from - | tar --extract --directory {root}
+
+"""
+
+
 def render(plan: DockerfilePlan) -> str:
     """Return the Dockerfile for ``plan`` (pure)."""
-    project_copy = apt_install = ""
+    project_copy = system_stage = system_copy = ""
     if plan.apt_packages:
-        apt_install = (
-            f"# apt-packages: {' '.join(plan.apt_packages)} (downloaded on the host)\n"
-            f"COPY {APT_DIR}/ /tmp/daskbox/{APT_DIR}/\n"
-            f"RUN dpkg --install --recursive /tmp/daskbox/{APT_DIR}"
-            " && rm -rf /tmp/daskbox\n"
+        system_stage = _SYSTEM_STAGE.format(
+            base_image=plan.base_image,
+            packages=" ".join(plan.apt_packages),
+            stage=SYSTEM_STAGE,
+            apt=APT_DIR,
+            root=SYSTEM_ROOT,
         )
+        # Before useradd: a package's maintainer script may have written /etc/passwd.
+        system_copy = f"COPY --from={SYSTEM_STAGE} {SYSTEM_ROOT}/ /\n"
     if plan.has_project_layer:
         # Installed on the host (daskbox.images.wheels.install_overlay): no RUN step, so a
         # code change costs one small COPY layer.
@@ -117,7 +142,8 @@ def render(plan: DockerfilePlan) -> str:
         venv=VENV,
         pip=_PIP,
         project_copy=project_copy,
-        apt_install=apt_install,
+        system_stage=system_stage,
+        system_copy=system_copy,
         uid=USER_ID,
         user=USER,
         entrypoint=ENTRYPOINT_DIR,

@@ -8,7 +8,7 @@ including credential helpers (e.g. gcloud's for Artifact Registry).   [side effe
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import IO, Any, Protocol
 
@@ -16,14 +16,16 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from daskbox._tasks import Progress
 from daskbox.errors import ImageBuildError, PushError
 from daskbox.images.ref import ImageRef
 
-Progress = Callable[[str], None]
-
+# Transport failures only: a bare "timeout" or "EOF" also appears in other errors, which
+# would then get the "start it or fix the host" hint.
 _UNREACHABLE = re.compile(
-    r"connection refused|no such host|i/o timeout|timeout|dial tcp|connection reset|"
-    r"server gave HTTP response to HTTPS client|no route to host|EOF",
+    r"connection refused|no such host|i/o timeout|TLS handshake timeout|dial tcp|"
+    r"connection reset|server gave HTTP response to HTTPS client|no route to host|"
+    r"context deadline exceeded|: EOF$",
     re.IGNORECASE,
 )
 _DENIED = re.compile(
@@ -152,7 +154,8 @@ class DockerEngine:
         return image_id
 
     def tag(self, image_id: str, reference: ImageRef) -> None:
-        assert reference.tag is not None
+        if reference.tag is None:
+            raise ValueError(f"cannot tag {image_id} as {reference}: the reference has no tag")
         self.client.api.tag(image_id, reference.repository, reference.tag)
 
     def pull(self, reference: ImageRef) -> None:
@@ -196,7 +199,7 @@ class DockerEngine:
             message = _first_line(error)
             if "manifest unknown" in message or "not found" in message.lower():
                 return None
-            raise _registry_error(reference, message) from None
+            raise registry_error(reference, message) from None
         return str(descriptor["Descriptor"]["digest"])
 
     def push(self, reference: ImageRef, progress: Progress) -> PushResult:
@@ -210,7 +213,7 @@ class DockerEngine:
             )
             for chunk in stream:
                 if "error" in chunk:
-                    raise _registry_error(reference, _first_line(chunk["error"]))
+                    raise registry_error(reference, _first_line(chunk["error"]))
                 status = str(chunk.get("status", ""))
                 layer = str(chunk.get("id", ""))
                 if status == "Pushing" and layer:
@@ -222,7 +225,7 @@ class DockerEngine:
                 if "aux" in chunk and "Digest" in chunk["aux"]:
                     digest = str(chunk["aux"]["Digest"])
         except docker.errors.APIError as error:
-            raise _registry_error(reference, _first_line(error)) from None
+            raise registry_error(reference, _first_line(error)) from None
         if digest is None:
             raise PushError(f"push of {reference} finished without a digest from the registry")
         return PushResult(
@@ -233,7 +236,8 @@ class DockerEngine:
         )
 
 
-def _registry_error(reference: ImageRef, message: str) -> PushError:
+def registry_error(reference: ImageRef, message: str) -> PushError:
+    """The one-line PushError for a registry's ``message``, with the fix for its kind."""
     registry = reference.registry
     if _DENIED.search(message):
         return PushError(
@@ -262,8 +266,10 @@ def _first_line(error: object) -> str:
 
 
 def _human(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+    if size < 1024:
+        return f"{size:.0f} B"
+    for unit in ("KiB", "MiB"):
         size /= 1024
-    return f"{size:.1f} GiB"
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+    return f"{size / 1024:.1f} GiB"

@@ -7,6 +7,8 @@ import platform
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import NormalizedName, canonicalize_name
@@ -18,7 +20,7 @@ REQUIRED_DISTRIBUTIONS = ("distributed", "psutil")
 
 
 @dataclass(frozen=True)
-class Target:
+class Platform:
     """The platform the image runs on: linux/amd64 and the local CPython version."""
 
     python_version: str  # "3.11.7"
@@ -26,7 +28,7 @@ class Target:
     glibc: tuple[int, int] = DEFAULT_GLIBC
 
     @classmethod
-    def local(cls) -> Target:
+    def local(cls) -> Platform:
         """The target matching this interpreter, so the image's Python equals the local one."""
         return cls(python_version=platform.python_version())
 
@@ -78,6 +80,10 @@ class Target:
         }
 
 
+# The old name, kept while daskbox.client still imports it; use Platform.
+Target = Platform
+
+
 class Source(Enum):
     """Where a locked distribution comes from, which decides how it reaches the image."""
 
@@ -114,7 +120,7 @@ class Environment:
     project_name: NormalizedName
     project_version: str
     package_mode: bool
-    target: Target
+    target: Platform
     groups: tuple[str, ...]
     extras: tuple[str, ...]
     lock_hash: str  # sha256 of poetry.lock's bytes
@@ -151,6 +157,11 @@ class Environment:
         ):
             digest.update(part.encode() + b"\0")
         return digest.hexdigest()
+
+
+def file_url_path(url: str) -> Path:
+    """The local path a ``file://`` URL names (Poetry writes path dependencies this way)."""
+    return Path(unquote(urlsplit(url).path))
 
 
 def normalize(name: str) -> NormalizedName:

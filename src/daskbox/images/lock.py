@@ -11,27 +11,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from packaging.requirements import InvalidRequirement
 from packaging.requirements import Requirement as Pep508Requirement
 
 from daskbox import __version__
+from daskbox._pyproject import project_name
 from daskbox.errors import ConfigError, LockfileError
 from daskbox.images.environment import (
     REQUIRED_DISTRIBUTIONS,
     Environment,
+    Platform,
     Requirement,
     Source,
-    Target,
+    file_url_path,
     normalize,
 )
 
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
+_EXPORT_PREFIX = "export-"
 _INDEX_OPTIONS = ("--index-url", "--extra-index-url", "--trusted-host", "--find-links")
 
 
@@ -42,7 +43,7 @@ def lock_hash(project_root: Path) -> str:
 
 def export_environment(
     project_root: Path,
-    target: Target,
+    target: Platform,
     groups: tuple[str, ...] = ("main",),
     extras: tuple[str, ...] = (),
 ) -> Environment:
@@ -67,14 +68,18 @@ def export_environment(
             ]
         ).encode()
     ).hexdigest()
-    cache_file = project_root / ".daskbox" / "cache" / f"export-{key[:32]}.json"
+    lock_digest = hashlib.sha256(lock_bytes).hexdigest()
+    # The lock's hash leads the name, so exports of an older lock can be pruned while other
+    # group/extra selections of the current one stay cached.
+    cache_file = (
+        project_root / ".daskbox" / "cache" / f"{_EXPORT_PREFIX}{lock_digest[:16]}-{key[:32]}.json"
+    )
     cached = _read_cache(cache_file)
     if cached is not None:
         return cached
-    environment = _export(
-        project_root, target, groups, extras, hashlib.sha256(lock_bytes).hexdigest()
-    )
+    environment = _export(project_root, target, groups, extras, lock_digest)
     _write_cache(cache_file, environment)
+    _prune_exports(cache_file.parent, keep=f"{_EXPORT_PREFIX}{lock_digest[:16]}-")
     return environment
 
 
@@ -87,7 +92,7 @@ def _lock_path(project_root: Path) -> Path:
 
 def _export(
     project_root: Path,
-    target: Target,
+    target: Platform,
     groups: tuple[str, ...],
     extras: tuple[str, ...],
     lock_digest: str,
@@ -160,7 +165,7 @@ def _export(
     )
 
 
-def parse_export(text: str, target: Target) -> tuple[tuple[Requirement, ...], tuple[str, ...]]:
+def parse_export(text: str, target: Platform) -> tuple[tuple[Requirement, ...], tuple[str, ...]]:
     """Turn requirements.txt lines from Poetry's export into requirements for ``target``.
 
     Markers are evaluated against the target (linux x86_64, its CPython version), so the
@@ -182,14 +187,14 @@ def parse_export(text: str, target: Target) -> tuple[tuple[Requirement, ...], tu
     return tuple(requirements[name] for name in sorted(requirements)), tuple(index_options)
 
 
-def _parse_line(line: str, target: Target) -> Requirement | None:
+def _parse_line(line: str, target: Platform) -> Requirement | None:
     spec, *hash_parts = line.split(" --hash=")
     hashes = tuple(sorted(part.strip() for part in hash_parts))
     editable = spec.startswith("-e ")
     if editable:
         # Poetry writes develop path dependencies as "-e file:///path ; markers" (no name).
         url, _, marker = spec[3:].partition(" ; ")
-        name = _directory_project_name(_file_url_path(url))
+        name = project_name(file_url_path(url))
         spec = f"{name} @ {url}" + (f" ; {marker}" if marker else "")
     try:
         parsed = Pep508Requirement(spec)
@@ -202,7 +207,7 @@ def _parse_line(line: str, target: Target) -> Requirement | None:
         pins = [s.version for s in parsed.specifier if s.operator in ("==", "===")]
         return Requirement(name, pins[0] if pins else None, Source.INDEX, hashes=hashes)
     if parsed.url.startswith("file:"):
-        path = _file_url_path(parsed.url)
+        path = file_url_path(parsed.url)
         source = Source.DIRECTORY if path.is_dir() else Source.URL
         return Requirement(name, None, source, url=parsed.url, hashes=hashes)
     if "+" in parsed.url.split(":", 1)[0]:
@@ -210,23 +215,10 @@ def _parse_line(line: str, target: Target) -> Requirement | None:
     return Requirement(name, None, Source.URL, url=parsed.url, hashes=hashes)
 
 
-def _file_url_path(url: str) -> Path:
-    return Path(unquote(urlsplit(url).path))
-
-
-def _directory_project_name(path: Path) -> str:
-    try:
-        data = tomllib.loads((path / "pyproject.toml").read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError):
-        return path.name
-    name = data.get("project", {}).get("name") or data.get("tool", {}).get("poetry", {}).get("name")
-    return str(name or path.name)
-
-
 def _read_cache(cache_file: Path) -> Environment | None:
     try:
         data: dict[str, Any] = json.loads(cache_file.read_text(encoding="utf-8"))
-        data["target"] = Target(**{**data["target"], "glibc": tuple(data["target"]["glibc"])})
+        data["target"] = Platform(**{**data["target"], "glibc": tuple(data["target"]["glibc"])})
         data["requirements"] = tuple(
             Requirement(**{**r, "source": Source(r["source"]), "hashes": tuple(r["hashes"])})
             for r in data["requirements"]
@@ -249,3 +241,10 @@ def _write_cache(cache_file: Path, environment: Environment) -> None:
         temporary.replace(cache_file)
     except OSError:
         pass  # the cache only saves time
+
+
+def _prune_exports(folder: Path, keep: str) -> None:
+    """Delete cached exports of other lock contents (names not starting with ``keep``)."""
+    for path in folder.glob(f"{_EXPORT_PREFIX}*.json"):
+        if not path.name.startswith(keep):
+            path.unlink(missing_ok=True)

@@ -1,17 +1,21 @@
-"""Project -> ImagePlan (pure but for building the project's wheels) -> image -> registry.
+"""Project -> ImagePlan -> image -> registry.
 
-``plan_image`` computes everything, including the content tag, without touching Docker;
-``build_image`` and ``push_image`` act on a plan and skip whatever is already done, which is
-what makes ``invoke build push`` with nothing changed a no-op.
+``plan_image`` computes everything, including the content tag, without building anything:
+its only side effects are the project's wheels (kept by content in ``.daskbox/cache``) and
+asking Docker for the base image's identity. ``build_image`` and ``push_image`` act on a
+plan and skip whatever is already done, which is what makes ``invoke build push`` with
+nothing changed a no-op.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,26 +23,27 @@ from typing import Any
 from packaging.utils import parse_wheel_filename
 
 from daskbox import __version__
-from daskbox.errors import ConfigError, PushError
-from daskbox.images import dockerfile as dockerfile_module
+from daskbox._tasks import Progress
+from daskbox.errors import ConfigError, ImageBuildError, PushError
+from daskbox.images import dockerfile as layout
 from daskbox.images.apt import fetch_debs
 from daskbox.images.context import ContextFile, write_context
 from daskbox.images.dockerfile import DockerfilePlan, render
 from daskbox.images.engine import ContainerEngine, DockerEngine, LocalImage, PushResult
-from daskbox.images.environment import Environment, Target, installed_set_digest
+from daskbox.images.environment import Environment, Platform, installed_set_digest
 from daskbox.images.lock import export_environment
 from daskbox.images.ref import ImageRef
 from daskbox.images.settings import ImageSettings, load_settings
 from daskbox.images.wheels import (
     Artifact,
-    Fetched,
+    FetchedDistributions,
     build_local_wheels,
     fetch_index_distributions,
+    file_sha256,
     install_overlay,
     wheel_content_digest,
 )
 
-Progress = Callable[[str], None]
 MOVING_TAG = "latest"
 _ENTRYPOINT_SOURCE = Path(__file__).resolve().parent.parent / "entrypoint"
 _ENTRYPOINT_INIT = (
@@ -59,6 +64,7 @@ class ImagePlan:
     dockerfile: str
     local_wheels: tuple[Artifact, ...]
     entrypoint_files: tuple[tuple[str, bytes], ...]
+    base_digest: str  # the base image's registry digest, or its local id when it has none
 
     @property
     def reference(self) -> str:
@@ -80,12 +86,16 @@ class ImagePlan:
 def plan_image(
     project_root: Path,
     overrides: Mapping[str, Any] | None = None,
-    target: Target | None = None,
+    target: Platform | None = None,
     progress: Progress | None = None,
+    engine: ContainerEngine | None = None,
 ) -> ImagePlan:
-    """Export the environment, build the project's wheels and render the Dockerfile; no Docker.
+    """Export the environment, build the project's wheels and render the Dockerfile.
 
-    ``overrides`` holds task flags / invoke config under [tool.daskbox]'s key names.
+    ``overrides`` holds task flags / invoke config under [tool.daskbox]'s key names. Docker
+    is only asked for the base image's identity (pulling it when it is not local), which the
+    content tag covers. The project's wheels land in a content-addressed cache folder, so
+    concurrent plans of one project never touch each other's files.
     """
     project_root = project_root.resolve()
     settings = load_settings(project_root, overrides)
@@ -95,12 +105,12 @@ def plan_image(
             f"[tool.daskbox] repository {settings.repository!r} must not carry a tag or digest: "
             "daskbox tags images by content"
         )
-    ImageRef.parse(settings.base_image)
-    target = target or Target.local()
+    base = ImageRef.parse(settings.base_image)
+    target = target or Platform.local()
+    progress = progress or _quiet
     environment = export_environment(project_root, target, settings.groups, settings.extras)
-    wheels_folder = project_root / ".daskbox" / "cache" / "local-wheels"
-    shutil.rmtree(wheels_folder, ignore_errors=True)
-    local_wheels = build_local_wheels(project_root, environment, wheels_folder, progress or _quiet)
+    local_wheels = _local_wheels(project_root, environment, progress)
+    base_digest = base_image_digest(engine or DockerEngine(), base, progress)
     entrypoint_files = _entrypoint_files()
     dockerfile_plan = DockerfilePlan(
         base_image=settings.base_image,
@@ -109,10 +119,10 @@ def plan_image(
         groups=environment.groups,
         project_wheels=tuple(w.filename for w in local_wheels),
         apt_packages=settings.apt_packages,
-        labels=_labels(environment, settings, local_wheels),
+        labels=_labels(environment, settings, local_wheels, base_digest),
     )
     text = render(dockerfile_plan)
-    tag = _content_tag(environment, settings, text, entrypoint_files, local_wheels)
+    tag = _content_tag(environment, base_digest, text, entrypoint_files, local_wheels)
     return ImagePlan(
         project_root=project_root,
         settings=settings,
@@ -122,11 +132,78 @@ def plan_image(
         dockerfile=text,
         local_wheels=local_wheels,
         entrypoint_files=entrypoint_files,
+        base_digest=base_digest,
     )
 
 
+def base_image_digest(engine: ContainerEngine, base: ImageRef, progress: Progress) -> str:
+    """What identifies the base image's content: the digest it was pulled by (stable across
+    machines), else its local image id (a base built locally). Pulls a missing base."""
+    if base.digest is not None:
+        return base.digest
+    image = engine.local_image(str(base))
+    if image is None:
+        # The daemon pulls the base; the build itself then runs without network.
+        progress(f"pulling base image {base}")
+        engine.pull(base)
+        image = engine.local_image(str(base))
+        if image is None:
+            raise ImageBuildError(f"base image {base} is still missing after a pull")
+    for repo_digest in image.repo_digests:
+        repository, _, digest = repo_digest.partition("@")
+        if repository == base.repository:
+            return digest
+    return image.id
+
+
+def _local_wheels(
+    project_root: Path, environment: Environment, progress: Progress
+) -> tuple[Artifact, ...]:
+    """Build the project's wheels into a private folder, then keep each under its content
+    digest in ``.daskbox/cache/local-wheels`` (never deleting what another plan may use)."""
+    if not environment.local_requirements and not environment.package_mode:
+        return ()
+    cache = project_root / ".daskbox" / "cache" / "local-wheels"
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache.parent / ".gitignore").write_text("*\n", encoding="utf-8")
+    kept = []
+    with tempfile.TemporaryDirectory(prefix="build-", dir=cache) as scratch:
+        for wheel in build_local_wheels(project_root, environment, Path(scratch), progress):
+            folder = cache / wheel_content_digest(wheel.path)[:32]
+            stored = folder / wheel.filename
+            if not stored.is_file():
+                folder.mkdir(exist_ok=True)
+                wheel.path.replace(stored)  # same file system: atomic
+            os.utime(folder)  # recently used: not pruned below
+            kept.append(Artifact(stored, file_sha256(stored)))
+    _prune_local_wheels(cache, keep={w.path.parent for w in kept})
+    return tuple(kept)
+
+
+_LOCAL_WHEELS_MAX_AGE = 24 * 3600  # seconds; older unused builds of the project go
+
+
+def _prune_local_wheels(cache: Path, keep: set[Path]) -> None:
+    cutoff = time.time() - _LOCAL_WHEELS_MAX_AGE
+    for entry in cache.iterdir():
+        if entry in keep or entry.name.startswith("build-"):
+            continue
+        try:
+            if entry.stat().st_mtime >= cutoff:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink()  # a wheel from daskbox versions before the digest folders
+        except FileNotFoundError:
+            pass  # another plan pruned it first
+
+
 def _labels(
-    environment: Environment, settings: ImageSettings, local_wheels: tuple[Artifact, ...]
+    environment: Environment,
+    settings: ImageSettings,
+    local_wheels: tuple[Artifact, ...],
+    base_digest: str,
 ) -> tuple[tuple[str, str], ...]:
     """The image's labels, sorted (the source revision is added at build time)."""
     installed = {str(r.name): r.version or "" for r in environment.index_requirements}
@@ -137,6 +214,7 @@ def _labels(
         "org.opencontainers.image.title": str(environment.project_name),
         "org.opencontainers.image.version": environment.project_version,
         "org.opencontainers.image.base.name": settings.base_image,
+        "org.opencontainers.image.base.digest": base_digest,
         "dev.daskbox.python-version": environment.target.python_version,
         "dev.daskbox.lock-hash": environment.lock_hash,
         "dev.daskbox.installed-digest": installed_set_digest(installed),
@@ -149,17 +227,18 @@ def _labels(
 
 def _content_tag(
     environment: Environment,
-    settings: ImageSettings,
+    base_digest: str,
     dockerfile: str,
     entrypoint_files: tuple[tuple[str, bytes], ...],
     local_wheels: tuple[Artifact, ...],
 ) -> str:
     """A hash of everything that decides the image's content: lock, exported set, Python,
-    base image, Dockerfile, entrypoint and the project's wheels (blind to zip timestamps)."""
+    the base image's content (its digest; its name is in the Dockerfile), Dockerfile,
+    entrypoint and the project's wheels (blind to zip timestamps)."""
     content = hashlib.sha256()
     for part in (
         environment.fingerprint,
-        settings.base_image,
+        base_digest,
         dockerfile,
         *(f"{name}\0{hashlib.sha256(data).hexdigest()}" for name, data in entrypoint_files),
         *(f"{w.filename}\0{wheel_content_digest(w.path)}" for w in local_wheels),
@@ -174,7 +253,7 @@ def _quiet(_: str) -> None:
 
 def _entrypoint_files() -> tuple[tuple[str, bytes], ...]:
     """The entrypoint package as (archive name, bytes), plus a minimal daskbox/__init__.py."""
-    root = dockerfile_module.ENTRYPOINT_DIR
+    root = layout.ENTRYPOINT_DIR
     files = [(f"{root}/__init__.py", _ENTRYPOINT_INIT.encode())]
     for path in sorted(_ENTRYPOINT_SOURCE.rglob("*.py")):
         relative = path.relative_to(_ENTRYPOINT_SOURCE)
@@ -186,22 +265,21 @@ def _entrypoint_files() -> tuple[tuple[str, bytes], ...]:
 
 def context_files(
     plan: ImagePlan,
-    fetched: Fetched,
+    fetched: FetchedDistributions,
     project_overlay: Path | None,
     debs: tuple[Artifact, ...] = (),
 ) -> dict[str, ContextFile]:
     """The build context: Dockerfile, hashed requirements, wheels and sdists, entrypoint,
     and the project installed into a venv overlay."""
-    d = dockerfile_module
     files = {
         "Dockerfile": ContextFile(data=plan.dockerfile.encode()),
-        d.REQUIREMENTS_FILE: ContextFile(data=plan.environment.requirements_txt().encode()),
+        layout.REQUIREMENTS_FILE: ContextFile(data=plan.environment.requirements_txt().encode()),
     }
     for folder, artifacts in (
-        (d.WHEELS_DIR, fetched.wheels),
-        (d.SDISTS_DIR, fetched.sdists),
-        (d.BUILD_WHEELS_DIR, fetched.build_wheels),
-        *([(d.APT_DIR, debs)] if plan.settings.apt_packages else []),
+        (layout.WHEELS_DIR, fetched.wheels),
+        (layout.SDISTS_DIR, fetched.sdists),
+        (layout.BUILD_WHEELS_DIR, fetched.build_wheels),
+        *([(layout.APT_DIR, debs)] if plan.settings.apt_packages else []),
     ):
         files[f"{folder}/"] = ContextFile()  # present even when empty: COPY needs it
         for artifact in artifacts:
@@ -209,7 +287,7 @@ def context_files(
     if project_overlay is not None:
         for path in sorted(project_overlay.rglob("*")):
             if path.is_file():
-                name = f"{d.PROJECT_DIR}/{path.relative_to(project_overlay).as_posix()}"
+                name = f"{layout.PROJECT_DIR}/{path.relative_to(project_overlay).as_posix()}"
                 files[name] = ContextFile(path=path, executable=bool(path.stat().st_mode & 0o111))
     for name, data in plan.entrypoint_files:
         files[name] = ContextFile(data=data)
@@ -239,10 +317,13 @@ def build_image(
         engine.tag(existing.id, plan.moving)
         progress(f"{plan.reference} is up to date")
         return BuildResult(existing.id, plan.image, built=False)
-    if engine.local_image(plan.settings.base_image) is None:
-        # The daemon pulls the base; the build itself then runs without network.
-        progress(f"pulling base image {plan.settings.base_image}")
-        engine.pull(ImageRef.parse(plan.settings.base_image))
+    base = ImageRef.parse(plan.settings.base_image)
+    if base_image_digest(engine, base, progress) != plan.base_digest:
+        # The tag names the planned base; building on another would break that promise.
+        raise ImageBuildError(
+            f"base image {base} changed since the plan ({plan.base_digest[:19]}): "
+            "run the build again"
+        )
     fetched = fetch_index_distributions(plan.environment, progress)
     debs: tuple[Artifact, ...] = ()
     if plan.settings.apt_packages:
@@ -262,8 +343,8 @@ def build_image(
             context,
             plan.reference,
             {
-                dockerfile_module.IMAGE_TAG_ARG: plan.image.tag or "",
-                dockerfile_module.REVISION_ARG: source_revision(plan.project_root),
+                layout.IMAGE_TAG_ARG: plan.image.tag or "",
+                layout.REVISION_ARG: source_revision(plan.project_root),
             },
             progress,
             no_cache=force,

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import difflib
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daskbox._pyproject import daskbox_table, read_pyproject
+from daskbox._pyproject import daskbox_table, project_name
 from daskbox.errors import ConfigError
+
+# The keys of [tool.daskbox] this component reads; sub-tables belong to other components.
+KEYS = ("repository", "base-image", "groups", "extras", "apt-packages")
+_SUBTABLES = ("gcloud",)
 
 
 @dataclass(frozen=True)
@@ -29,11 +34,18 @@ def default_base_image() -> str:
 
 
 def load_settings(project_root: Path, overrides: Mapping[str, Any] | None = None) -> ImageSettings:
-    """Resolve each setting as override (task flag / invoke config) > [tool.daskbox] > default."""
+    """Resolve each setting as override (task flag / invoke config) > [tool.daskbox] > default.
+
+    Unknown keys are refused with the closest known one: a misspelled ``apt_packages`` would
+    otherwise silently build an image without those packages.
+    """
     table = daskbox_table(project_root)
-    merged = {**table, **{k: v for k, v in (overrides or {}).items() if v not in (None, "", ())}}
+    _refuse_unknown_keys(table, f"[tool.daskbox] in {project_root / 'pyproject.toml'}")
+    given = {k: v for k, v in (overrides or {}).items() if v not in (None, "", ())}
+    _refuse_unknown_keys(given, "invoke config daskbox")
+    merged = {**table, **given}
     return ImageSettings(
-        repository=_text(merged, "repository") or f"localhost:5000/{_project_name(project_root)}",
+        repository=_text(merged, "repository") or f"localhost:5000/{project_name(project_root)}",
         base_image=_text(merged, "base-image") or default_base_image(),
         groups=_names(merged, "groups") or ("main",),
         extras=_names(merged, "extras"),
@@ -41,10 +53,13 @@ def load_settings(project_root: Path, overrides: Mapping[str, Any] | None = None
     )
 
 
-def _project_name(project_root: Path) -> str:
-    data = read_pyproject(project_root)
-    name = data.get("project", {}).get("name") or data.get("tool", {}).get("poetry", {}).get("name")
-    return str(name or project_root.name).lower().replace("_", "-")
+def _refuse_unknown_keys(table: Mapping[str, Any], source: str) -> None:
+    for key in table:
+        if key in KEYS or key in _SUBTABLES:
+            continue
+        close = difflib.get_close_matches(key, KEYS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(KEYS)})"
+        raise ConfigError(f"{source}: unknown key {key!r}{hint}")
 
 
 def _text(table: Mapping[str, Any], key: str) -> str | None:

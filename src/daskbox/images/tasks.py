@@ -5,22 +5,23 @@ Each setting resolves as task flag > invoke config (``daskbox.<key>``) > [tool.d
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
-from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from daskbox._pyproject import find_project_root
-from daskbox.errors import DaskboxError
+from daskbox._tasks import one_line_errors
+
+if TYPE_CHECKING:  # the pipeline (and Poetry behind it) loads only when a task runs
+    from daskbox.images.pipeline import ImagePlan
 
 _IMAGE_HELP = {
     "with_": "Also put this Poetry dependency group in the image (repeatable; main is always in). "
     "Config: [tool.daskbox] groups.",
-    "extras": "Install this extra of the project (repeatable). Config: [tool.daskbox] extras.",
+    "extras": "Also install this extra of the project (repeatable; adds to the configured "
+    "extras). Config: [tool.daskbox] extras.",
     "base_image": "Base image with the target CPython. "
     "Config: [tool.daskbox] base-image; default python:<local x.y.z>-slim-bookworm.",
     "repository": "Image repository, e.g. europe-docker.pkg.dev/proj/repo/name. "
@@ -28,19 +29,12 @@ _IMAGE_HELP = {
 }
 
 
-def _say(message: str) -> None:
+def print_progress(message: str) -> None:
+    """Progress lines; docker build's own step lines pass through as they are."""
     print(
         f"daskbox: {message}" if not message.startswith(("Step ", " ---> ")) else message,
         flush=True,
     )
-
-
-@contextmanager
-def _one_line_errors() -> Iterator[None]:
-    try:
-        yield
-    except DaskboxError as error:
-        raise Exit(f"daskbox: {error}", code=error.exit_code) from None
 
 
 def _overrides(
@@ -55,18 +49,18 @@ def _overrides(
     from daskbox.images.settings import load_settings
 
     configured = load_settings(root, dict(config))
-    groups = [*configured.groups, *(with_ or [])]
+    # --with and --extras both add to what is configured.
     return {
         **dict(config),
-        "groups": list(dict.fromkeys(groups)),
-        "extras": list(extras or []) or list(configured.extras),
+        "groups": list(dict.fromkeys([*configured.groups, *(with_ or [])])),
+        "extras": list(dict.fromkeys([*configured.extras, *(extras or [])])),
         "base-image": base_image,
         "repository": repository,
     }
 
 
 # `invoke build --with ml push`: push, given no flags, pushes what build just planned.
-_LAST_PLANS: dict[Path, Any] = {}
+_LAST_PLANS: dict[Path, ImagePlan] = {}
 
 
 def _plan(
@@ -76,14 +70,14 @@ def _plan(
     base_image: str | None,
     repository: str | None,
     reuse: bool = False,
-) -> Any:
+) -> ImagePlan:
     from daskbox.images.pipeline import plan_image
 
     root = find_project_root()
     if reuse and not (with_ or extras or base_image or repository) and root in _LAST_PLANS:
         return _LAST_PLANS[root]
     overrides = _overrides(c, with_, extras, base_image, repository)
-    plan = plan_image(root, overrides, progress=_say)
+    plan = plan_image(root, overrides, progress=print_progress)
     _LAST_PLANS[root] = plan
     return plan
 
@@ -108,17 +102,17 @@ def build(
     """Build the image holding exactly this project's locked Poetry environment."""
     from daskbox.images.pipeline import build_image
 
-    with _one_line_errors():
+    with one_line_errors():
         plan = _plan(c, with_, extras, base_image, repository)
         if dry_run:
             print(plan.dockerfile)
-            _say(
+            print_progress(
                 f"would build {plan.reference} "
                 f"({len(plan.environment.requirements)} locked distributions, "
                 f"{len(plan.local_wheels)} project wheels)"
             )
             return
-        build_image(plan, progress=_say, force=force)
+        build_image(plan, progress=print_progress, force=force)
 
 
 @task(
@@ -143,17 +137,17 @@ def push(
     from daskbox.images.engine import DockerEngine
     from daskbox.images.pipeline import find_pushed, push_image
 
-    with _one_line_errors():
+    with one_line_errors():
         plan = _plan(c, with_, extras, base_image, repository, reuse=True)
         if dry_run:
             pinned = find_pushed(plan.reference, DockerEngine())
-            _say(
+            print_progress(
                 f"{plan.reference} is already pushed as {pinned}"
                 if pinned
                 else f"would push {plan.reference} and {plan.moving}"
             )
             return
-        push_image(plan, progress=_say)
+        push_image(plan, progress=print_progress)
 
 
 @task(
@@ -169,10 +163,10 @@ def dockerfile(
     output: str | None = None,
 ) -> None:
     """Print (or write) the Dockerfile daskbox builds, for review."""
-    with _one_line_errors():
+    with one_line_errors():
         plan = _plan(c, with_, extras, base_image, repository)
         if output:
             Path(output).write_text(plan.dockerfile, encoding="utf-8")
-            _say(f"wrote {output} for {plan.reference}")
+            print_progress(f"wrote {output} for {plan.reference}")
         else:
             print(plan.dockerfile, end="")

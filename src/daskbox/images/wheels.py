@@ -3,8 +3,9 @@
 Index distributions are downloaded by pip for the target (``--platform``/``--abi``/
 ``--python-version``, ``--only-binary=:all:``) and checked against the lock's hashes
 (``--require-hashes``), into a content-addressed cache (``~/.cache/daskbox/wheels``), so a
-rebuild downloads nothing. The project itself and path/git dependencies are built into wheels
-here too; the image build then needs no network at all.   [side effects: pip, files]
+rebuild downloads nothing. The project itself and path/git/URL dependencies are built into
+wheels here too (URL archives first downloaded against the lock's hashes); the image build
+then needs no network at all.   [side effects: pip, files]
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from pathlib import Path
 
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from daskbox._tasks import Progress
 from daskbox.errors import DockerfileError
-from daskbox.images.environment import Environment, Requirement, Source, Target
+from daskbox.images.environment import Environment, Platform, Requirement, Source, file_url_path
 
-Progress = Callable[[str], None]
 _POETRY_BACKEND = "poetry.core.masonry.api"
 
 
@@ -49,7 +50,7 @@ def cache_root() -> Path:
 
 
 @dataclass(frozen=True)
-class Fetched:
+class FetchedDistributions:
     """Everything the environment stage installs from, all on the host."""
 
     wheels: tuple[Artifact, ...]  # one per index distribution that has a target wheel
@@ -59,7 +60,7 @@ class Fetched:
 
 def fetch_index_distributions(
     environment: Environment, progress: Progress = print, cache: Path | None = None
-) -> Fetched:
+) -> FetchedDistributions:
     """Return a hash-checked target wheel per index requirement, or its sdist if it has none.
 
     Only what's missing from the cache is downloaded. Raises DockerfileError naming every
@@ -84,17 +85,17 @@ def fetch_index_distributions(
                     found[requirement.name] = _store(requirement, downloaded, cache)
     sdist_requirements = [r for r in environment.index_requirements if r.name not in found]
     if not sdist_requirements:
-        return Fetched(tuple(found[r.name] for r in environment.index_requirements))
+        return FetchedDistributions(tuple(found[r.name] for r in environment.index_requirements))
     sdists = tuple(_fetch_sdist(r, environment, cache, progress) for r in sdist_requirements)
     build_wheels = _fetch_build_requirements(sdists, environment, cache, progress)
-    return Fetched(
+    return FetchedDistributions(
         tuple(found[r.name] for r in environment.index_requirements if r.name in found),
         sdists,
         build_wheels,
     )
 
 
-def _target_label(target: Target) -> str:
+def _target_label(target: Platform) -> str:
     return f"linux/{target.machine} CPython {target.python_version}"
 
 
@@ -112,7 +113,7 @@ def _cached(
     return None
 
 
-def _fits(filename: str, target: Target) -> bool:
+def _fits(filename: str, target: Platform) -> bool:
     try:
         tags = parse_wheel_filename(filename)[3]
     except InvalidWheelFilename:
@@ -139,7 +140,7 @@ def _pip_download(
     return subprocess.run(command, capture_output=True, text=True, check=False)
 
 
-def _target_options(target: Target) -> list[str]:
+def _target_options(target: Platform) -> list[str]:
     options = ["--only-binary=:all:", "--implementation", "cp", "--abi", target.abi,
                "--python-version", target.python_minor]  # fmt: skip
     for platform_tag in target.platforms:
@@ -191,7 +192,7 @@ def _fetch_sdist(
 def _fetch_build_requirements(
     sdists: tuple[Artifact, ...], environment: Environment, cache: Path, progress: Progress
 ) -> tuple[Artifact, ...]:
-    """Target wheels for the sdists' [build-system] requires (resolved, not locked)."""
+    """Platform wheels for the sdists' [build-system] requires (resolved, not locked)."""
     requires: list[str] = []
     for sdist in sdists:
         requires += [r for r in _build_requires(sdist.path) if r not in requires]
@@ -208,6 +209,7 @@ def _fetch_build_requirements(
         shutil.rmtree(scratch, ignore_errors=True)
         result = _pip_download(requires, environment, scratch, *_target_options(environment.target))
         if result.returncode != 0:
+            shutil.rmtree(scratch, ignore_errors=True)
             last = (result.stderr.strip().splitlines() or [""])[-1]
             raise DockerfileError(
                 f"cannot fetch build requirements {', '.join(requires)} for "
@@ -237,7 +239,7 @@ def _build_requires(sdist: Path) -> list[str]:
     return [str(r) for r in requires] if isinstance(requires, list) else default
 
 
-def _raise_no_wheel(requirements: list[Requirement], target: Target, stderr: str) -> None:
+def _raise_no_wheel(requirements: list[Requirement], target: Platform, stderr: str) -> None:
     names = ", ".join(f"{r.name}=={r.version}" for r in requirements)
     detail = next(
         (line.strip() for line in reversed(stderr.splitlines()) if line.startswith("ERROR")), ""
@@ -284,13 +286,47 @@ def build_local_wheels(
 
 
 def _build_wheel(requirement: Requirement, folder: Path, progress: Progress) -> Artifact:
-    assert requirement.url is not None
+    if requirement.url is None:
+        raise DockerfileError(f"{requirement.name} has no URL in the export: run `poetry lock`")
     if requirement.source is Source.DIRECTORY:
-        from daskbox.images.lock import _file_url_path
-
-        return _build_directory(_file_url_path(requirement.url), folder, progress)
+        return _build_directory(file_url_path(requirement.url), folder, progress)
+    if requirement.source is Source.URL:
+        return _build_url(requirement, folder, progress)
+    # A git dependency: the export pins the commit, which is what identifies its content.
     progress(f"building a wheel for {requirement.name} from {requirement.url}")
     return _pip_wheel(requirement.url, folder)
+
+
+def _build_url(requirement: Requirement, folder: Path, progress: Progress) -> Artifact:
+    """Download a URL dependency against the lock's hashes, then use or build that file."""
+    if not requirement.hashes:
+        raise DockerfileError(
+            f"poetry.lock has no hash for {requirement.name} @ {requirement.url}: "
+            "run `poetry lock` to record one"
+        )
+    progress(f"fetching {requirement.name} from {requirement.url} (hash-checked)")
+    with tempfile.TemporaryDirectory(prefix="daskbox-url-") as scratch:
+        requirements_file = Path(scratch) / "requirements.txt"
+        requirements_file.write_text(requirement.pip_line + "\n", encoding="utf-8")
+        command = [
+            sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes",
+            "--progress-bar", "off", "--quiet", "--dest", str(Path(scratch) / "out"),
+            "-r", str(requirements_file),
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        downloaded = sorted((Path(scratch) / "out").glob("*"))
+        if result.returncode != 0 or len(downloaded) != 1:
+            detail = (result.stderr.strip().splitlines() or ["nothing downloaded"])[-1]
+            raise DockerfileError(
+                f"cannot fetch {requirement.name} @ {requirement.url} matching poetry.lock's "
+                f"hashes ({detail.strip()}): run `poetry lock` if the file changed on purpose"
+            )
+        archive = downloaded[0]
+        if archive.name.endswith(".whl"):
+            path = folder / archive.name
+            shutil.move(archive, path)
+            return Artifact(path, file_sha256(path))
+        return _pip_wheel(str(archive), folder)
 
 
 def _build_directory(directory: Path, folder: Path, progress: Progress) -> Artifact:
@@ -354,7 +390,7 @@ def wheel_content_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def install_overlay(wheels: tuple[Artifact, ...], target: Target, folder: Path) -> Path:
+def install_overlay(wheels: tuple[Artifact, ...], target: Platform, folder: Path) -> Path:
     """Install ``wheels`` into ``folder`` laid out as the image's venv (an overlay of /opt/venv).
 
     Uses ``installer`` (the library pip and Poetry install wheels with), with the image's
