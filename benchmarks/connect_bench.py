@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from distributed.versions import VersionMismatchWarning  # noqa: E402
 
-from client.client_clusters import TLSCluster, build_environment  # noqa: E402
+from client.client_clusters import TLSCluster, build_environment, copy_project  # noqa: E402
 from daskbox.client import connect as connect_module  # noqa: E402
 from daskbox.client.check import check_reports  # noqa: E402
 from daskbox.client.connect import DaskboxClient, connect, security_for  # noqa: E402
@@ -76,9 +76,9 @@ def stages(path: Path) -> dict[str, float]:
         warnings.simplefilter("ignore", VersionMismatchWarning)  # as connect() does
         client = DaskboxClient(connection.scheduler_address, security=security_for(connection))
     lap("TLS client")
-    local = local_environment(project_root_of(path), connection.groups)
+    local = local_environment(project_root_of(path), connection.groups, connection.extras)
     lap("local side")
-    reports = connect_module._gather_reports(client)
+    reports = connect_module.gather_reports(client)
     lap(f"reports ({len(reports)} processes)")
     result = check_reports(local, reports)
     assert result.ok, result.mismatch_message()
@@ -96,17 +96,14 @@ def main() -> None:
     arguments = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="client-bench-"))
-    project = workdir / "project"
-    project.mkdir()
-    for name in ("pyproject.toml", "poetry.lock"):
-        shutil.copy2(REPO / name, project / name)
+    project = copy_project(REPO, workdir / "project")
     print("building the image-like environment ...", flush=True)
     environment = build_environment(workdir / "env", project, sys.executable)
     cluster = TLSCluster("client-bench", workdir, make_tls_material("client-bench"))
     try:
         cluster.start_scheduler(environment)
         cluster.start_workers(environment, arguments.workers, "bench")
-        path = cluster.write_connection_file(project, environment.lock_hash)
+        path = cluster.write_connection_file(project, environment)
         deadline = time.monotonic() + 90
         while True:
             try:

@@ -16,11 +16,12 @@ import importlib
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+from daskbox._tasks import Progress
 from daskbox.client.connect import connect
 from daskbox.client.connection import find_connection_file
 from daskbox.errors import DaskboxError
@@ -65,24 +66,32 @@ def _quickstart() -> ModuleType:
 
 
 def run_demo(
-    project_root: Path, connection_file: Path | None = None, echo: Callable[[str], None] = print
+    project_root: Path,
+    connection_file: Path | None = None,
+    echo: Progress = print,
+    *,
+    alphas: tuple[float, ...] | None = None,
+    folds: int = 20,
 ) -> DemoResult:
     """Connect (environment check included), search on the cluster, then serially; compare.
 
-    Reads the connection file (default: the project's only one). Raises DemoError when the
-    two runs disagree, which would mean the cluster computes something else.
+    Reads the connection file (default: the project's only one). ``alphas`` (default: the
+    quickstart's 100 penalties) and ``folds`` shrink the search for quick runs. Raises
+    DemoError when the two runs disagree, which would mean the cluster computes something else.
     """
     quickstart = _quickstart()
     path = connection_file or find_connection_file(project_root)
     with connect(path=path) as client:
         workers = len(client.scheduler_info()["workers"])
         started = time.perf_counter()
-        result = quickstart.grid_search(client)
+        result = quickstart.grid_search(client, alphas, folds=folds)
         cluster_seconds = time.perf_counter() - started
 
     started = time.perf_counter()
     x, y = quickstart.make_data()
-    serial = {alpha: quickstart.cross_validated_error(x, y, alpha) for alpha in result.errors}
+    serial = {
+        alpha: quickstart.cross_validated_error(x, y, alpha, folds=folds) for alpha in result.errors
+    }
     serial_seconds = time.perf_counter() - started
 
     # Same code and data: only floating-point summation order may differ (BLAS threads).
@@ -101,7 +110,7 @@ def run_demo(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m daskbox.demo PROJECT [--connection FILE]``; one-line errors, exit 1."""
+    """``python -m daskbox.demo PROJECT [--connection FILE]``; one-line errors, non-zero exit."""
     parser = argparse.ArgumentParser(
         prog="python -m daskbox.demo",
         description="Run the quickstart's grid search on its launched cluster, then serially.",
@@ -115,8 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         run_demo(arguments.project.resolve(), arguments.connection)
     except DaskboxError as error:
+        # The same line `daskbox._tasks.one_line_errors` gives tasks, for a plain `python -m`.
         print(f"error: {error}", file=sys.stderr)
-        return 1
+        return error.exit_code
     return 0
 
 

@@ -22,10 +22,20 @@ from pathlib import Path
 
 from daskbox.client.connection import ConnectionFile, connection_path, write_connection_file
 from daskbox.gcloud.tls import TLSMaterial
-from daskbox.images.environment import Target
+from daskbox.images.environment import Platform
 from daskbox.images.lock import export_environment
 
-SRC = Path(__file__).resolve().parents[2] / "src" / "daskbox"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SRC = REPO_ROOT / "src" / "daskbox"
+FIXTURE_PROJECTS = REPO_ROOT / "tests" / "fixtures" / "projects"
+
+
+def copy_project(source: Path, destination: Path) -> Path:
+    """Copy a project's pyproject.toml and poetry.lock (all the check reads) to ``destination``."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in ("pyproject.toml", "poetry.lock"):
+        shutil.copy2(source / name, destination / name)
+    return destination
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,7 @@ class ImageLikeEnvironment:
     python: Path
     lock_hash: str
     groups: tuple[str, ...]
+    extras: tuple[str, ...] = ()
 
     @property
     def code(self) -> Path:
@@ -61,8 +72,9 @@ def build_environment(
     base_python: str,
     groups: tuple[str, ...] = ("main",),
     source_packages: tuple[Path, ...] = (),
+    extras: tuple[str, ...] = (),
 ) -> ImageLikeEnvironment:
-    """Create ``root`` holding ``project``'s locked ``groups``, installed for ``base_python``.
+    """Create ``root`` holding ``project``'s locked ``groups`` and ``extras`` for ``base_python``.
 
     ``source_packages`` (the project's own import packages) are copied next to the
     entrypoint, importable but not installed distributions.
@@ -70,7 +82,7 @@ def build_environment(
     venv = root / "venv"
     subprocess.run([base_python, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    exported = export_environment(project, Target.local(), groups)
+    exported = export_environment(project, Platform.local(), groups, extras)
     requirements = root / "requirements.txt"
     requirements.write_text(exported.requirements_txt(), encoding="utf-8")
     subprocess.run(
@@ -87,7 +99,7 @@ def build_environment(
         shutil.copytree(package, code.parent / package.name,
                         ignore=shutil.ignore_patterns("__pycache__"))
     lock_hash = hashlib.sha256((project / "poetry.lock").read_bytes()).hexdigest()
-    return ImageLikeEnvironment(root, python, lock_hash, groups)
+    return ImageLikeEnvironment(root, python, lock_hash, groups, extras)
 
 
 def free_port() -> int:
@@ -148,17 +160,17 @@ class TLSCluster:
             f"workers-{name}.log",
         )
 
-    def write_connection_file(
-        self, project: Path, lock_hash: str, groups: tuple[str, ...] = ("main",)
-    ) -> Path:
+    def write_connection_file(self, project: Path, environment: ImageLikeEnvironment) -> Path:
+        """What launch writes for an image of ``environment``."""
         connection = ConnectionFile(
             instance=self.name,
             target="local",
             scheduler_address=self.address,
             dashboard_url="",
             image=f"localhost/client-tests:{self.name}",
-            lock_hash=lock_hash,
-            groups=groups,
+            lock_hash=environment.lock_hash,
+            groups=environment.groups,
+            extras=environment.extras,
             tls=self.tls.client,
         )
         return write_connection_file(connection_path(project, self.name), connection)

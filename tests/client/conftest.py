@@ -24,12 +24,17 @@ import tomlkit
 from distributed import Client
 from distributed.versions import VersionMismatchWarning
 
-from client.client_clusters import ImageLikeEnvironment, TLSCluster, build_environment
+from client.client_clusters import (
+    REPO_ROOT,
+    ImageLikeEnvironment,
+    TLSCluster,
+    build_environment,
+    copy_project,
+)
 from daskbox.client.connect import security_for
 from daskbox.client.connection import read_connection_file
 from daskbox.gcloud.tls import TLSMaterial, make_tls_material
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CHANGED_PACKAGE = "toolz"
 # A release other than the locked one; resolved through pip's ordinary index configuration.
 OTHER_RELEASE = "1.1.0"
@@ -37,23 +42,16 @@ OTHER_RELEASE = "1.1.0"
 OTHER_PATCH_PYTHON = "/usr/bin/python3.11"
 
 
-def _copy_project(destination: Path) -> Path:
-    destination.mkdir(parents=True, exist_ok=True)
-    for name in ("pyproject.toml", "poetry.lock"):
-        shutil.copy2(REPO_ROOT / name, destination / name)
-    return destination
-
-
 @pytest.fixture(scope="session")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The local project: daskbox's own lock, which .venv (this interpreter) is synced to."""
-    return _copy_project(tmp_path_factory.mktemp("client-project"))
+    return copy_project(REPO_ROOT, tmp_path_factory.mktemp("client-project"))
 
 
 @pytest.fixture(scope="session")
 def older_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project before a ``poetry update toolz``: only toolz's entry differs."""
-    root = _copy_project(tmp_path_factory.mktemp("client-older-project"))
+    root = copy_project(REPO_ROOT, tmp_path_factory.mktemp("client-older-project"))
     assert importlib.metadata.version(CHANGED_PACKAGE) != OTHER_RELEASE
     wheels = root / "wheels"
     subprocess.run(
@@ -138,12 +136,10 @@ def tls_cluster(
 ) -> Iterator[ClusterFactory]:
     """Start a cluster: scheduler and ``workers`` from one environment; returns (cluster, file)."""
     started: list[TLSCluster] = []
+    written: list[Path] = []
 
     def start(
-        environment: ImageLikeEnvironment,
-        workers: int = 2,
-        lock_hash: str | None = None,
-        in_project: Path = project,
+        environment: ImageLikeEnvironment, workers: int = 2, in_project: Path = project
     ) -> tuple[TLSCluster, Path]:
         name = f"client-{request.node.name[:40]}-{len(started)}".replace("[", "-").replace("]", "")
         cluster = TLSCluster(name, tmp_path, tls_material)
@@ -151,12 +147,11 @@ def tls_cluster(
         cluster.start_scheduler(environment)
         if workers:
             cluster.start_workers(environment, workers, "initial")
-        path = cluster.write_connection_file(in_project, lock_hash or environment.lock_hash)
+        path = cluster.write_connection_file(in_project, environment)
         written.append(path)
         wait_for_workers(path, workers, cluster)
         return cluster, path
 
-    written: list[Path] = []
     yield start
     for cluster in started:
         cluster.stop()

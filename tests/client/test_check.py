@@ -27,10 +27,14 @@ def report(python="3.11.7", platform_="Linux-x86_64", lock_hash="a" * 64, **dist
     }
 
 
-def local(locked=("dask", "toolz"), lock_hash="a" * 64, **distributions):
+def local(
+    locked=("dask", "toolz"), lock_hash="a" * 64, platform_="Linux-x86_64", extras=(),
+    **distributions,
+):
     return LocalEnvironment(
-        EnvironmentReport.from_dict(report(lock_hash=None, **distributions)),
+        EnvironmentReport.from_dict(report(lock_hash=None, platform_=platform_, **distributions)),
         groups=("main",),
+        extras=extras,
         lock_hash=lock_hash,
         locked=frozenset(locked) if locked is not None else None,
     )
@@ -129,6 +133,31 @@ class TestCheckResult:
             "environment check: 2 packages match on scheduler and 2 workers (groups: main); "
             "local-only: 3 (daskbox, pytest, ruff)"
         )
+
+    def test_confirmation_names_the_extras_compared(self):
+        here = local(locked=("dask", "tabulate"), extras=("tables",), dask="1", tabulate="0.10")
+        result = check_reports(here, {"scheduler": report(dask="1", tabulate="0.10")})
+        assert result.ok
+        assert "match on scheduler and 0 workers (groups: main; extras: tables);" in (
+            result.confirmation()
+        )
+
+    def test_another_platform_says_the_image_is_linux_and_to_pass_strict_false(self):
+        here = local(platform_="Darwin-arm64", dask="2026.8.0")
+        result = check_reports(here, {"scheduler": report(dask="2026.8.0")})
+        assert not result.ok
+        fixes = [line for line in result.mismatch_message().splitlines() if "fix:" in line]
+        # Only the platform differs: rebuilding cannot help, connecting with strict=False does.
+        assert fixes == [
+            "fix: the image is linux/x86_64; connecting from another OS or CPU always differs "
+            "here, so pass `connect(strict=False)` to connect anyway"
+        ]
+
+    def test_another_platform_and_a_package_give_both_fixes(self):
+        here = local(platform_="Darwin-arm64", dask="2026.8.0", toolz="1.2.0")
+        result = check_reports(here, {"scheduler": report(dask="2026.8.0", toolz="1.1.0")})
+        message = result.mismatch_message()
+        assert "invoke build push" in message and "strict=False" in message
 
 
 def test_environment_report_describes_this_interpreter():

@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
-from client.client_clusters import ImageLikeEnvironment
+from client.client_clusters import (
+    FIXTURE_PROJECTS,
+    ImageLikeEnvironment,
+    build_environment,
+    copy_project,
+    free_port,
+)
 from client.conftest import CHANGED_PACKAGE, OTHER_PATCH_PYTHON, OTHER_RELEASE
 from daskbox import EnvironmentMismatch, connect
-from daskbox.client.connection import ConnectionFile, write_connection_file
+from daskbox.client.connection import (
+    ConnectionFile,
+    read_connection_file,
+    write_connection_file,
+)
 from daskbox.errors import ClusterUnreachable, ConnectionFileError, EnvironmentMismatchWarning
-from daskbox.images.environment import Target
+from daskbox.images.environment import Platform
 from daskbox.images.lock import export_environment
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 DASKBOX_CLI = Path(sys.executable).parent / "daskbox"
+# Its extra "tables" adds tabulate to the main group (and six is locked for Linux only).
+WITH_EXTRAS = FIXTURE_PROJECTS / "extras_groups_markers"
 
 
 def table_rows(message: str) -> list[list[str]]:
@@ -49,7 +64,7 @@ def test_matching_environment_connects_and_reports_the_count(
     _, path = tls_cluster(current_environment, workers=2)
     client = connect(path=path)
     try:
-        locked = export_environment(project, Target.local(), ("main",)).names()
+        locked = export_environment(project, Platform.local(), ("main",)).names()
         line = capsys.readouterr().out.strip().splitlines()[-1]
         assert line.startswith(
             f"environment check: {len(locked)} packages match on scheduler and 2 workers "
@@ -150,13 +165,12 @@ def test_check_task_exits_0_on_match_and_1_on_mismatch(
         [DASKBOX_CLI, "check", "--path", str(older)], capture_output=True, text=True
     )
     assert bad.returncode == 1
+    assert bad.stderr.startswith("error: the cluster's environment differs from the local one")
     assert [row[0] for row in table_rows(bad.stderr)] == ["poetry.lock", CHANGED_PACKAGE]
     assert "Traceback" not in bad.stderr
 
 
 def test_unreachable_scheduler_is_one_line_error(project, tls_material, tmp_path):
-    from client.client_clusters import free_port
-
     connection = ConnectionFile(
         instance="client-gone", target="local",
         scheduler_address=f"tls://127.0.0.1:{free_port()}", dashboard_url="",
@@ -187,3 +201,49 @@ def test_cluster_that_cannot_report_is_not_a_daskbox_image(
     _, path = tls_cluster(bare, workers=1)
     with pytest.raises(EnvironmentMismatch, match="does not run a daskbox image"):
         connect(path=path)
+
+
+def connect_in_a_session(path: Path, site: Path) -> subprocess.CompletedProcess[str]:
+    """``connect()`` from this interpreter with ``site`` also on sys.path (its packages count)."""
+    python_path = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from daskbox import connect; "
+         "connect(path=sys.argv[1]).close()", str(path)],
+        env={**os.environ, "PYTHONPATH": python_path}, capture_output=True, text=True, check=False,
+    )
+
+
+def test_an_extra_installed_in_the_image_matches_a_local_session_that_has_it(
+    tls_cluster, tmp_path
+):
+    project = copy_project(WITH_EXTRAS, tmp_path / "with-extras")
+    image = build_environment(tmp_path / "env", project, sys.executable, extras=("tables",))
+    _, path = tls_cluster(image, workers=1, in_project=project)
+    assert read_connection_file(path).extras == ("tables",)
+    exported = export_environment(project, Platform.local(), ("main",), ("tables",))
+    assert "tabulate" in exported.names()
+    # The local session: this interpreter plus the locked packages it lacks (tabulate, six).
+    site = tmp_path / "site"
+    installed = {canonicalize_name(d.metadata["Name"]) for d in importlib.metadata.distributions()}
+    missing = [f"{r.name}=={r.version}" for r in exported.requirements if r.name not in installed]
+    assert any(requirement.startswith("tabulate==") for requirement in missing)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
+         "--disable-pip-version-check", *missing],
+        check=True,
+    )
+    confirmation = (
+        f"environment check: {len(exported.names())} packages match on scheduler and 1 worker "
+        "(groups: main; extras: tables); local-only: "
+    )
+    matched = connect_in_a_session(path, site)
+    assert matched.returncode == 0, matched.stderr
+    assert matched.stdout.startswith(confirmation) and "note:" not in matched.stdout
+
+    # A connection file written before it recorded extras: the project's setting is used.
+    write_connection_file(path, dataclasses.replace(read_connection_file(path), extras=()))
+    with (project / "pyproject.toml").open("a", encoding="utf-8") as pyproject:
+        pyproject.write('\n[tool.daskbox]\nextras = "tables"\n')
+    fallback = connect_in_a_session(path, site)
+    assert fallback.returncode == 0, fallback.stderr
+    assert fallback.stdout.startswith(confirmation) and "note:" not in fallback.stdout

@@ -28,18 +28,36 @@ def quickstart_environment(tmp_path_factory):
     )
 
 
+# A few penalties and folds keep the test quick; the demo's default is the quickstart's full grid.
+ALPHAS = (0.01, 10.0, 1000.0)
+FOLDS = 3
+
+
 def test_demo_runs_the_grid_search_on_the_cluster_and_serially(
     quickstart_environment, tls_cluster, monkeypatch, capsys
 ):
     monkeypatch.syspath_prepend(str(QUICKSTART / "src"))
+    from quickstart import cross_validated_error, make_data
+
     _, path = tls_cluster(quickstart_environment, workers=2, in_project=QUICKSTART)
-    result = run_demo(QUICKSTART, path)
+    result = run_demo(QUICKSTART, path, alphas=ALPHAS, folds=FOLDS)
     output = capsys.readouterr().out
-    assert output.splitlines()[0].startswith("environment check: ")
-    assert f"best alpha {result.best_alpha:.4g}" in output
-    assert "on the cluster (2 workers)" in output
-    assert result.candidates == 25
-    assert result.cluster_seconds > 0 and result.serial_seconds > 0
+
+    # Independently: the same search, serially, in this process.
+    x, y = make_data()
+    errors = {alpha: cross_validated_error(x, y, alpha, folds=FOLDS) for alpha in ALPHAS}
+    best_alpha = min(errors, key=errors.__getitem__)
+    assert result.best_alpha == best_alpha
+    assert result.best_error == pytest.approx(errors[best_alpha], rel=1e-9)
+    assert result.candidates == len(ALPHAS)
+    assert result.workers == 2
+
+    lines = output.splitlines()
+    assert lines[0].startswith("environment check: ") and "2 workers" in lines[0]
+    summary = f"grid search of {len(ALPHAS)} penalties: best alpha {best_alpha:.4g} "
+    assert lines[1].startswith(summary)
+    assert f"on the cluster (2 workers): {result.cluster_seconds:.2f} s" in output
+    assert f"serially here:             {result.serial_seconds:.2f} s" in output
 
 
 def test_demo_without_the_quickstart_installed_is_one_line_error(capsys, tmp_path, monkeypatch):
@@ -47,4 +65,4 @@ def test_demo_without_the_quickstart_installed_is_one_line_error(capsys, tmp_pat
         monkeypatch.delitem(sys.modules, name)
     assert main([str(tmp_path)]) == 1
     (line,) = capsys.readouterr().err.splitlines()
-    assert "quickstart" in line and "poetry install" in line
+    assert line.startswith("error: ") and "quickstart" in line and "poetry install" in line

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
-from pathlib import Path
 
+from client.client_clusters import FIXTURE_PROJECTS, REPO_ROOT, copy_project
 from daskbox.client.local import local_environment, project_root_of
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-STALE_LOCK = REPO_ROOT / "tests" / "fixtures" / "projects" / "stale_lock"
-
-
-def copy_project(source: Path, destination: Path) -> Path:
-    destination.mkdir()
-    for name in ("pyproject.toml", "poetry.lock"):
-        shutil.copy2(source / name, destination / name)
-    return destination
+STALE_LOCK = FIXTURE_PROJECTS / "stale_lock"
+# Its extra "tables" adds tabulate to the main group.
+WITH_EXTRAS = FIXTURE_PROJECTS / "extras_groups_markers"
 
 
 def test_lock_hash_and_exported_names_for_the_image_groups(tmp_path):
@@ -27,6 +20,27 @@ def test_lock_hash_and_exported_names_for_the_image_groups(tmp_path):
     assert {"distributed", "psutil", "toolz"} <= local.locked
     assert "pytest" not in local.locked  # dev group: local-only
     assert "colorama" not in local.locked  # locked for Windows only: not expected on Linux
+
+
+def test_extras_the_image_was_built_with_are_expected_on_the_cluster(tmp_path):
+    project = copy_project(WITH_EXTRAS, tmp_path / "extras")
+    without = local_environment(project, ("main",))
+    assert "tabulate" not in without.locked and without.extras == ()
+    # The connection file names the extras the image holds; the pyproject names none.
+    local = local_environment(project, ("main",), ("tables",))
+    assert local.note is None
+    assert local.extras == ("tables",)
+    assert local.locked == without.locked | {"tabulate"}
+
+
+def test_older_connection_files_fall_back_to_the_projects_extras_setting(tmp_path):
+    project = copy_project(WITH_EXTRAS, tmp_path / "extras")
+    with (project / "pyproject.toml").open("a", encoding="utf-8") as pyproject:
+        pyproject.write('\n[tool.daskbox]\nextras = "tables"\n')  # one name as a plain string
+    local = local_environment(project, ("main",))
+    assert local.note is None
+    assert local.extras == ("tables",)
+    assert "tabulate" in local.locked
 
 
 def test_without_a_lock_the_check_says_what_it_skipped(tmp_path):

@@ -13,7 +13,7 @@ import pytest
 
 from daskbox.gcloud.local import container_state
 from daskbox.images import plan_image
-from daskbox.images.environment import Target
+from daskbox.images.environment import Platform
 from daskbox.images.lock import export_environment
 from daskbox_services import free_port
 
@@ -31,7 +31,7 @@ def quickstart_venv(tmp_path_factory) -> Path:
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    exported = export_environment(QUICKSTART, Target.local(), ("main", "dev"))
+    exported = export_environment(QUICKSTART, Platform.local(), ("main", "dev"))
     requirements = root / "requirements.txt"
     requirements.write_text(exported.requirements_txt(), encoding="utf-8")
     pip = [str(python), "-m", "pip", "install", "--quiet", "--no-deps",
@@ -58,10 +58,10 @@ def test_quickstart_on_the_local_target(
     repository = f"{registry.host}/client-e2e-quickstart"
     instance = f"client-e2e-{free_port()}"
     connection_file = QUICKSTART / ".daskbox" / f"{instance}.json"
-    daskbox("build", "--repository", repository)
-    daskbox("push", "--repository", repository)
-    reference = plan_image(QUICKSTART, {"repository": repository}).reference
     try:
+        daskbox("build", "--repository", repository)
+        daskbox("push", "--repository", repository)
+        reference = plan_image(QUICKSTART, {"repository": repository}).reference
         daskbox(
             "launch", "--local", "--image", reference, "--instance", instance,
             "--workers", "2", "--threads-per-worker", "1",
@@ -95,13 +95,15 @@ def test_quickstart_on_the_local_target(
             cwd=QUICKSTART, capture_output=True, text=True, check=False,
         )
         assert mismatch.returncode == 1
+        assert mismatch.stderr.startswith("error: ")
         assert "quickstart" in mismatch.stderr and "(missing)" in mismatch.stderr
     finally:
         subprocess.run(
             [str(DASKBOX_CLI), "teardown", "--local", "--instance", instance],
             cwd=QUICKSTART, capture_output=True, check=False,
         )
-        for tag in (reference, f"{repository}:latest"):
-            subprocess.run(["docker", "image", "rm", tag], capture_output=True, check=False)
+        # Every tag the build made in this test's repository, whatever the plan says now.
+        for image in docker_client.images.list(name=repository):
+            docker_client.images.remove(image.id, force=True)
     assert container_state(instance) is None
     assert not connection_file.exists()

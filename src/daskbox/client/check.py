@@ -9,11 +9,14 @@ What counts as a difference, for each cluster process:
 - Python (implementation and full version) or platform (system-machine) differ.
 - The image's lock hash is not the sha256 of the local poetry.lock.
 - A distribution on the cluster is missing locally or has another version locally.
-- A distribution installed locally that the lock exports for the image's groups (markers
-  evaluated for the image's platform) is missing on the cluster.
+- A distribution installed locally that the lock exports for the image's groups and extras
+  (markers evaluated for the image's platform) is missing on the cluster.
 
 Other local distributions (the dev group, daskbox itself, the project in editable mode)
 are expected local-only ones: they are counted and named, not reported as differences.
+
+The platform is compared too, although the image is always Linux: a session on macOS or
+Windows sees it as a difference and connects with ``strict=False`` (the message says so).
 """
 
 from __future__ import annotations
@@ -51,7 +54,6 @@ class EnvironmentReport:
     platform: str  # e.g. "Linux-x86_64"
     distributions: Mapping[str, str]
     lock_hash: str | None = None
-    groups: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EnvironmentReport:
@@ -65,7 +67,6 @@ class EnvironmentReport:
                 for name, version in data["distributions"].items()
             },
             lock_hash=data.get("lock_hash") or None,
-            groups=tuple(data.get("groups", ())),
         )
 
 
@@ -73,13 +74,14 @@ class EnvironmentReport:
 class LocalEnvironment:
     """This side of the comparison: the running interpreter plus what the local lock says.
 
-    ``locked`` holds the names the lock exports for the image's groups on the image's
-    platform (markers evaluated). It is None when the lock could not be exported (``note``
+    ``locked`` holds the names the lock exports for the image's groups and extras on the
+    image's platform (markers evaluated). It is None when the lock could not be exported (``note``
     says why); then only the cluster's distributions are checked against local ones.
     """
 
     report: EnvironmentReport
     groups: tuple[str, ...]
+    extras: tuple[str, ...] = ()
     lock_hash: str | None = None
     locked: frozenset[str] | None = None
     note: str | None = None
@@ -157,6 +159,7 @@ class CheckResult:
 
     comparisons: tuple[Comparison, ...]
     groups: tuple[str, ...]
+    extras: tuple[str, ...] = ()
     note: str | None = None  # why the check was partial, if it was
 
     @property
@@ -216,24 +219,35 @@ class CheckResult:
             for row in rows
         ).rstrip()
 
-    def _groups_text(self) -> str:
-        return ", ".join(self.groups) or "main"
+    def _scope(self) -> str:
+        """What the comparison covers, e.g. "groups: main" or "groups: main; extras: tables"."""
+        scope = f"groups: {', '.join(self.groups) or 'main'}"
+        return scope + (f"; extras: {', '.join(self.extras)}" if self.extras else "")
 
     def mismatch_message(self) -> str:
         """The ``EnvironmentMismatch`` text: a summary line, the table, the fix."""
         differences = self.differences
         count = len(differences)
+        kinds = {difference.kind for difference in differences}
         lines = [
             f"the cluster's environment differs from the local one in {count} "
-            f"{'place' if count == 1 else 'places'} (groups compared: {self._groups_text()}):",
+            f"{'place' if count == 1 else 'places'} ({self._scope()}):",
             self.table(),
-            REBUILD_FIX + " so the cluster runs the local poetry.lock",
         ]
-        lock_differs = any(d.kind == "lock" for d in differences)
-        if not lock_differs and any(d.kind == "package" for d in differences):
+        if kinds - {"platform"}:
+            lines.append(REBUILD_FIX + " so the cluster runs the local poetry.lock")
+        if "lock" not in kinds and "package" in kinds:
             lines.append(
                 "     (the image was built from the local poetry.lock, so the local environment "
                 "may have drifted from it: then run `poetry sync` instead)"
+            )
+        platform = next((d for d in differences if d.kind == "platform"), None)
+        if platform is not None:
+            # No rebuild makes a Linux image equal a macOS or Windows session.
+            image_platform = (platform.remote or "").lower().replace("-", "/")
+            lines.append(
+                f"fix: the image is {image_platform}; connecting from another OS or CPU "
+                "always differs here, so pass `connect(strict=False)` to connect anyway"
             )
         if self.note:
             lines.append(f"note: {self.note}")
@@ -250,7 +264,7 @@ class CheckResult:
         note = f"; note: {self.note}" if self.note else ""
         return (
             f"environment check: {self.matched} packages match on {processes} "
-            f"(groups: {self._groups_text()}); local-only: {len(local_only)}{suffix}{note}"
+            f"({self._scope()}); local-only: {len(local_only)}{suffix}{note}"
         )
 
 
@@ -262,4 +276,4 @@ def check_reports(
         compare(local, EnvironmentReport.from_dict(report), where)
         for where, report in reports.items()
     )
-    return CheckResult(comparisons, local.groups, local.note)
+    return CheckResult(comparisons, local.groups, local.extras, local.note)

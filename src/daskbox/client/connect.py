@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ from distributed.security import Security
 from distributed.versions import VersionMismatchWarning
 
 from daskbox._pyproject import find_project_root
+from daskbox._tasks import Progress
 from daskbox.client.check import (
     REBUILD_FIX,
     SCHEDULER,
@@ -48,13 +49,7 @@ from daskbox.errors import (
     EnvironmentMismatchWarning,
 )
 
-__all__ = [
-    "ClusterUnreachable",
-    "DaskboxClient",
-    "EnvironmentMismatchWarning",
-    "connect",
-    "security_for",
-]
+__all__ = ["DaskboxClient", "connect", "security_for"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +118,8 @@ class EnvironmentWatch:
         )
 
 
-def _gather_reports(client: Client) -> dict[str, Mapping[str, Any]]:
+def gather_reports(client: Client) -> dict[str, Mapping[str, Any]]:
+    """``environment_report()`` of the scheduler and of every worker, keyed by process."""
     reports: dict[str, Mapping[str, Any]] = {
         SCHEDULER: client.run_on_scheduler(environment_report)  # type: ignore[no-untyped-call]
     }
@@ -136,7 +132,7 @@ def check_environment(
     local: LocalEnvironment,
     *,
     strict: bool = True,
-    echo: Callable[[str], None] | None = print,
+    echo: Progress | None = print,
 ) -> CheckResult | None:
     """Compare ``client``'s cluster with ``local``, then keep watching workers that join.
 
@@ -145,7 +141,7 @@ def check_environment(
     Fills ``client.daskbox_environment`` and (as workers join) ``client.daskbox_mismatches``.
     """
     try:
-        reports = _gather_reports(client)
+        reports = gather_reports(client)
     except ImportError as error:
         message = (
             f"the cluster cannot run daskbox's environment report ({error}), so it does not run "
@@ -224,7 +220,9 @@ def connect(
     if not check:
         return client
     try:
-        local = local_environment(project_root_of(connection_path), connection.groups)
+        local = local_environment(
+            project_root_of(connection_path), connection.groups, connection.extras
+        )
         check_environment(client, local, strict=strict)
     except BaseException:
         client.close()  # type: ignore[no-untyped-call]

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from invoke.context import Context
-from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from daskbox.errors import DaskboxError
+from daskbox._tasks import one_line_errors
 
 
 @task(
@@ -20,8 +19,5 @@ def check(c: Context, instance: str | None = None, path: str | None = None) -> N
     # Imported here so `invoke --list` does not pay for distributed.
     from daskbox.client.connect import connect
 
-    try:
-        client = connect(instance, path=path, strict=True)
-    except DaskboxError as error:
-        raise Exit(str(error), code=1) from None
-    client.close()  # type: ignore[no-untyped-call]
+    with one_line_errors():
+        connect(instance, path=path, strict=True).close()  # type: ignore[no-untyped-call]

@@ -55,7 +55,6 @@ def environment_report() -> dict[str, Any]:
         "distributions": installed_distributions(),
         "lock_hash": os.environ.get("DASKBOX_LOCK_HASH") or None,
         "groups": [group.strip() for group in groups.split(",") if group.strip()],
-        "image": os.environ.get("DASKBOX_IMAGE_TAG") or None,
     }
 
 

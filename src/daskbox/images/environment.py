@@ -80,9 +80,6 @@ class Platform:
         }
 
 
-# The old name, kept while daskbox.client still imports it; use Platform.
-Target = Platform
-
 
 class Source(Enum):
     """Where a locked distribution comes from, which decides how it reaches the image."""

@@ -26,7 +26,7 @@ class GridResult:
 
 
 def make_data(
-    samples: int = 20_000, features: int = 200, noise: float = 0.5, seed: int = 0
+    samples: int = 4_000, features: int = 40, noise: float = 0.5, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return a synthetic regression problem ``(X, y)`` with a known sparse signal."""
     rng = np.random.default_rng(seed)
@@ -41,7 +41,7 @@ def _ridge_fit(x: np.ndarray, y: np.ndarray, alpha: float) -> np.ndarray:
     return np.linalg.solve(gram, x.T @ y)
 
 
-def cross_validated_error(x: np.ndarray, y: np.ndarray, alpha: float, folds: int = 5) -> float:
+def cross_validated_error(x: np.ndarray, y: np.ndarray, alpha: float, folds: int = 20) -> float:
     """Mean squared validation error of ridge regression with penalty ``alpha`` over k folds."""
     indices = np.arange(len(y))
     errors = []
@@ -54,10 +54,10 @@ def cross_validated_error(x: np.ndarray, y: np.ndarray, alpha: float, folds: int
 
 
 def grid_search(
-    client: Client, alphas: tuple[float, ...] | None = None, folds: int = 5
+    client: Client, alphas: tuple[float, ...] | None = None, folds: int = 20
 ) -> GridResult:
     """Score every penalty on the cluster (one task each) and return the best."""
-    alphas = alphas or tuple(float(a) for a in np.logspace(-3, 3, 25))
+    alphas = alphas or tuple(float(a) for a in np.logspace(-3, 3, 100))
     x, y = make_data()
     # Scatter once so every task reuses the same data instead of shipping it per task.
     x_future, y_future = client.scatter([x, y], broadcast=True)
