@@ -1,9 +1,9 @@
 """Fixtures for the gcloud tests: the Compute Engine emulator, gcloud pointed at it,
 a throwaway Poetry project, and a small daskbox-shaped image pushed to the test registry.
 
-The image is built here (FROM the stand-in base, with distributed in /opt/venv and the
-entrypoint copied to /opt/daskbox, as the images contract says) so these tests do not
-depend on the images component being finished.
+The image is built here (FROM the stand-in base, with distributed in /opt/venv, the
+entrypoint copied to /opt/daskbox and the images component's non-root uid, as the images
+contract says) so these tests do not depend on the images component's build.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from daskbox.images.dockerfile import USER_ID
 from daskbox_services import Registry, free_port
 
 # This folder holds the emulator module; pytest only puts tests/ itself on sys.path here.
@@ -38,10 +39,10 @@ RUN python -m venv --without-pip /opt/venv \\
  && python -m pip --python /opt/venv/bin/python install --no-cache-dir --no-index \\
       --find-links /tmp/wheels {packages} \\
  && rm -rf /tmp/wheels \\
- && useradd --create-home daskbox
+ && useradd --uid {uid} --create-home daskbox
 COPY daskbox /opt/daskbox/daskbox
 ENV PYTHONPATH=/opt/daskbox DASKBOX_LOCK_HASH={lock_hash} DASKBOX_GROUPS=main
-LABEL dev.daskbox.lock-hash={lock_hash} dev.daskbox.groups=main
+LABEL dev.daskbox.lock-hash={lock_hash} dev.daskbox.groups=main dev.daskbox.extras=fast
 USER daskbox
 EXPOSE 8786 8787
 ENTRYPOINT ["/opt/venv/bin/python", "-m", "daskbox.entrypoint"]
@@ -68,7 +69,9 @@ def _build_context(folder: Path, base: str, lock_hash: str) -> None:
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     (package / "__init__.py").write_text("")
     (folder / "Dockerfile").write_text(
-        DOCKERFILE.format(base=base, packages=" ".join(RUNTIME_PACKAGES), lock_hash=lock_hash)
+        DOCKERFILE.format(
+            base=base, packages=" ".join(RUNTIME_PACKAGES), lock_hash=lock_hash, uid=USER_ID
+        )
     )
 
 

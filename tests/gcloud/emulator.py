@@ -5,17 +5,19 @@ insert/get/list/delete, serial port output, zone and global operations, firewall
 records every request body. On ``instances.insert`` it boots the "VM" from what a real
 Container-Optimized OS VM would execute, not from a side channel:
 
-* cloud-init ``user-data``: ``write_files`` land under a per-instance temporary root,
-  then the ``runcmd`` lines run: ``docker run`` for real on the local engine (absolute
-  host paths remapped into the root, the container renamed to something unique) and
-  ``systemd-run`` units as background processes, with ``docker``/``systemctl`` shims
-  so the idle watcher's ``systemctl poweroff`` marks the instance TERMINATED;
+* cloud-init ``user-data``: ``write_files`` land under a per-instance temporary root
+  (with their modes), then the ``runcmd`` lines run: ``chown``/``mkdir`` on the remapped
+  paths, ``docker run`` for real on the local engine (absolute host paths remapped into
+  the root, the container renamed to something unique) and ``systemd-run`` units as
+  background processes, with ``docker``/``systemctl`` shims so the idle watcher's
+  ``systemctl poweroff`` marks the instance TERMINATED;
 * ``gce-container-declaration``: the container spec (image, env, args, host-path mounts,
-  restart policy) becomes the equivalent ``docker run``, as konlet does.
+  restart policy) becomes the equivalent ``docker run``, as konlet does, under a name
+  like konlet's ``klt-<instance>-<random>``.
 
 The external IP is 127.0.0.1 (containers use host networking). Failures are injectable:
-``emulator.fail("firewalls.insert", 403, "...")``, or ``boot=False`` for a VM whose
-container never starts.
+``emulator.fail("firewalls.insert", 403, "...")``, ``boot=False`` for a VM whose
+container never starts, ``external_ip=False`` for a VM that never gets an address.
 
 Run standalone (``python tests/gcloud/emulator.py --port 8080``) to poke at it by hand.
 """
@@ -106,6 +108,7 @@ class ComputeEmulator:
         self.id = uuid.uuid4().hex[:8]
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="daskbox-gce-emulator-"))
         self.boot = boot
+        self.external_ip = True
         self.requests: list[Recorded] = []
         self.failures: dict[str, tuple[int, str]] = {}
         self.instances: dict[tuple[str, str, str], Vm] = {}
@@ -235,7 +238,8 @@ class ComputeEmulator:
             for index, interface in enumerate(resource.get("networkInterfaces", [])):
                 interface["networkIP"] = f"10.128.0.{index + 2}"
                 for access in interface.get("accessConfigs", []):
-                    access["natIP"] = "127.0.0.1"
+                    if self.external_ip:
+                        access["natIP"] = "127.0.0.1"
             vm = Vm(resource, self.workdir / f"{name}-{uuid.uuid4().hex[:6]}")
             vm.root.mkdir(parents=True)
             self.instances[key] = vm
@@ -244,6 +248,7 @@ class ComputeEmulator:
         return self._operation(project, "insert", link, zone)
 
     def _instance(self, project: str, zone: str, name: str) -> Vm:
+        self._zone(project, zone)  # as the API: an unknown zone is reported as such
         vm = self.instances.get((project, zone, name))
         if vm is None:
             raise _not_found(f"projects/{project}/zones/{zone}/instances/{name}")
@@ -296,9 +301,7 @@ class ComputeEmulator:
 
     # -- booting -----------------------------------------------------------------------
     def _boot(self, vm: Vm) -> None:
-        items = {
-            item["key"]: item["value"] for item in vm.resource.get("metadata", {}).get("items", [])
-        }
+        items = _metadata(vm)
         user_data = items.get("user-data")
         if user_data is not None:
             self._run_cloud_init(vm, user_data)
@@ -307,6 +310,9 @@ class ComputeEmulator:
             self._run_container_declaration(vm, declaration)
 
     def _container_name(self, vm: Vm) -> str:
+        if _metadata(vm).get("gce-container-declaration") is not None:
+            # konlet's naming; instance names are unique per test, the suffix per boot.
+            return f"klt-{vm.resource['name']}-{vm.root.name[-6:]}"
         return f"daskbox-gce-emu-{self.id}-{vm.resource['name']}"[:120]
 
     def _remap(self, vm: Vm, path: str) -> str:
@@ -336,6 +342,14 @@ class ComputeEmulator:
                 self._docker_run(vm, argv[2:])
             elif argv[:1] == ["systemd-run"]:
                 self._systemd_run(vm, argv[1:])
+            elif argv[:1] in (["chown"], ["mkdir"]):
+                result = subprocess.run(
+                    [argv[0], *(self._remap(vm, arg) for arg in argv[1:])],
+                    capture_output=True,
+                    text=True,
+                )
+                if result.returncode != 0:
+                    vm.executed.append([f"{argv[0]}-failed:", *result.stderr.split()])
 
     def _docker_run(self, vm: Vm, args: list[str]) -> None:
         remapped: list[str] = []
@@ -374,11 +388,15 @@ class ComputeEmulator:
         (shims / "systemctl").write_text(
             f'#!/bin/sh\n[ "$1" = poweroff ] && touch {vm.root}/powered-off\n'
         )
+        # The VM's container is called "daskbox"; here it has a unique name.
+        name = self._container_name(vm)
         (shims / "docker").write_text(
             "#!/bin/sh\n"
-            f'args=""; for a in "$@"; do [ "$a" = daskbox ] && a={self._container_name(vm)}; '
-            'args="$args $a"; done\n'
-            f"exec {shutil.which('docker')} $args\n"
+            'for a in "$@"; do shift; case "$a" in\n'
+            f"  daskbox) a={name};;\n"
+            f"  'name=^daskbox$') a='name=^{name}$';;\n"
+            'esac; set -- "$@" "$a"; done\n'
+            f'exec {shutil.which("docker")} "$@"\n'
         )
         for shim in shims.iterdir():
             shim.chmod(0o755)
@@ -500,6 +518,10 @@ class ComputeEmulator:
             case ["projects", project, "global", "firewalls", name] if method == "DELETE":
                 return 200, self.delete_firewall(project, name)
         raise ApiError(404, f"the emulator does not know {method} {PREFIX}{path}", "notFound")
+
+
+def _metadata(vm: Vm) -> dict[str, str]:
+    return {item["key"]: item["value"] for item in vm.resource.get("metadata", {}).get("items", [])}
 
 
 def _now() -> str:

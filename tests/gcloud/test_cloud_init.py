@@ -14,6 +14,7 @@ from daskbox.gcloud.cloud_init import render_tls_user_data, render_user_data
 from daskbox.gcloud.local import local_argv
 from daskbox.gcloud.spec import docker_run_argv
 from daskbox.gcloud.tls import make_tls_material
+from daskbox.images.dockerfile import USER_ID
 
 needs_cloud_init = pytest.mark.skipif(
     shutil.which("cloud-init") is None, reason="Debian's cloud-init package is not installed"
@@ -61,13 +62,14 @@ def test_vm_and_local_run_the_same_container(tmp_path):
     vm = docker_run_argv(spec)
     local = local_argv(tmp_path, spec)
     runcmd = yaml.safe_load(render_user_data(spec))["runcmd"]
-    assert [*runcmd[2][2:]] == vm  # after `env HOME=...`
+    [run] = [line for line in runcmd if line[2:4] == ["docker", "run"]]
+    assert run[2:] == vm  # after `env HOME=...`
     differences = [(a, b) for a, b in zip(vm, local, strict=True) if a != b]
     assert differences == [
         ("daskbox", "daskbox-demo"),
         (
             "/etc/daskbox/tls:/etc/daskbox/tls:ro",
-            f"{tmp_path}/.daskbox/daskbox-demo.tls:/etc/daskbox/tls:ro",
+            f"{tmp_path}/.daskbox/daskbox-demo.tls/server:/etc/daskbox/tls:ro",
         ),
     ]
 
@@ -79,3 +81,31 @@ def test_credential_helper_only_for_google_registries():
     local_registry = replace(spec, image=replace(spec.image, reference="localhost:5000/demo:abc"))
     assert "docker-credential-gcr" in render_user_data(spec)
     assert "docker-credential-gcr" not in render_user_data(local_registry)
+
+
+@pytest.mark.parametrize("method", ["cloud-init", "container-declaration"])
+def test_server_key_is_readable_by_the_image_user_only(method):
+    """Written root-only 0600, then handed to the image's uid before the container starts."""
+    spec = fixed_spec(method=method)
+    data = yaml.safe_load(
+        render_user_data(spec) if method == "cloud-init" else render_tls_user_data(spec)
+    )
+    modes = {item["path"]: item["permissions"] for item in data["write_files"]}
+    assert modes["/etc/daskbox/tls/server-key.pem"] == "0600"
+    assert modes["/etc/daskbox/tls/ca.pem"] == "0644"
+    chown = ["chown", f"{USER_ID}:{USER_ID}", "/etc/daskbox/tls/server-key.pem"]
+    assert data["runcmd"][0] == chown  # before docker run / the watcher
+
+
+@pytest.mark.parametrize(
+    ("method", "pattern"),
+    [("cloud-init", "name=^daskbox$"), ("container-declaration", "name=^klt-daskbox-demo-")],
+)
+def test_both_methods_start_the_idle_watcher_on_their_container(method, pattern):
+    spec = fixed_spec(method=method)
+    data = yaml.safe_load(
+        render_user_data(spec) if method == "cloud-init" else render_tls_user_data(spec)
+    )
+    [script] = [item["content"] for item in data["write_files"] if item["path"].endswith(".sh")]
+    assert f"--filter '{pattern}'" in script and "systemctl poweroff" in script
+    assert data["runcmd"][-1][:1] == ["systemd-run"]

@@ -15,22 +15,45 @@ from daskbox.gcloud.tls import make_tls_material
 from daskbox_services import free_port
 
 
-@pytest.fixture
-def echo_server():
+def _serve(answer: bytes):
     class Echo(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             self.send_response(200)
             self.end_headers()
-            self.wfile.write(b"198.51.100.23\n")
+            self.wfile.write(answer)
 
         def log_message(self, *args):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def echo_server():
+    server = _serve(b"198.51.100.23\n")
     yield f"http://127.0.0.1:{server.server_address[1]}/"
     server.shutdown()
     server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (b"2001:db8::7\n", "2001:db8::7/128"),
+        (b"1.2.3\n", None),
+        (b"999.1.1.1\n", None),
+        (b"<html>captive portal</html>", None),
+    ],
+)
+def test_only_a_real_address_is_accepted(answer, expected):
+    server = _serve(answer)
+    try:
+        assert detect_public_ip(f"http://127.0.0.1:{server.server_address[1]}/") == expected
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_detects_the_address_an_echo_service_reports(echo_server):

@@ -150,7 +150,7 @@ def test_quota_error_is_passed_on_in_one_line(project, gcloud_env, cluster_image
     _nothing_left(project, emulator)
 
 
-def _gce_connection_file(project, instance: str, rule: str) -> None:
+def _gce_connection_file(project, instance: str, rule: str, zone: str = "us-central1-a") -> None:
     from daskbox.client.connection import ConnectionFile, connection_path, write_connection_file
 
     write_connection_file(
@@ -165,7 +165,7 @@ def _gce_connection_file(project, instance: str, rule: str) -> None:
             groups=("main",),
             tls=None,
             project="test-project",
-            zone="us-central1-a",
+            zone=zone,
             firewall_rule=rule,
             extra={"network_tag": "daskbox"},
         ),
@@ -179,6 +179,56 @@ def test_teardown_after_the_vm_deleted_itself(project, gcloud_env, emulator):
     result = daskbox(project, gcloud_env, "teardown")
     assert "instance daskbox-gone was already deleted" in result.stdout
     _nothing_left(project, emulator)
+
+
+def test_vm_without_external_ip_can_still_be_torn_down(
+    project, gcloud_env, cluster_image, emulator
+):
+    """The connection file is written as soon as the VM exists, so teardown finds it."""
+    emulator.external_ip = False
+    result = daskbox(
+        project, gcloud_env, "launch", "--image", cluster_image.reference,
+        "--source-range", CALLER, "--timeout", "4", check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    [message] = result.stderr.strip().splitlines()
+    assert "got no external IP within 4 s" in message and "invoke teardown" in message
+    # The poll's command is printed once, then only progress lines.
+    assert result.stdout.count("$ gcloud compute instances describe") == 1
+    assert len(emulator.instances) == 1 and len(emulator.firewalls) == 1
+    down = daskbox(project, gcloud_env, "teardown")
+    assert "nothing to delete" not in down.stdout
+    _nothing_left(project, emulator)
+
+
+def test_teardown_in_a_missing_zone_is_an_error_not_already_deleted(project, gcloud_env, emulator):
+    """A zone (or project) that does not exist must not look like a VM that is gone:
+    the connection file stays so the real VM is not forgotten."""
+    emulator.insert_firewall("test-project", {"name": "daskbox-allow-tcp-1-2"})
+    _gce_connection_file(project, "daskbox-elsewhere", "daskbox-allow-tcp-1-2", "xx-bogus9-z")
+    message = _fails(project, gcloud_env, "teardown")
+    assert "already deleted" not in message
+    assert "projects/test-project/zones/xx-bogus9-z" in message
+    assert list(connection_dir(project).glob("*.json"))
+    assert emulator.firewalls
+
+
+def test_no_spot_overrides_spot_in_the_config(project, gcloud_env, cluster_image, emulator):
+    with (project / "pyproject.toml").open("a") as stream:
+        stream.write("spot = true\n")
+    common = ("launch", "--dry-run", "--image", cluster_image.reference, "--source-range", CALLER)
+    assert "--provisioning-model SPOT" in daskbox(project, gcloud_env, *common).stdout
+    assert "SPOT" not in daskbox(project, gcloud_env, *common, "--no-spot").stdout
+    message = _fails(project, gcloud_env, *common, "--spot", "--no-spot")
+    assert "--spot and --no-spot contradict each other" in message
+
+
+def test_wide_source_range_is_warned_about(project, gcloud_env, cluster_image, emulator):
+    result = daskbox(
+        project, gcloud_env, "launch", "--dry-run", "--image", cluster_image.reference,
+        "--source-range", "10.0.0.0/8",
+    )  # fmt: skip
+    assert "warning: source range 10.0.0.0/8 admits 16777216 addresses" in result.stdout
 
 
 def test_teardown_dry_run_deletes_nothing(project, gcloud_env, emulator):

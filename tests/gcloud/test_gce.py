@@ -13,6 +13,7 @@ from distributed import Client
 
 from conftest import daskbox
 from daskbox.client.connection import connection_path, read_connection_file
+from daskbox.images.dockerfile import USER_ID
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -47,8 +48,19 @@ def test_launch_connect_compute_teardown(method, project, cluster_image, emulato
         assert connection.image == cluster_image.pinned
         assert (connection.project, connection.zone) == ("test-project", "us-central1-a")
         assert connection.lock_hash == cluster_image.lock_hash
+        assert connection.extras == ("fast",)  # from the image's labels
         assert connection.scheduler_address in launched.stdout
         assert connection.dashboard_url in launched.stdout
+        assert launched.stdout.rstrip().endswith(
+            f'    from daskbox import connect\n    client = connect("{instance}")'
+        )
+        # Every gcloud command is printed before it runs, the firewall lookup too.
+        assert "$ gcloud compute firewall-rules describe daskbox-allow-tcp-" in launched.stdout
+
+        # On the "VM": the server key belongs to the image's user, readable by it only.
+        [vm] = emulator.instances.values()
+        key = (vm.root / "etc/daskbox/tls/server-key.pem").stat()
+        assert (key.st_uid, stat.S_IMODE(key.st_mode)) == (USER_ID, 0o600)
 
         # What gcloud sent: the recorded request bodies.
         [body] = emulator.bodies("POST", r"zones/us-central1-a/instances$")
@@ -100,6 +112,7 @@ def test_launch_connect_compute_teardown(method, project, cluster_image, emulato
         down = daskbox(project, gcloud_env, "teardown", check=False)
     assert down.returncode == 0, down.stderr
     assert "$ gcloud compute instances delete" in down.stdout
+    assert "$ gcloud compute instances list" in down.stdout  # is the rule still used?
     assert emulator.instances == {}
     assert emulator.firewalls == {}
     assert emulator.containers() == []
@@ -109,15 +122,19 @@ def test_launch_connect_compute_teardown(method, project, cluster_image, emulato
     assert "nothing to delete" in again.stdout
 
 
-def test_idle_vm_powers_itself_off(project, cluster_image, emulator, gcloud_env):
-    """The entrypoint exits 0 after its idle timeout; the VM's watcher powers it off."""
+@pytest.mark.parametrize("method", ["cloud-init", "container-declaration"])
+def test_idle_vm_powers_itself_off(method, project, cluster_image, emulator, gcloud_env):
+    """The entrypoint exits 0 after its idle timeout; the VM's watcher powers it off,
+    whether cloud-init or konlet (named klt-<instance>-...) started the container."""
     instance = _settings(project)["instance"]
     daskbox(
-        project, gcloud_env, "launch", "--image", cluster_image.reference,
+        project, gcloud_env, "launch", "--image", cluster_image.reference, "--method", method,
         "--source-range", CALLER, "--idle-timeout", "3s",
     )  # fmt: skip
     try:
         [vm] = emulator.instances.values()
+        if method == "container-declaration":
+            assert vm.container.startswith(f"klt-{instance}-")
         deadline = time.monotonic() + 90
         while vm.resource["status"] == "RUNNING" and time.monotonic() < deadline:
             time.sleep(1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import operator
+import os
 import stat
 import subprocess
 
@@ -12,6 +13,7 @@ from distributed import Client
 
 from conftest import daskbox
 from daskbox.client.connection import connection_path, read_connection_file
+from daskbox.images.dockerfile import USER_ID
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -42,7 +44,19 @@ def test_local_launch_connect_compute_teardown(project, cluster_image):
         assert connection.lock_hash == cluster_image.lock_hash
         assert connection.groups == ("main",)
         assert connection.scheduler_address in launched.stdout
-        assert "from daskbox import connect" in launched.stdout
+        assert launched.stdout.rstrip().endswith(
+            f'    from daskbox import connect\n    client = connect("{instance}")'
+        )
+        assert connection.extras == ("fast",)
+
+        # No other local user can reach the server key; the container's user can read it.
+        private = project / ".daskbox" / f"{instance}.tls"
+        assert stat.S_IMODE(private.stat().st_mode) == 0o700
+        key = (private / "server" / "server-key.pem").stat()
+        if os.geteuid() == 0:
+            assert (key.st_uid, stat.S_IMODE(key.st_mode)) == (USER_ID, 0o600)
+        else:
+            assert stat.S_IMODE(key.st_mode) == 0o644
 
         # Exactly the VM's settings: host network, restart policy, TLS mount, environment.
         container = _container(instance)
@@ -54,6 +68,10 @@ def test_local_launch_connect_compute_teardown(project, cluster_image):
         env_vars = dict(item.split("=", 1) for item in container["Config"]["Env"])
         assert env_vars["DASKBOX_TLS_KEY_FILE"] == "/etc/daskbox/tls/server-key.pem"
         assert env_vars["DASKBOX_IDLE_TIMEOUT"] == "0"
+
+        listed = daskbox(project, env, "status", "--local").stdout.splitlines()
+        [row] = [line.split() for line in listed if line.startswith(instance)]
+        assert row[1:4] == ["local", "-", "running"] and row[-1] == "127.0.0.1"
 
         with Client(
             connection.scheduler_address, security=connection.tls.security(), timeout=30
@@ -82,3 +100,20 @@ def test_plain_connection_is_refused(project, cluster_image):
             Client(plain, timeout=3)
     finally:
         daskbox(project, None, "teardown", "--local", check=False)
+
+
+def test_missing_docker_cli_is_one_line_and_leaves_nothing(project, cluster_image, tmp_path):
+    """The engine answers (image found through the API) but `docker run` has no CLI."""
+    instance = _instance(project)
+    result = daskbox(
+        project, {"PATH": str(tmp_path)}, "launch", "--local", "--image",
+        cluster_image.reference, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    [message] = result.stderr.strip().splitlines()
+    assert (
+        message
+        == "error: the docker CLI is not installed (not on PATH): install Docker to use --local"
+    )
+    assert _container(instance) is None
+    assert not (project / ".daskbox" / f"{instance}.tls").exists()

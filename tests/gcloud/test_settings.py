@@ -6,7 +6,7 @@ import pytest
 
 from daskbox.errors import ConfigError, LaunchSpecError
 from daskbox.gcloud.settings import LaunchSettings, resolve_settings
-from daskbox.gcloud.spec import source_ranges
+from daskbox.gcloud.spec import source_ranges, wide_range_warnings
 
 
 @pytest.fixture
@@ -85,3 +85,25 @@ def test_source_ranges(given, detected, allow, expected):
 def test_source_range_refusals(given, detected, message):
     with pytest.raises(LaunchSpecError, match=message):
         source_ranges(given, detected, allow_any=False)
+
+
+@pytest.mark.parametrize(
+    ("ranges", "warned"),
+    [
+        (("198.51.100.4/32", "192.0.2.0/24"), []),
+        (("10.0.0.0/8",), ["10.0.0.0/8"]),
+        (("198.51.100.4/32", "192.0.0.0/23"), ["192.0.0.0/23"]),
+        (("2001:db8::/64",), []),
+        (("2001:db8::/32",), ["2001:db8::/32"]),
+        (("0.0.0.0/0",), []),  # refused or explicitly allowed by source_ranges
+    ],
+)
+def test_ranges_wider_than_a_slash_24_are_warned_about(ranges, warned):
+    warnings = wide_range_warnings(ranges)
+    assert [w.split()[3] for w in warnings] == warned
+    assert all("pass your own /32" in w for w in warnings)
+
+
+def test_default_instance_name_uses_the_project_name(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[tool.poetry]\nname = "Data.Science__Box"\n')
+    assert resolve_settings(tmp_path, {}).instance == "daskbox-data-science-box"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import subprocess
 
 import pytest
@@ -11,10 +12,31 @@ from conftest import DASKBOX
 from daskbox.gcloud.tasks import launch, status, teardown
 
 
+def _options(help_text: str) -> dict[str, str]:
+    """``--flag`` -> its help text, from invoke's ``--help TASK`` output."""
+    options: dict[str, str] = {}
+    flag = None
+    for line in help_text.split("Options:", 1)[1].splitlines():
+        match = re.match(r"\s+(?:-\w(?: \w+)?, )?--([\w-]+)(?:=\w+)?\s+(.*)", line)
+        if match:
+            flag = match[1]
+            options[flag] = match[2].strip()
+        elif flag and line.strip():
+            options[flag] += " " + line.strip()
+    return options
+
+
 @pytest.mark.parametrize("task", [launch, status, teardown], ids=lambda t: t.name)
-def test_every_flag_has_help(task):
+def test_every_flag_has_help(task, tmp_path):
+    """What a user sees: every parameter is a flag with a help text in `--help TASK`."""
+    shown = subprocess.run(
+        [str(DASKBOX), "--help", task.name], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert shown.returncode == 0, shown.stderr
+    options = _options(shown.stdout)
     parameters = [name for name in inspect.signature(task.body).parameters if name != "c"]
-    assert sorted(name.replace("_", "-") for name in parameters) == sorted(task.help)
+    assert sorted(options) == sorted(name.replace("_", "-") for name in parameters)
+    assert all(options.values()), options
 
 
 @pytest.mark.parametrize("task", [launch, teardown], ids=lambda t: t.name)

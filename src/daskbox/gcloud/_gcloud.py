@@ -7,12 +7,11 @@ import re
 import shlex
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from daskbox._tasks import Progress
 from daskbox.errors import GcloudError
-
-Echo = Callable[[str], None]
 
 
 class GcloudCommandError(GcloudError):
@@ -23,9 +22,11 @@ class GcloudCommandError(GcloudError):
         self.detail = detail
         super().__init__(f"`{' '.join(argv[:4])} ...` failed: {detail}")
 
-    @property
-    def not_found(self) -> bool:
-        return "was not found" in self.detail or "not found" in self.detail.lower()
+    def missing(self, resource: str) -> bool:
+        """Whether the API said ``resource`` itself does not exist, e.g.
+        ``projects/p/zones/z/instances/i``. A missing zone or project names a shorter
+        path, so it is not mistaken for an instance that is already gone."""
+        return f"'{resource}' was not found" in self.detail
 
 
 def require_gcloud() -> str:
@@ -49,7 +50,7 @@ def _one_line(stderr: str) -> str:
     return text or "no error output"
 
 
-def run_gcloud(argv: Sequence[str], echo: Echo | None = print) -> str:
+def run_gcloud(argv: Sequence[str], echo: Progress | None = print) -> str:
     """Run one gcloud command (printing it first); return stdout or raise one line."""
     require_gcloud()
     if echo is not None:
@@ -60,7 +61,7 @@ def run_gcloud(argv: Sequence[str], echo: Echo | None = print) -> str:
     return result.stdout
 
 
-def run_gcloud_json(argv: Sequence[str], echo: Echo | None = print) -> Any:
+def run_gcloud_json(argv: Sequence[str], echo: Progress | None = print) -> Any:
     """``run_gcloud`` for ``--format json`` commands."""
     out = run_gcloud(argv, echo)
     try:

@@ -1,9 +1,11 @@
-"""LaunchSpec -> ``#cloud-config`` user-data for Container-Optimized OS (the default method).
+"""LaunchSpec -> ``#cloud-config`` user-data for Container-Optimized OS.
 
-The VM's cloud-init writes the server's TLS files, lets Docker pull from Google's
-registries with the VM's service account, runs the one ``docker run`` from
+For the default method the VM's cloud-init writes the server's TLS files, lets Docker pull
+from Google's registries with the VM's service account, runs the one ``docker run`` from
 ``spec.docker_run_argv``, and starts a watcher that powers the VM off once the container
-exits 0 (the entrypoint's idle timeout). Pure: text out, nothing touched.
+exits 0 (the entrypoint's idle timeout). For the legacy container-declaration method,
+konlet runs the container; the user-data then writes the TLS files and starts the same
+watcher, pointed at konlet's container name. Pure: text out, nothing touched.
 """
 
 from __future__ import annotations
@@ -13,20 +15,41 @@ from typing import Any
 import yaml
 
 from daskbox.gcloud.spec import CONTAINER_NAME, TLS_DIR, LaunchSpec, docker_run_argv, tls_files
+from daskbox.images.dockerfile import USER_ID
+from daskbox.images.ref import ImageRef
 
 # COS mounts / read-only, so Docker's client config (credential helpers) lives under /var.
 DOCKER_HOME = "/var/lib/daskbox"
 WATCHER_PATH = "/etc/daskbox/poweroff-when-idle.sh"
 WATCHER_UNIT = "daskbox-poweroff-when-idle"
+SERVER_KEY = "server-key.pem"
 
 # `docker wait` returns the exit code of each stop; a crash (non-zero) is restarted by the
 # restart policy and waited for again, a clean stop (idle timeout, exit 0) powers off.
-WATCHER_SCRIPT = f"""\
+# The container is looked up by a name pattern each round (konlet picks a random suffix,
+# and may recreate it); a container still in "created" state is skipped, since
+# `docker wait` would report 0 for it before it ever ran.
+WATCHER_SCRIPT = """\
 #!/bin/bash
 # Power the VM off when the daskbox container stops cleanly (its idle timeout).
-until [ "$(docker wait {CONTAINER_NAME} 2>/dev/null)" = 0 ]; do sleep 10; done
-systemctl poweroff
+while true; do
+  container=$(docker ps --all --quiet --filter 'name={pattern}' \\
+    --filter status=running --filter status=restarting --filter status=exited | head -n 1)
+  if [ -n "$container" ] && [ "$(docker wait "$container" 2>/dev/null)" = 0 ]; then
+    systemctl poweroff
+    exit 0
+  fi
+  sleep 10
+done
 """
+
+
+def container_name_pattern(spec: LaunchSpec) -> str:
+    """How the watcher finds the container: ours is ``daskbox``; konlet names its
+    container ``klt-<instance>-<random suffix>``."""
+    if spec.method == "cloud-init":
+        return f"^{CONTAINER_NAME}$"
+    return f"^klt-{spec.instance}-"
 
 
 def google_registry(registry: str) -> bool:
@@ -56,25 +79,46 @@ def _with_docker_home(argv: list[str]) -> list[str]:
     return ["env", f"HOME={DOCKER_HOME}", *argv]
 
 
-def cloud_config(spec: LaunchSpec) -> dict[str, Any]:
-    """The cloud-config as data (what ``render_user_data`` serializes)."""
-    write_files: list[dict[str, str]] = [
-        # The container runs as a non-root user whose uid the host does not know, so the
-        # files are world-readable on this single-purpose VM (only root can log in).
-        {"path": f"{TLS_DIR}/{name}", "permissions": "0644", "owner": "root:root", "content": pem}
+def _tls_write_files(spec: LaunchSpec) -> list[dict[str, str]]:
+    # cloud-init's `owner` takes only names the host knows, and the image's user exists only
+    # in the image, so the private key is written root-only and handed to its uid by
+    # `_tls_runcmd`. The CA and the certificate are public.
+    return [
+        {
+            "path": f"{TLS_DIR}/{name}",
+            "permissions": "0600" if name == SERVER_KEY else "0644",
+            "owner": "root:root",
+            "content": pem,
+        }
         for name, pem in tls_files(spec)
     ]
-    write_files.append({"path": WATCHER_PATH, "permissions": "0755", "content": WATCHER_SCRIPT})
-    runcmd: list[list[str]] = [["mkdir", "-p", DOCKER_HOME]]
-    if google_registry(spec.image.registry):
+
+
+def _tls_runcmd() -> list[list[str]]:
+    """Give the server key to the image's non-root user (numeric: the host has no such user)."""
+    return [["chown", f"{USER_ID}:{USER_ID}", f"{TLS_DIR}/{SERVER_KEY}"]]
+
+
+def _watcher(spec: LaunchSpec) -> tuple[dict[str, str], list[str]]:
+    script = WATCHER_SCRIPT.format(pattern=container_name_pattern(spec))
+    write = {"path": WATCHER_PATH, "permissions": "0755", "content": script}
+    return write, ["systemd-run", "--unit", WATCHER_UNIT, "/bin/bash", WATCHER_PATH]
+
+
+def cloud_config(spec: LaunchSpec) -> dict[str, Any]:
+    """The cloud-config as data (what ``render_user_data`` serializes)."""
+    watcher_file, watcher_command = _watcher(spec)
+    registry = ImageRef.parse(spec.image.reference).registry
+    runcmd: list[list[str]] = [*_tls_runcmd(), ["mkdir", "-p", DOCKER_HOME]]
+    if google_registry(registry):
         runcmd.append(
             _with_docker_home(
-                ["docker-credential-gcr", "configure-docker", "--registries", spec.image.registry]
+                ["docker-credential-gcr", "configure-docker", "--registries", registry]
             )
         )
     runcmd.append(_with_docker_home(docker_run_argv(spec)))
-    runcmd.append(["systemd-run", "--unit", WATCHER_UNIT, "/bin/bash", WATCHER_PATH])
-    return {"write_files": write_files, "runcmd": runcmd}
+    runcmd.append(watcher_command)
+    return {"write_files": [*_tls_write_files(spec), watcher_file], "runcmd": runcmd}
 
 
 def render_user_data(spec: LaunchSpec) -> str:
@@ -83,9 +127,18 @@ def render_user_data(spec: LaunchSpec) -> str:
     return f"#cloud-config\n{body}"
 
 
+def tls_cloud_config(spec: LaunchSpec) -> dict[str, Any]:
+    """The container-declaration method's cloud-config: konlet runs the container, so
+    this only writes the TLS files and starts the idle watcher (the restart policy
+    covers the moment before the files exist)."""
+    watcher_file, watcher_command = _watcher(spec)
+    return {
+        "write_files": [*_tls_write_files(spec), watcher_file],
+        "runcmd": [*_tls_runcmd(), watcher_command],
+    }
+
+
 def render_tls_user_data(spec: LaunchSpec) -> str:
-    """User-data that only writes the TLS files (the container-declaration method runs the
-    container itself; the entrypoint's restart policy covers the moment before they exist)."""
-    files = cloud_config(spec)["write_files"][: len(tls_files(spec))]
-    body = yaml.dump({"write_files": files}, Dumper=_Dumper, sort_keys=False, width=1000)
+    """``#cloud-config`` text for the container-declaration method."""
+    body = yaml.dump(tls_cloud_config(spec), Dumper=_Dumper, sort_keys=False, width=1000)
     return f"#cloud-config\n{body}"

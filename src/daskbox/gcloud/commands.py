@@ -18,6 +18,15 @@ def _labels(spec: LaunchSpec) -> str:
     return ",".join(f"{key}={value}" for key, value in spec.labels)
 
 
+def instance_resource(project: str, zone: str, instance: str) -> str:
+    """The API's path of an instance, as its "was not found" errors name it."""
+    return f"projects/{project}/zones/{zone}/instances/{instance}"
+
+
+def firewall_resource(project: str, rule: str) -> str:
+    return f"projects/{project}/global/firewalls/{rule}"
+
+
 def config_list() -> list[str]:
     """Account, project and credential settings in one call (gcloud starts slowly)."""
     return [GCLOUD, "config", "list", "--format", "json"]

@@ -3,39 +3,49 @@
 Normally the image is the content-tagged one the images component plans for the current
 project (``plan_image``); for a VM it must already be in the registry (``find_pushed``),
 and the VM gets the digest-pinned reference. An explicit ``--image`` skips planning; its
-lock hash and groups then come from its labels/ENV in the local engine.
+lock hash, groups and extras then come from its labels in the local engine (if there).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import docker
-import docker.errors
-
-from daskbox.errors import DaskboxError, ImageBuildError, LaunchSpecError
+from daskbox.errors import DaskboxError, LaunchSpecError
 from daskbox.gcloud.spec import LaunchImage
 from daskbox.images import find_pushed, plan_image
+from daskbox.images.engine import DockerEngine
 
 NOT_PUSHED = "image {reference} is not in the registry: run `invoke build push` first"
 
 
-def _local_metadata(reference: str) -> tuple[str, tuple[str, ...]] | None:
-    """(lock hash, groups) from a local image's labels or ENV; None if it is not local."""
+def _split(label: str | None) -> tuple[str, ...]:
+    return tuple(item for item in (label or "").split(",") if item)
+
+
+def _labelled(reference: str, *, need_engine: bool) -> LaunchImage | None:
+    """The image as its daskbox labels describe it, if the local engine has it.
+
+    A VM launch with an explicit ``--image`` does not need local Docker, so without an
+    engine there is simply nothing to read (``need_engine`` False).
+    """
     try:
-        attrs = docker.from_env().images.get(reference).attrs
-    except docker.errors.ImageNotFound:
+        found = DockerEngine().local_image(reference)
+    except DaskboxError:
+        if need_engine:
+            raise
         return None
-    except docker.errors.DockerException as error:
-        raise ImageBuildError(f"cannot reach the Docker engine ({error}): start Docker") from None
-    config = attrs.get("Config") or {}
-    labels = config.get("Labels") or {}
-    env = dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
-    lock_hash = labels.get("dev.daskbox.lock-hash") or env.get("DASKBOX_LOCK_HASH", "")
-    groups = labels.get("dev.daskbox.groups") or env.get("DASKBOX_GROUPS", "")
-    return lock_hash, tuple(group for group in groups.split(",") if group)
+    if found is None:
+        return None
+    labels = found.labels
+    return LaunchImage(
+        reference,
+        lock_hash=labels.get("dev.daskbox.lock-hash", ""),
+        groups=_split(labels.get("dev.daskbox.groups")),
+        extras=_split(labels.get("dev.daskbox.extras")),
+    )
 
 
 def _pushed_or_none(reference: str) -> str | None:
@@ -55,24 +65,26 @@ def resolve_image(
 ) -> LaunchImage:
     """The image to launch: digest-pinned for a VM (which can only pull from a registry);
     for the local target an image that exists only in the local engine will do."""
-    lock_hash: str = ""
-    groups: tuple[str, ...] = ()
     if explicit is None:
         plan = plan_image(project_root, overrides=dict(overrides or {}))
-        reference, lock_hash, groups = plan.reference, plan.lock_hash, tuple(plan.groups)
+        planned: LaunchImage | None = LaunchImage(
+            plan.reference, plan.lock_hash, tuple(plan.groups), tuple(plan.environment.extras)
+        )
+        reference = plan.reference
+        local_image = _labelled(reference, need_engine=local) if local else None
     else:
+        planned = None
         reference = explicit
-    metadata = _local_metadata(reference)
-    if metadata is not None and explicit is not None:
-        lock_hash, groups = metadata
+        local_image = _labelled(reference, need_engine=local)
+    described = planned or local_image or LaunchImage(reference, "", ())
     if local:
-        if metadata is None and _pushed_or_none(reference) is None:
+        if local_image is None and _pushed_or_none(reference) is None:
             raise LaunchSpecError(
                 f"image {reference} is neither in the local Docker engine nor in its registry: "
                 "run `invoke build` (or `invoke build push`)"
             )
-        return LaunchImage(reference, lock_hash, groups)
+        return described
     pinned = reference if "@sha256:" in reference else find_pushed(reference)
     if pinned is None:
         raise LaunchSpecError(NOT_PUSHED.format(reference=reference))
-    return LaunchImage(pinned, lock_hash, groups)
+    return dataclasses.replace(described, reference=pinned)

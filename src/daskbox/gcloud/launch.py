@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import ipaddress
 import os
 import shlex
 import tempfile
@@ -19,15 +20,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from daskbox._tasks import Progress
 from daskbox.client.connection import ConnectionFile, connection_path, write_connection_file
 from daskbox.errors import GcloudError
 from daskbox.gcloud import commands
-from daskbox.gcloud._gcloud import Echo, GcloudCommandError, require_gcloud, run_gcloud_json
+from daskbox.gcloud._gcloud import GcloudCommandError, require_gcloud, run_gcloud_json
 from daskbox.gcloud.cloud_init import render_tls_user_data, render_user_data
 from daskbox.gcloud.container_declaration import DEPRECATION_WARNING
 from daskbox.gcloud.ready import wait_for_scheduler
 from daskbox.gcloud.settings import LaunchSettings
-from daskbox.gcloud.spec import LaunchImage, LaunchSpec, build_spec, source_ranges
+from daskbox.gcloud.spec import (
+    LaunchImage,
+    LaunchSpec,
+    build_spec,
+    connection_for,
+    source_ranges,
+)
 from daskbox.gcloud.tls import ServerTLS, TLSMaterial
 
 # A plain-text "what is my IP" service; DASKBOX_IP_ECHO_URL overrides it (CI has no internet).
@@ -35,14 +43,16 @@ IP_ECHO_URL = "https://checkip.amazonaws.com"
 
 
 def detect_public_ip(url: str | None = None, timeout: float = 5.0) -> str | None:
-    """The caller's public IPv4 address as ``a.b.c.d/32``, or None when it cannot be told."""
+    """The caller's public address as ``a.b.c.d/32`` (or an IPv6 ``/128``), or None when
+    it cannot be told."""
     try:
         chosen = url or os.environ.get("DASKBOX_IP_ECHO_URL", IP_ECHO_URL)
         with urllib.request.urlopen(chosen, timeout=timeout) as response:
             text = response.read(64).decode().strip()
-    except (OSError, ValueError):
+        address = ipaddress.ip_address(text)
+    except (OSError, ValueError):  # unreachable, or the service answered something else
         return None
-    return f"{text}/32" if text.count(".") == 3 else None
+    return f"{address}/{address.max_prefixlen}"
 
 
 @dataclass(frozen=True)
@@ -53,7 +63,7 @@ class GcloudAccount:
     account: str | None
 
 
-def gcloud_account(project: str | None, echo: Echo | None = print) -> GcloudAccount:
+def gcloud_account(project: str | None, echo: Progress | None = print) -> GcloudAccount:
     """Check gcloud is installed and authenticated and a project is known (one call)."""
     require_gcloud()
     config: dict[str, Any] = run_gcloud_json(commands.config_list(), echo) or {}
@@ -121,7 +131,7 @@ def _explain_create_failure(spec: LaunchSpec, error: GcloudCommandError) -> Gclo
 class _Firewall:
     """Ensure the shared rule admits this caller; remember whether we created it."""
 
-    def __init__(self, spec: LaunchSpec, echo: Echo) -> None:
+    def __init__(self, spec: LaunchSpec, echo: Progress) -> None:
         self.spec, self.echo = spec, echo
         self.created = False
         self.previous_ranges: tuple[str, ...] | None = None  # set when we widened the rule
@@ -129,9 +139,11 @@ class _Firewall:
     def ensure(self) -> None:
         spec = self.spec
         try:
-            rule = run_gcloud_json(commands.firewall_describe(spec.project, spec.firewall_rule))
+            rule = run_gcloud_json(
+                commands.firewall_describe(spec.project, spec.firewall_rule), self.echo
+            )
         except GcloudCommandError as error:
-            if not error.not_found:
+            if not error.missing(commands.firewall_resource(spec.project, spec.firewall_rule)):
                 raise
             rule = None
         try:
@@ -158,15 +170,17 @@ class _Firewall:
         try:
             if self.created:
                 self.echo(f"rolling back: deleting firewall rule {spec.firewall_rule}")
-                run_gcloud_json(commands.firewall_delete(spec.project, spec.firewall_rule))
+                run_gcloud_json(
+                    commands.firewall_delete(spec.project, spec.firewall_rule), self.echo
+                )
             elif self.previous_ranges is not None:
                 self.echo(f"rolling back: restoring the source ranges of {spec.firewall_rule}")
-                run_gcloud_json(commands.firewall_update(spec, self.previous_ranges))
+                run_gcloud_json(commands.firewall_update(spec, self.previous_ranges), self.echo)
         except GcloudError as error:
             self.echo(f"warning: could not roll back firewall rule {spec.firewall_rule}: {error}")
 
 
-def _create_instance(spec: LaunchSpec, echo: Echo) -> dict[str, Any]:
+def _create_instance(spec: LaunchSpec, echo: Progress) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="daskbox-user-data-") as folder:
         path = Path(folder, "user-data.yaml")
         # The user-data holds the server's private key: readable by the owner only.
@@ -179,19 +193,30 @@ def _create_instance(spec: LaunchSpec, echo: Echo) -> dict[str, Any]:
     return dict(created[0] if isinstance(created, list) else created)
 
 
-def _wait_for_ip(spec: LaunchSpec, instance: dict[str, Any], echo: Echo, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
+IP_POLL_SECONDS = 3.0
+
+
+def _wait_for_ip(spec: LaunchSpec, instance: dict[str, Any], echo: Progress, timeout: float) -> str:
+    """The instance's external IP, polling ``instances describe`` until it has one.
+
+    The describe command is printed once; later polls only report progress.
+    """
+    describe = commands.instance_describe(spec.project, spec.zone, spec.instance)
+    start = time.monotonic()
+    polls = 0
     while (ip := _external_ip(instance)) is None:
-        if time.monotonic() > deadline:
+        elapsed = time.monotonic() - start
+        if elapsed > timeout:
             raise GcloudError(
                 f"instance {spec.instance} got no external IP within {timeout:.0f} s: "
-                f"check it in the console, then `invoke teardown --instance {spec.instance}`"
+                f"check it in the console, then run `invoke teardown --instance {spec.instance}` "
+                "(it deletes the VM and the firewall rule)"
             )
-        echo("  ... waiting for the external IP")
-        time.sleep(3)
-        instance = run_gcloud_json(
-            commands.instance_describe(spec.project, spec.zone, spec.instance), None
-        )
+        if polls:
+            echo(f"  ... no external IP yet after {elapsed:.0f} s")
+        time.sleep(IP_POLL_SECONDS)
+        instance = run_gcloud_json(describe, echo if polls == 0 else None)
+        polls += 1
     return ip
 
 
@@ -202,7 +227,7 @@ _ELIDED_TLS = ServerTLS(
 )
 
 
-def print_plan(spec: LaunchSpec, echo: Echo = print) -> None:
+def print_plan(spec: LaunchSpec, echo: Progress = print) -> None:
     """What ``--dry-run`` shows: every command in order and the user-data (TLS elided)."""
     echo(f"$ {shlex.join(commands.firewall_describe(spec.project, spec.firewall_rule))}")
     echo(f"$ {shlex.join(commands.firewall_create(spec))}  # only when the rule is missing")
@@ -217,7 +242,7 @@ def launch_gce(
     spec: LaunchSpec,
     tls: TLSMaterial,
     *,
-    echo: Echo = print,
+    echo: Progress = print,
 ) -> ConnectionFile:
     """Create the firewall rule (if needed) and the VM, wait for it, write the connection file."""
     if spec.method == "container-declaration":
@@ -229,25 +254,22 @@ def launch_gce(
     except BaseException:
         firewall.roll_back()
         raise
+    path = connection_path(project_root, spec.instance)
+    created_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+    def record(host: str | None) -> ConnectionFile:
+        connection = connection_for(
+            spec, tls.client, target="gce", host=host, created_at=created_at
+        )
+        write_connection_file(path, connection)
+        return connection
+
+    # Written as soon as the VM exists (and again once it has an address), so that
+    # `invoke teardown` finds the VM and the rule whatever fails from here on.
+    record(None)
     ip = _wait_for_ip(spec, instance, echo, settings.timeout)
-    address = f"tls://{ip}:{spec.scheduler_port}"
-    connection = ConnectionFile(
-        instance=spec.instance,
-        target="gce",
-        scheduler_address=address,
-        dashboard_url=f"http://{ip}:{spec.dashboard_port}/status",
-        image=spec.image.reference,
-        lock_hash=spec.image.lock_hash,
-        groups=spec.image.groups,
-        tls=tls.client,
-        project=spec.project,
-        zone=spec.zone,
-        firewall_rule=spec.firewall_rule,
-        created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        extra={"network_tag": spec.network_tag, "method": spec.method},
-    )
-    # Written before waiting so `invoke teardown` finds the VM even if it never answers.
-    path = write_connection_file(connection_path(project_root, spec.instance), connection)
+    connection = record(ip)
+    address = connection.scheduler_address
     if wait_for_scheduler(address, tls.client, settings.timeout, echo) is None:
         serial = shlex.join(commands.serial_port_output(spec.project, spec.zone, spec.instance))
         raise GcloudError(

@@ -2,85 +2,149 @@
 
 Same ``docker run`` argv as the VM's cloud-init (``spec.docker_run_argv``): host network,
 the same environment, the TLS folder mounted read-only at the same path, the same
-restart policy. Only the container name and the TLS folder's host path differ.
+restart policy. Only the container name and the TLS folder's host path differ. That one
+command runs through the docker CLI, so what is printed is exactly what the VM runs;
+everything else (inspect, logs, remove) goes through the Docker Engine API.
 """
 
 from __future__ import annotations
 
 import datetime
+import os
 import shlex
 import shutil
 import subprocess
-from collections.abc import Sequence
 from pathlib import Path
 
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from daskbox._tasks import Progress
 from daskbox.client.connection import (
     ConnectionFile,
     connection_dir,
     connection_path,
     write_connection_file,
 )
-from daskbox.errors import DaskboxError, ImageBuildError
-from daskbox.gcloud._gcloud import Echo
+from daskbox.errors import DaskboxError
 from daskbox.gcloud.ready import wait_for_scheduler
 from daskbox.gcloud.settings import LaunchSettings
-from daskbox.gcloud.spec import LaunchSpec, docker_run_argv, tls_files
+from daskbox.gcloud.spec import LaunchSpec, connection_for, docker_run_argv, tls_files
 from daskbox.gcloud.tls import TLSMaterial
+from daskbox.images.dockerfile import USER_ID
 
 
 class LocalLaunchError(DaskboxError):
     """The local container could not be started or never answered."""
 
 
+class LocalDockerUnavailable(DaskboxError):
+    """The docker CLI or the Docker engine the local target needs is missing."""
+
+
 def tls_dir(project_root: Path, instance: str) -> Path:
-    """Host folder holding the server's TLS files for the local container."""
+    """Host folder of one local launch's TLS material (mode 0700, removed on teardown)."""
     return connection_dir(project_root) / f"{instance}.tls"
+
+
+def server_tls_dir(project_root: Path, instance: str) -> Path:
+    """The folder mounted into the container: the server's files, inside ``tls_dir``."""
+    return tls_dir(project_root, instance) / "server"
 
 
 def local_argv(project_root: Path, spec: LaunchSpec) -> list[str]:
     """The VM's ``docker run``, with the local TLS folder and the instance as container name."""
     return docker_run_argv(
-        spec, tls_dir=str(tls_dir(project_root, spec.instance)), name=spec.instance
+        spec, tls_dir=str(server_tls_dir(project_root, spec.instance)), name=spec.instance
     )
 
 
-def _docker(argv: Sequence[str], echo: Echo | None = None) -> subprocess.CompletedProcess[str]:
-    if shutil.which("docker") is None:
-        raise ImageBuildError("the docker CLI is not installed: install Docker")
-    if echo is not None:
-        echo(f"$ {shlex.join(argv)}")
-    return subprocess.run(list(argv), capture_output=True, text=True, check=False)
+def _client() -> docker.DockerClient:
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as error:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise LocalDockerUnavailable(
+            f"the Docker engine is not reachable ({detail}): start Docker or set DOCKER_HOST"
+        ) from None
+    return client
+
+
+def _container(name: str) -> Container | None:
+    try:
+        return _client().containers.get(name)
+    except docker.errors.NotFound:
+        return None
 
 
 def container_state(name: str) -> str | None:
     """``running``, ``exited``, ... or None when there is no such container."""
-    result = _docker(["docker", "container", "inspect", "--format", "{{.State.Status}}", name])
-    return result.stdout.strip() if result.returncode == 0 else None
+    container = _container(name)
+    return None if container is None else str(container.status)
 
 
-def remove_container(name: str, echo: Echo | None = print) -> bool:
+def remove_container(name: str, echo: Progress | None = print) -> bool:
     """Force-remove ``name``; True if it existed."""
-    if container_state(name) is None:
+    container = _container(name)
+    if container is None:
         return False
-    _docker(["docker", "rm", "--force", name], echo)
+    if echo is not None:
+        echo(f"removing container {name}")
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        return False  # it went away meanwhile (e.g. `docker rm` by hand)
+    except docker.errors.APIError as error:
+        raise LocalLaunchError(
+            f"Docker could not remove container {name} ({error.explanation}): "
+            f"remove it with `docker rm --force {name}`"
+        ) from None
     return True
 
 
-def _write_tls(folder: Path, spec: LaunchSpec) -> None:
-    # The container's non-root user must read these through the bind mount, and its uid
-    # is not ours: world-readable files in a folder only this launch uses, removed on
-    # teardown (the key is worthless after it: every launch has a new CA).
-    folder.mkdir(parents=True, exist_ok=True)
+def _docker_run(argv: list[str], echo: Progress) -> subprocess.CompletedProcess[str]:
+    if shutil.which("docker") is None:
+        raise LocalDockerUnavailable(
+            "the docker CLI is not installed (not on PATH): install Docker to use --local"
+        )
+    echo(f"$ {shlex.join(argv)}")
+    return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+
+def write_tls(project_root: Path, spec: LaunchSpec) -> Path:
+    """Write the server's TLS files for the container; return the folder to mount.
+
+    The container reads them as the image's non-root user (uid ``USER_ID``), which is not
+    us. The mount's parent is 0700, so no other local user can reach the files (the
+    container sees only the mounted folder, never its parents). As root we also hand the
+    key to that uid with mode 0600; otherwise the key has to be 0644 for the container
+    to read it, still behind the 0700 parent.
+    """
+    private = tls_dir(project_root, spec.instance)
+    private.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private.chmod(0o700)
+    folder = server_tls_dir(project_root, spec.instance)
+    folder.mkdir(exist_ok=True)
     folder.chmod(0o755)
+    as_root = os.geteuid() == 0
     for name, pem in tls_files(spec):
         path = folder / name
         path.write_text(pem, encoding="utf-8")
-        path.chmod(0o644)
+        if name == "server-key.pem" and as_root:
+            os.chown(path, USER_ID, USER_ID)
+            path.chmod(0o600)
+        else:
+            path.chmod(0o644)
+    return folder
 
 
 def _logs_tail(name: str, lines: int = 5) -> str:
-    result = _docker(["docker", "logs", "--tail", str(lines), name])
-    text = (result.stdout + result.stderr).strip().splitlines()
+    container = _container(name)
+    if container is None:
+        return "no container"
+    text = container.logs(tail=lines).decode(errors="replace").strip().splitlines()
     return " | ".join(text[-lines:]) or "no output"
 
 
@@ -90,7 +154,7 @@ def launch_local(
     spec: LaunchSpec,
     tls: TLSMaterial,
     *,
-    echo: Echo = print,
+    echo: Progress = print,
 ) -> ConnectionFile:
     """Start the container, wait for the scheduler, write the connection file.
 
@@ -103,8 +167,8 @@ def launch_local(
         )
     folder = tls_dir(project_root, name)
     try:
-        _write_tls(folder, spec)
-        result = _docker(local_argv(project_root, spec), echo)
+        write_tls(project_root, spec)
+        result = _docker_run(local_argv(project_root, spec), echo)
         if result.returncode != 0:
             detail = " ".join(result.stderr.split())
             raise LocalLaunchError(f"docker could not start {spec.image.reference}: {detail}")
@@ -128,17 +192,9 @@ def launch_local(
         remove_container(name, echo=None)
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    connection = ConnectionFile(
-        instance=name,
-        target="local",
-        scheduler_address=address,
-        dashboard_url=f"http://127.0.0.1:{spec.dashboard_port}/status",
-        image=spec.image.reference,
-        lock_hash=spec.image.lock_hash,
-        groups=spec.image.groups,
-        tls=tls.client,
-        created_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        extra={"container": name},
+    created_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    connection = connection_for(
+        spec, tls.client, target="local", host="127.0.0.1", created_at=created_at
     )
     path = write_connection_file(connection_path(project_root, name), connection)
     echo(f"connection file: {path}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from daskbox._pyproject import daskbox_table, read_pyproject
+from daskbox._pyproject import daskbox_table, project_name
 from daskbox.errors import ConfigError, LaunchSpecError
 
 Method = Literal["cloud-init", "container-declaration"]
@@ -63,11 +63,7 @@ _CONFIG_KEYS = {f.name.replace("_", "-"): f.name for f in fields(LaunchSettings)
 
 def default_instance_name(project_root: Path) -> str:
     """``daskbox-<project name>``, cut and cleaned to a valid Compute Engine name."""
-    data = read_pyproject(project_root)
-    name = data.get("project", {}).get("name") or data.get("tool", {}).get("poetry", {}).get(
-        "name", project_root.name
-    )
-    cleaned = re.sub(r"[^a-z0-9-]+", "-", f"daskbox-{name}".lower()).strip("-")
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", f"daskbox-{project_name(project_root)}").strip("-")
     return cleaned[:63].rstrip("-")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from daskbox.client.connection import ClientTLS, ConnectionFile, Target
 from daskbox.errors import LaunchSpecError
 from daskbox.gcloud.settings import LaunchSettings, Method
 from daskbox.gcloud.tls import ServerTLS
@@ -30,13 +31,7 @@ class LaunchImage:
     reference: str
     lock_hash: str
     groups: tuple[str, ...]
-
-    @property
-    def registry(self) -> str:
-        """Host part of the reference ("docker.io" when it has none)."""
-        first = self.reference.split("/", 1)[0]
-        has_host = "/" in self.reference and ("." in first or ":" in first or first == "localhost")
-        return first if has_host else "docker.io"
+    extras: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,6 +98,24 @@ def source_ranges(given: str | None, detected: str | None, allow_any: bool) -> t
             )
         ranges.append(str(network))
     return tuple(ranges)
+
+
+# Wider than this is more than one household or office: worth a warning.
+_NARROWEST_WIDE_PREFIX = {4: 24, 6: 64}
+
+
+def wide_range_warnings(ranges: tuple[str, ...]) -> list[str]:
+    """One warning per range wider than a /24 (IPv4) or /64 (IPv6), apart from the
+    explicitly allowed ``0.0.0.0/0``, which ``source_ranges`` already refused or allowed."""
+    warnings = []
+    for item in ranges:
+        network = ipaddress.ip_network(item)
+        if 0 < network.prefixlen < _NARROWEST_WIDE_PREFIX[network.version]:
+            warnings.append(
+                f"warning: source range {network} admits {network.num_addresses} addresses; "
+                "the scheduler is meant for its owner only (pass your own /32)"
+            )
+    return warnings
 
 
 def entrypoint_env(settings: LaunchSettings) -> tuple[tuple[str, str], ...]:
@@ -206,3 +219,32 @@ def docker_run_argv(
     for key, value in container_env(spec):
         argv += ["--env", f"{key}={value}"]
     return [*argv, spec.image.reference]
+
+
+def connection_for(
+    spec: LaunchSpec, client_tls: ClientTLS, *, target: Target, host: str | None, created_at: str
+) -> ConnectionFile:
+    """The connection file of a launch (VM or local container), the one builder for both.
+
+    ``host`` is None while a VM has no external IP yet: launch writes the file that early
+    so that `invoke teardown` always finds what it created, with empty addresses.
+    """
+    gce = target == "gce"
+    return ConnectionFile(
+        instance=spec.instance,
+        target=target,
+        scheduler_address=f"tls://{host}:{spec.scheduler_port}" if host else "",
+        dashboard_url=f"http://{host}:{spec.dashboard_port}/status" if host else "",
+        image=spec.image.reference,
+        lock_hash=spec.image.lock_hash,
+        groups=spec.image.groups,
+        extras=spec.image.extras,
+        tls=client_tls,
+        project=spec.project if gce else None,
+        zone=spec.zone if gce else None,
+        firewall_rule=spec.firewall_rule if gce else None,
+        created_at=created_at,
+        extra={"network_tag": spec.network_tag, "method": spec.method}
+        if gce
+        else {"container": spec.instance},
+    )

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import datetime
-import json
-import shutil
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import docker
+import docker.errors
+
+from daskbox._tasks import Progress
 from daskbox.gcloud import commands
-from daskbox.gcloud._gcloud import Echo, run_gcloud_json
+from daskbox.gcloud._gcloud import run_gcloud_json
 from daskbox.gcloud.spec import CONTAINER_LABEL
 
 
@@ -63,21 +64,28 @@ def gce_rows(instances: Sequence[dict[str, Any]], now: datetime.datetime) -> lis
     return rows
 
 
-def local_rows() -> list[ClusterRow]:
+def local_rows(now: datetime.datetime | None = None) -> list[ClusterRow]:
     """Local daskbox containers (those carrying the instance label); none without Docker."""
-    if shutil.which("docker") is None:
+    try:
+        client = docker.from_env()
+        containers = client.containers.list(all=True, filters={"label": CONTAINER_LABEL})
+    except docker.errors.DockerException:
         return []
-    result = subprocess.run(
-        ["docker", "ps", "--all", "--filter", f"label={CONTAINER_LABEL}", "--format", "{{json .}}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    now = now or datetime.datetime.now(datetime.UTC)
     rows = []
-    for line in result.stdout.splitlines():
-        item = json.loads(line)
+    for container in containers:
+        running = container.status == "running"
+        # The engine gives nanoseconds; fromisoformat takes at most microseconds.
+        started = str(container.attrs.get("State", {}).get("StartedAt", ""))[:26].rstrip("Z")
         rows.append(
-            ClusterRow(item["Names"], "local", "-", item["State"], item["RunningFor"], "127.0.0.1")
+            ClusterRow(
+                name=str(container.name),
+                zone="local",
+                machine_type="-",
+                status=str(container.status),
+                uptime=_uptime(started + "+00:00", now) if running and started else "-",
+                external_ip="127.0.0.1",
+            )
         )
     return rows
 
@@ -96,7 +104,7 @@ def format_table(rows: Sequence[ClusterRow]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def gce_status(project: str, echo: Echo = print) -> list[ClusterRow]:
+def gce_status(project: str, echo: Progress = print) -> list[ClusterRow]:
     """Query Compute Engine (one gcloud call) and return the rows."""
     instances = run_gcloud_json(commands.instance_list(project), echo) or []
     return gce_rows(instances, datetime.datetime.now(datetime.UTC))

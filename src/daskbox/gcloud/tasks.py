@@ -7,17 +7,15 @@ input value and calls one library function; any DaskboxError becomes one line an
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from invoke.context import Context
-from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from daskbox._pyproject import find_project_root
+from daskbox._tasks import one_line_errors
 from daskbox.client.connection import ConnectionFile
-from daskbox.errors import DaskboxError
+from daskbox.errors import ConfigError
 
 LAUNCH_HELP = {
     "local": "Run the container on the local Docker engine instead of a VM.",
@@ -30,7 +28,8 @@ LAUNCH_HELP = {
     "machine-type": "Machine type (default: e2-highcpu-16).",
     "boot-disk-size": "Boot disk size in GB (default: 20).",
     "network-tag": "Network tag the firewall rule targets (default: daskbox).",
-    "spot": "Use a Spot VM (--provisioning-model=SPOT).",
+    "spot": "Use a Spot VM (--provisioning-model=SPOT; config: spot).",
+    "no-spot": "Use a standard VM even when [tool.daskbox.gcloud] sets spot = true.",
     "max-run-duration": "Delete the VM after this long, e.g. 8h; 0 disables (default: 8h).",
     "workers": "Dask workers (default: sized by the entrypoint).",
     "threads-per-worker": "Threads per worker (default: sized by the entrypoint).",
@@ -41,18 +40,21 @@ LAUNCH_HELP = {
     "method": "cloud-init (default) or container-declaration (deprecated by Google).",
     "source-range": "Who may connect, e.g. 203.0.113.7/32 (default: your detected public IP).",
     "allow-any-source": "Allow a 0.0.0.0/0 source range (not recommended).",
+    "no-allow-any-source": "Refuse 0.0.0.0/0 even when the config allows it.",
     "timeout": "Seconds to wait for the scheduler (default: 600).",
     "dry-run": "Print the commands and run nothing.",
 }
 
 
-@contextmanager
-def _one_line_errors() -> Iterator[None]:
-    """The task boundary: a DaskboxError becomes its message on stderr and exit 1."""
-    try:
-        yield
-    except DaskboxError as error:
-        raise Exit(f"error: {error}", code=error.exit_code) from None
+def _tri_state(name: str, on: bool, off: bool) -> bool | None:
+    """``--X`` -> True, ``--no-X`` -> False, neither -> None (config or default decides).
+
+    Invoke's booleans cannot tell "not given" from False, so a ``true`` in the config
+    could otherwise never be turned off from the command line.
+    """
+    if on and off:
+        raise ConfigError(f"--{name} and --no-{name} contradict each other: pass one")
+    return True if on else False if off else None
 
 
 def _connect_lines(connection: ConnectionFile) -> str:
@@ -81,7 +83,9 @@ def _images_config(c: Context) -> dict[str, Any]:
     return {key: value for key, value in dict(daskbox).items() if key != "gcloud"}
 
 
-@task(help=LAUNCH_HELP)
+# Long flags only: with this many flags invoke's automatic short flags run out of letters
+# (it would give --allow-any-source the short flag "-", i.e. `--`).
+@task(help=LAUNCH_HELP, auto_shortflags=False)
 def launch(
     c: Context,
     local: bool = False,
@@ -94,6 +98,7 @@ def launch(
     boot_disk_size: str | None = None,
     network_tag: str | None = None,
     spot: bool = False,
+    no_spot: bool = False,
     max_run_duration: str | None = None,
     workers: str | None = None,
     threads_per_worker: str | None = None,
@@ -104,6 +109,7 @@ def launch(
     method: str | None = None,
     source_range: str | None = None,
     allow_any_source: bool = False,
+    no_allow_any_source: bool = False,
     timeout: str | None = None,
     dry_run: bool = False,
 ) -> None:
@@ -112,8 +118,8 @@ def launch(
     from daskbox.gcloud.image import resolve_image
     from daskbox.gcloud.local import launch_local, local_argv
     from daskbox.gcloud.settings import resolve_settings
-    from daskbox.gcloud.spec import build_spec
-    from daskbox.gcloud.tls import make_tls_material
+    from daskbox.gcloud.spec import build_spec, wide_range_warnings
+    from daskbox.gcloud.tls import LONG_VALIDITY, certificate_validity, make_tls_material
 
     flags: dict[str, Any] = {
         "instance": instance,
@@ -122,7 +128,6 @@ def launch(
         "machine_type": machine_type,
         "boot_disk_size_gb": boot_disk_size,
         "network_tag": network_tag,
-        "spot": True if spot else None,
         "max_run_duration": max_run_duration,
         "workers": workers,
         "threads_per_worker": threads_per_worker,
@@ -132,13 +137,18 @@ def launch(
         "dashboard_port": dashboard_port,
         "method": method,
         "source_range": source_range,
-        "allow_any_source": True if allow_any_source else None,
         "timeout": timeout,
     }
-    with _one_line_errors():
+    with one_line_errors():
+        flags["spot"] = _tri_state("spot", spot, no_spot)
+        flags["allow_any_source"] = _tri_state(
+            "allow-any-source", allow_any_source, no_allow_any_source
+        )
         root = find_project_root()
         settings = resolve_settings(root, flags, local=local, invoke_config=_gcloud_config(c))
-        tls = make_tls_material(settings.instance)
+        # A VM deletes itself after its maximum run duration; a local container does not.
+        validity = LONG_VALIDITY if local else certificate_validity(settings.max_run_duration)
+        tls = make_tls_material(settings.instance, validity)
         image_overrides = {**_images_config(c), "repository": repository}
         if local:
             chosen = resolve_image(root, image, local=True, overrides=image_overrides)
@@ -153,6 +163,8 @@ def launch(
             account = gce.gcloud_account(settings.project)
             chosen = resolve_image(root, image, local=False, overrides=image_overrides)
             spec = gce.plan_launch(settings, project=account.project, image=chosen, tls=tls)
+            for warning in wide_range_warnings(spec.source_ranges):
+                print(warning)
             if dry_run:
                 gce.print_plan(spec)
                 return
@@ -181,7 +193,7 @@ def teardown(
     from daskbox.gcloud import teardown as down
     from daskbox.gcloud.settings import resolve_settings
 
-    with _one_line_errors():
+    with one_line_errors():
         root = find_project_root()
         fallback = None
         if instance is not None:
@@ -191,7 +203,7 @@ def teardown(
                 local=local,
                 invoke_config=_gcloud_config(c),
             )
-            fallback = down.Target(
+            fallback = down.TeardownTarget(
                 instance=instance,
                 local=local,
                 project=project or settings.project or _configured_project(local),
@@ -222,7 +234,7 @@ def status(c: Context, local: bool = False, project: str | None = None) -> None:
     from daskbox.gcloud.settings import resolve_settings
     from daskbox.gcloud.status import format_table, gce_status, local_rows
 
-    with _one_line_errors():
+    with one_line_errors():
         rows = local_rows()
         if not local and shutil.which("gcloud") is None:
             print("gcloud is not installed: listing local clusters only")

@@ -8,6 +8,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from daskbox._tasks import Progress
 from daskbox.client.connection import (
     ConnectionFile,
     connection_dir,
@@ -16,7 +17,7 @@ from daskbox.client.connection import (
 )
 from daskbox.errors import DaskboxError, GcloudError
 from daskbox.gcloud import commands
-from daskbox.gcloud._gcloud import Echo, GcloudCommandError, require_gcloud, run_gcloud_json
+from daskbox.gcloud._gcloud import GcloudCommandError, require_gcloud, run_gcloud_json
 from daskbox.gcloud.local import container_state, remove_container, tls_dir
 
 
@@ -25,7 +26,7 @@ class NothingToTearDown(DaskboxError):
 
 
 @dataclass(frozen=True)
-class Target:
+class TeardownTarget:
     """One cluster to delete, from its connection file or from flags."""
 
     instance: str
@@ -37,9 +38,9 @@ class Target:
     connection: Path | None = None
 
 
-def _from_file(path: Path) -> Target:
+def _from_file(path: Path) -> TeardownTarget:
     connection: ConnectionFile = read_connection_file(path)
-    return Target(
+    return TeardownTarget(
         instance=connection.instance,
         local=connection.target == "local",
         project=connection.project,
@@ -50,7 +51,7 @@ def _from_file(path: Path) -> Target:
     )
 
 
-def find_targets(project_root: Path, instance: str | None, local: bool) -> list[Target]:
+def find_targets(project_root: Path, instance: str | None, local: bool) -> list[TeardownTarget]:
     """The connection files matching the request (``local`` picks local ones only)."""
     if instance is not None:
         path = connection_path(project_root, instance)
@@ -59,10 +60,14 @@ def find_targets(project_root: Path, instance: str | None, local: bool) -> list[
     return [target for target in found if target.local == local]
 
 
-def teardown_local(project_root: Path, target: Target, *, dry_run: bool, echo: Echo) -> None:
+def teardown_local(
+    project_root: Path, target: TeardownTarget, *, dry_run: bool, echo: Progress
+) -> None:
     """Remove the container, its TLS folder and its connection file."""
     if dry_run:
-        echo(f"$ docker rm --force {target.instance}")
+        echo(
+            f"would remove container {target.instance} and {tls_dir(project_root, target.instance)}"
+        )
         return
     if not remove_container(target.instance, echo):
         echo(f"container {target.instance} was already gone")
@@ -71,8 +76,8 @@ def teardown_local(project_root: Path, target: Target, *, dry_run: bool, echo: E
         target.connection.unlink(missing_ok=True)
 
 
-def _rule_still_used(project: str, network_tag: str | None, deleted: str) -> bool:
-    instances = run_gcloud_json(commands.instance_list(project)) or []
+def _rule_still_used(project: str, network_tag: str | None, deleted: str, echo: Progress) -> bool:
+    instances = run_gcloud_json(commands.instance_list(project), echo) or []
     for instance in instances:
         tags = instance.get("tags", {}).get("items", [])
         if instance.get("name") != deleted and (network_tag is None or network_tag in tags):
@@ -80,7 +85,7 @@ def _rule_still_used(project: str, network_tag: str | None, deleted: str) -> boo
     return False
 
 
-def teardown_gce(target: Target, *, dry_run: bool, echo: Echo) -> None:
+def teardown_gce(target: TeardownTarget, *, dry_run: bool, echo: Progress) -> None:
     """Delete the VM (gone already is fine when a connection file named it), then the rule."""
     if target.project is None or target.zone is None:
         raise GcloudError(f"no project/zone known for {target.instance}: pass --project and --zone")
@@ -94,7 +99,11 @@ def teardown_gce(target: Target, *, dry_run: bool, echo: Echo) -> None:
     try:
         run_gcloud_json(delete, echo)
     except GcloudCommandError as error:
-        if not error.not_found:
+        # Only the instance's own path counts as "gone": a missing zone or project is an
+        # error, not a reason to forget the VM and delete its connection file.
+        if not error.missing(
+            commands.instance_resource(target.project, target.zone, target.instance)
+        ):
             raise
         if target.connection is None:
             raise NothingToTearDown(
@@ -103,11 +112,11 @@ def teardown_gce(target: Target, *, dry_run: bool, echo: Echo) -> None:
             ) from None
         echo(f"instance {target.instance} was already deleted")
     rule = target.firewall_rule
-    if rule and not _rule_still_used(target.project, target.network_tag, target.instance):
+    if rule and not _rule_still_used(target.project, target.network_tag, target.instance, echo):
         try:
             run_gcloud_json(commands.firewall_delete(target.project, rule), echo)
         except GcloudCommandError as error:
-            if not error.not_found:
+            if not error.missing(commands.firewall_resource(target.project, rule)):
                 raise
     elif rule:
         echo(f"keeping firewall rule {rule}: another daskbox instance uses it")
@@ -120,9 +129,9 @@ def teardown(
     *,
     instance: str | None,
     local: bool,
-    fallback: Target | None,
+    fallback: TeardownTarget | None,
     dry_run: bool = False,
-    echo: Echo = print,
+    echo: Progress = print,
 ) -> int:
     """Tear down what the connection files (or ``fallback`` for a named instance) point at.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -19,8 +20,33 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from daskbox.client.connection import ClientTLS
 
-# Longer than any maximum run duration, short enough that a leaked key soon expires.
-VALIDITY = datetime.timedelta(days=7)
+# A VM with a maximum run duration is deleted by then; the certificates outlive it by a
+# margin (clock skew, a slow boot) and no more, so a leaked key soon expires.
+VALIDITY_MARGIN = datetime.timedelta(days=1)
+# No maximum run duration (``0``) or the local target: the cluster lives until teardown,
+# so the certificates must too; a year, after which a relaunch issues new ones.
+LONG_VALIDITY = datetime.timedelta(days=365)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(text: str) -> datetime.timedelta | None:
+    """``"8h"``, ``"1d12h"``, ``"90m"`` -> timedelta; ``""``/``"0"`` -> None (no limit).
+
+    The same grammar as gcloud's ``--max-run-duration`` (settings validate it first).
+    """
+    if text in {"", "0"}:
+        return None
+    total = datetime.timedelta()
+    for number, unit in re.findall(r"([0-9]+)([smhd])", text):
+        total += datetime.timedelta(**{_UNITS[unit]: int(number)})
+    return total
+
+
+def certificate_validity(max_run_duration: str | None) -> datetime.timedelta:
+    """How long this launch's certificates must stay valid: the VM's maximum run
+    duration plus a margin, or ``LONG_VALIDITY`` when nothing deletes the cluster."""
+    duration = parse_duration(max_run_duration or "")
+    return LONG_VALIDITY if duration is None else duration + VALIDITY_MARGIN
 
 
 @dataclass(frozen=True)
@@ -67,10 +93,13 @@ def _issue(
     ca_name: x509.Name,
     ca_key: ec.EllipticCurvePrivateKey,
     now: datetime.datetime,
+    valid_for: datetime.timedelta,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
-    # distributed turns hostname checking off (clusters are reached by IP), but a SAN
-    # keeps the certificate valid for stricter clients such as browsers on the dashboard.
+    # Trust comes from the per-launch CA on both sides; distributed does not check host
+    # names (its TLS contexts set check_hostname=False), and the VM's IP is unknown when
+    # the certificates are issued. The SAN only names the role, plus loopback for the local
+    # target. The dashboard is plain HTTP and does not use these certificates at all.
     names: list[x509.GeneralName] = [
         x509.DNSName(common_name),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
@@ -82,7 +111,7 @@ def _issue(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
+        .not_valid_after(now + valid_for)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
@@ -91,8 +120,9 @@ def _issue(
     return cert, key
 
 
-def make_tls_material(instance: str) -> TLSMaterial:
-    """Create a CA named after ``instance`` and sign one server and one client certificate.
+def make_tls_material(instance: str, valid_for: datetime.timedelta = LONG_VALIDITY) -> TLSMaterial:
+    """Create a CA named after ``instance`` and sign one server and one client certificate,
+    all valid for ``valid_for`` (see ``certificate_validity``).
 
     Distributed's TLS requires both sides to present a certificate from the same CA, so
     the scheduler and workers share the server pair and the user holds the client pair.
@@ -107,7 +137,7 @@ def make_tls_material(instance: str) -> TLSMaterial:
         .public_key(ca_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + VALIDITY)
+        .not_valid_after(now + valid_for)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -132,9 +162,10 @@ def make_tls_material(instance: str) -> TLSMaterial:
         ca_name,
         ca_key,
         now,
+        valid_for,
     )
     client_cert, client_key = _issue(
-        "daskbox-client", [ExtendedKeyUsageOID.CLIENT_AUTH], ca_name, ca_key, now
+        "daskbox-client", [ExtendedKeyUsageOID.CLIENT_AUTH], ca_name, ca_key, now, valid_for
     )
     ca_pem = _cert_pem(ca_cert)
     return TLSMaterial(
