@@ -181,6 +181,17 @@ def test_unreachable_scheduler_is_one_line_error(project, tls_material, tmp_path
         connect(path=path, timeout=2)
 
 
+def test_unfinished_launch_is_refused_before_connecting(tmp_path):
+    # launch writes the file as soon as the VM exists, before it has an address.
+    connection = ConnectionFile(
+        instance="client-pending", target="gce", scheduler_address="", dashboard_url="",
+        image="x", lock_hash="0" * 64, groups=("main",), tls=None,
+    )
+    path = write_connection_file(tmp_path / "client-pending.json", connection)
+    with pytest.raises(ClusterUnreachable, match="did not finish.*invoke teardown"):
+        connect(path=path)
+
+
 def test_tls_address_without_certificates_is_refused(tmp_path):
     connection = ConnectionFile(
         instance="client-notls", target="local", scheduler_address="tls://127.0.0.1:1",

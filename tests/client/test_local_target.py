@@ -78,7 +78,7 @@ def test_quickstart_on_the_local_target(
         assert lines[0].startswith("environment check: ")
         assert "(groups: main); local-only: " in lines[0]
         assert "daskbox" in lines[0]
-        assert lines[1].startswith("grid search of 25 penalties: best alpha ")
+        assert lines[1].startswith("grid search of 100 penalties: best alpha ")
         assert "on the cluster (2 workers)" in demo.stdout
         print(demo.stdout)
 

@@ -234,7 +234,8 @@ def connection_for(
         instance=spec.instance,
         target=target,
         scheduler_address=f"tls://{host}:{spec.scheduler_port}" if host else "",
-        dashboard_url=f"http://{host}:{spec.dashboard_port}/status" if host else "",
+        # The entrypoint serves the dashboard over HTTPS with the server certificate.
+        dashboard_url=f"https://{host}:{spec.dashboard_port}/status" if host else "",
         image=spec.image.reference,
         lock_hash=spec.image.lock_hash,
         groups=spec.image.groups,

@@ -99,7 +99,8 @@ def _issue(
     # Trust comes from the per-launch CA on both sides; distributed does not check host
     # names (its TLS contexts set check_hostname=False), and the VM's IP is unknown when
     # the certificates are issued. The SAN only names the role, plus loopback for the local
-    # target. The dashboard is plain HTTP and does not use these certificates at all.
+    # target. The entrypoint serves the dashboard over HTTPS with the server certificate:
+    # a browser trusts it once the launch's CA (in the connection file) is imported.
     names: list[x509.GeneralName] = [
         x509.DNSName(common_name),
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
