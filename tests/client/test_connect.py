@@ -188,7 +188,7 @@ def test_unfinished_launch_is_refused_before_connecting(tmp_path):
         image="x", lock_hash="0" * 64, groups=("main",), tls=None,
     )
     path = write_connection_file(tmp_path / "client-pending.json", connection)
-    with pytest.raises(ClusterUnreachable, match="did not finish.*invoke teardown"):
+    with pytest.raises(ClusterUnreachable, match=r"did not finish.*invoke teardown"):
         connect(path=path)
 
 
