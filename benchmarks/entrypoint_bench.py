@@ -35,20 +35,11 @@ from daskbox.entrypoint.limits import read_limits  # noqa: E402
 from daskbox.entrypoint.settings import read_settings  # noqa: E402
 from daskbox.entrypoint.sizing import plan_sizing  # noqa: E402
 from daskbox_services import free_port  # noqa: E402
+from entrypoint.cluster import entrypoint_environ  # noqa: E402
 from entrypoint.image import build_entrypoint_image  # noqa: E402
 
 BASE_IMAGE = "python:3.11.7-slim-bookworm"
 TASKS = 40
-
-
-def _clean_environ(**extra: str) -> dict[str, str]:
-    environ = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("DASKBOX_", "DASK_"))
-        and name not in {"NUM_WORKERS", "THREADS_PER_WORKER", "MEMORY_PER_WORKER"}
-    }
-    return {**environ, **extra}
 
 
 def _wait_for_workers(address: str, workers: int, timeout: float = 60) -> Client:
@@ -80,10 +71,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 @contextlib.contextmanager
 def entrypoint_cluster(**settings: str) -> Iterator[tuple[Client, float]]:
     """The entrypoint on this host; yields a client and the seconds until all workers joined."""
-    port = free_port()
-    environ = _clean_environ(
-        DASKBOX_SCHEDULER_PORT=str(port), DASKBOX_DASHBOARD_PORT=str(free_port()), **settings
-    )
+    environ = entrypoint_environ(**settings)
+    port = environ["DASKBOX_SCHEDULER_PORT"]
     expected = plan_sizing(read_limits(), read_settings(environ).overrides)
     started = time.monotonic()
     process = subprocess.Popen(
@@ -108,7 +97,7 @@ def bare_dask_cluster(
     """``dask scheduler`` + ``processes`` ``dask worker`` processes, as dask's docs start them."""
     port = free_port()
     dask = str(Path(sys.executable).parent / "dask")
-    environ = _clean_environ()
+    environ = entrypoint_environ()  # its DASKBOX_* ports mean nothing to bare dask
     started = time.monotonic()
     scheduler = subprocess.Popen(
         [dask, "scheduler", "--port", str(port), "--dashboard-address", f":{free_port()}"],

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import re
 import tomllib
 from pathlib import Path
 from typing import Any
+
+from packaging.utils import canonicalize_name
 
 from daskbox.errors import ConfigError
 
@@ -31,13 +32,19 @@ def read_pyproject(root: Path) -> dict[str, Any]:
 
 
 def daskbox_table(root: Path, *section: str) -> dict[str, Any]:
-    """Return ``[tool.daskbox]`` (or a sub-table such as ``("gcloud",)``), empty when absent."""
-    table: Any = read_pyproject(root).get("tool", {}).get("daskbox", {})
-    for key in section:
-        table = table.get(key, {})
-    if not isinstance(table, dict):
-        dotted = ".".join(("tool", "daskbox", *section))
-        raise ConfigError(f"[{dotted}] in {root / 'pyproject.toml'} must be a table")
+    """Return ``[tool.daskbox]`` (or a sub-table such as ``("gcloud",)``), empty when absent.
+
+    A key on the way that is not a table (``tool = "x"``) is a one-line ConfigError naming it.
+    """
+    table = read_pyproject(root)
+    walked: list[str] = []
+    for key in ("tool", "daskbox", *section):
+        value = table.get(key, {})
+        walked.append(key)
+        if not isinstance(value, dict):
+            dotted = ".".join(walked)
+            raise ConfigError(f"[{dotted}] in {root / 'pyproject.toml'} must be a table")
+        table = value
     return table
 
 
@@ -52,4 +59,4 @@ def project_name(root: Path) -> str:
     except ConfigError:
         data = {}
     name = data.get("project", {}).get("name") or data.get("tool", {}).get("poetry", {}).get("name")
-    return re.sub(r"[-_.]+", "-", str(name or root.name)).lower()
+    return str(canonicalize_name(str(name or root.name)))

@@ -45,6 +45,7 @@ class DemoResult:
     serial_seconds: float
 
     def summary(self) -> str:
+        """Three lines: the best penalty, then both timings and the speed-up."""
         speedup = self.serial_seconds / self.cluster_seconds if self.cluster_seconds else 0.0
         return (
             f"grid search of {self.candidates} penalties: best alpha {self.best_alpha:.4g} "

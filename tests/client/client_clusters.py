@@ -10,10 +10,8 @@ such environments over TLS and writes the connection file ``connect()`` reads.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,9 +22,10 @@ from daskbox.client.connection import ConnectionFile, connection_path, write_con
 from daskbox.gcloud.tls import TLSMaterial
 from daskbox.images.environment import Platform
 from daskbox.images.lock import export_environment
+from daskbox.images.pipeline import image_entrypoint_files
+from daskbox_services import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SRC = REPO_ROOT / "src" / "daskbox"
 FIXTURE_PROJECTS = REPO_ROOT / "tests" / "fixtures" / "projects"
 
 
@@ -50,9 +49,11 @@ class ImageLikeEnvironment:
 
     @property
     def code(self) -> Path:
+        """The PYTHONPATH folder, like the image's /opt/daskbox."""
         return self.root / "code"
 
     def process_env(self) -> dict[str, str]:
+        """This process's environment minus venv/path settings, plus the image's variables."""
         env = {
             key: value
             for key, value in os.environ.items()
@@ -90,22 +91,15 @@ def build_environment(
          "--no-deps", "--require-hashes", "--disable-pip-version-check", "-r", str(requirements)],
         check=True,
     )
-    # The image copies the entrypoint package with a minimal daskbox/__init__.py.
-    code = root / "code" / "daskbox"
-    shutil.copytree(SRC / "entrypoint", code / "entrypoint",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    (code / "__init__.py").write_text('"""daskbox entrypoint (image copy)."""\n', encoding="utf-8")
+    # The very files the image gets under /opt/daskbox (entrypoint + minimal __init__.py).
+    code = root / "code"
+    for name, data in image_entrypoint_files():
+        (code / name).parent.mkdir(parents=True, exist_ok=True)
+        (code / name).write_bytes(data)
     for package in source_packages:
-        shutil.copytree(package, code.parent / package.name,
+        shutil.copytree(package, code / package.name,
                         ignore=shutil.ignore_patterns("__pycache__"))
-    lock_hash = hashlib.sha256((project / "poetry.lock").read_bytes()).hexdigest()
-    return ImageLikeEnvironment(root, python, lock_hash, groups, extras)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return ImageLikeEnvironment(root, python, exported.lock_hash, groups, extras)
 
 
 @dataclass
@@ -120,6 +114,7 @@ class TLSCluster:
 
     @property
     def address(self) -> str:
+        """The scheduler's tls:// address."""
         return f"tls://127.0.0.1:{self.port}"
 
     def _tls_args(self) -> list[str]:
@@ -144,6 +139,7 @@ class TLSCluster:
         self.processes.append(process)
 
     def start_scheduler(self, environment: ImageLikeEnvironment) -> None:
+        """Start ``dask scheduler`` from ``environment`` (log: scheduler.log)."""
         self._start(
             environment,
             ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(self.port),
@@ -152,6 +148,7 @@ class TLSCluster:
         )
 
     def start_workers(self, environment: ImageLikeEnvironment, count: int, name: str) -> None:
+        """Start ``count`` one-thread workers named ``name`` from ``environment``."""
         self._start(
             environment,
             ["distributed.cli.dask_worker", self.address, "--host", "127.0.0.1",
@@ -176,12 +173,14 @@ class TLSCluster:
         return write_connection_file(connection_path(project, self.name), connection)
 
     def logs(self) -> str:
+        """Every process's log, for a failing test's message."""
         return "\n".join(
             f"--- {path.name}\n{path.read_text(errors='replace')}"
             for path in sorted(self.workdir.glob("*.log"))
         )
 
     def stop(self) -> None:
+        """Terminate every process (killing those still running after 20 s)."""
         for process in reversed(self.processes):
             process.terminate()
         deadline = time.monotonic() + 20

@@ -18,7 +18,6 @@ from client.client_clusters import (
     ImageLikeEnvironment,
     build_environment,
     copy_project,
-    free_port,
 )
 from client.conftest import CHANGED_PACKAGE, OTHER_PATCH_PYTHON, OTHER_RELEASE
 from daskbox import EnvironmentMismatch, connect
@@ -30,6 +29,7 @@ from daskbox.client.connection import (
 from daskbox.errors import ClusterUnreachable, ConnectionFileError, EnvironmentMismatchWarning
 from daskbox.images.environment import Platform
 from daskbox.images.lock import export_environment
+from daskbox_services import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

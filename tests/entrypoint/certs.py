@@ -1,81 +1,39 @@
-"""A throwaway CA and certificates for the TLS tests (cryptography is a test-only tool here)."""
+"""TLS files for the entrypoint's tests: the launcher's own certificates, written to disk.
+
+``make_tls_material`` is what `invoke launch` issues, so these tests also prove that the
+certificates a launch hands the container are the ones the entrypoint accepts.
+"""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from daskbox.gcloud.tls import make_tls_material
 
 
 @dataclass(frozen=True)
 class CertFiles:
+    """One side's PEM files: the CA it trusts, its certificate and its key."""
+
     ca_file: Path
     cert_file: Path
     key_file: Path
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+def make_authority(directory: Path, name: str) -> tuple[CertFiles, CertFiles]:
+    """A fresh CA for ``name`` and the pairs it signed, written under ``directory``.
 
-
-def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-
-
-def make_authority(directory: Path, common_name: str) -> tuple[CertFiles, CertFiles]:
-    """A CA plus one leaf it signed, valid for both server and client use.
-
-    Returns (server files, client files): both hold the same CA; they differ in the leaf.
+    Returns (server files, client files); both name the same CA file.
     """
     directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
+    material = make_tls_material(name)
     ca_file = directory / "ca.pem"
-    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    leaves = []
-    for role in ("server", "client"):
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(_name(f"{common_name} {role}"))
-            .issuer_name(ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
-                critical=False,
-            )
-            .sign(ca_key, hashes.SHA256())
-        )
+    ca_file.write_text(material.server.ca_pem)
+    sides = []
+    for role, pair in (("server", material.server), ("client", material.client)):
         cert_file, key_file = directory / f"{role}.pem", directory / f"{role}-key.pem"
-        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        _write_key(key, key_file)
-        leaves.append(CertFiles(ca_file, cert_file, key_file))
-    return leaves[0], leaves[1]
+        cert_file.write_text(pair.cert_pem)
+        key_file.write_text(pair.key_pem)
+        sides.append(CertFiles(ca_file, cert_file, key_file))
+    return sides[0], sides[1]

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator, Mapping
 
 import psutil
+from distributed import Client
 
 from daskbox_services import free_port
 
@@ -64,6 +65,14 @@ class Entrypoint:
         self._reader.join(5)
         return code
 
+    def __enter__(self) -> Entrypoint:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Leave nothing running behind, even when the test failed."""
+        if self.process.poll() is None:
+            self.kill()
+
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError, psutil.Error):
             for process in self.descendants():
@@ -89,11 +98,18 @@ def entrypoint_environ(**settings: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def running_entrypoint(**settings: str) -> Iterator[Entrypoint]:
-    """Start the entrypoint; always leave nothing running behind, even on failure."""
-    entrypoint = Entrypoint(entrypoint_environ(**settings))
-    try:
+    """Start the entrypoint and wait until its scheduler listens."""
+    with Entrypoint(entrypoint_environ(**settings)) as entrypoint:
         entrypoint.wait_for_line(r"^entrypoint \| scheduler listening at ")
         yield entrypoint
-    finally:
-        if entrypoint.process.poll() is None:
-            entrypoint.kill()
+
+
+@contextlib.contextmanager
+def entrypoint_and_client(workers: int, **settings: str) -> Iterator[tuple[Entrypoint, Client]]:
+    """A running entrypoint with ``workers`` workers, and a client that has seen them join."""
+    with (
+        running_entrypoint(NUM_WORKERS=str(workers), **settings) as entrypoint,
+        Client(f"tcp://127.0.0.1:{entrypoint.scheduler_port}", timeout=30) as client,
+    ):
+        client.wait_for_workers(workers, timeout=30)
+        yield entrypoint, client

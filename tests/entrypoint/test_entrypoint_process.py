@@ -18,7 +18,7 @@ from daskbox.entrypoint.limits import read_limits
 from daskbox.entrypoint.settings import read_settings
 from daskbox.entrypoint.sizing import plan_sizing
 
-from .cluster import Entrypoint, entrypoint_environ, running_entrypoint
+from .cluster import Entrypoint, entrypoint_and_client, entrypoint_environ, running_entrypoint
 
 pytestmark = pytest.mark.slow
 
@@ -71,8 +71,6 @@ runpy.run_module("daskbox.entrypoint", run_name="__main__", alter_sys=True)
 """
 
 
-
-
 def logged_at(lines: list[str], pattern: str) -> str:
     """The asctime ("2026-11-26 13:58:23,123") of the first line matching ``pattern``."""
     for line in lines:
@@ -82,7 +80,7 @@ def logged_at(lines: list[str], pattern: str) -> str:
 
 
 def process_state(process: psutil.Process) -> str:
-    """"running", "zombie" (ended, not yet reaped by its parent) or "gone" (reaped)."""
+    """ "running", "zombie" (ended, not yet reaped by its parent) or "gone" (reaped)."""
     try:
         return "zombie" if process.status() == psutil.STATUS_ZOMBIE else "running"
     except psutil.NoSuchProcess:
@@ -141,15 +139,11 @@ def test_sigint_stops_cleanly_too():
 
 
 def test_sigterm_while_the_scheduler_is_still_starting_stops_cleanly():
-    entrypoint = Entrypoint(entrypoint_environ(NUM_WORKERS="2"))
-    try:
+    with Entrypoint(entrypoint_environ(NUM_WORKERS="2")) as entrypoint:
         entrypoint.wait_for_line(r"^entrypoint \| started workers")
         started = entrypoint.descendants()
         entrypoint.process.send_signal(signal.SIGTERM)
         code = entrypoint.wait(timeout=30)
-    finally:
-        if entrypoint.process.poll() is None:
-            entrypoint.kill()
     assert code == 0, entrypoint.output
     assert "entrypoint | received SIGTERM: stopping" in entrypoint.lines
     assert_all_gone(started)
@@ -174,11 +168,7 @@ def test_sigterm_during_the_startup_imports_starts_nothing_and_exits_0():
 
 
 def test_client_shutdown_makes_the_entrypoint_exit_0():
-    with (
-        running_entrypoint(NUM_WORKERS="2") as entrypoint,
-        Client(f"tcp://127.0.0.1:{entrypoint.scheduler_port}", timeout=30) as client,
-    ):
-        client.wait_for_workers(2, timeout=30)
+    with entrypoint_and_client(2) as (entrypoint, client):
         started = entrypoint.descendants()
         client.shutdown()
         code = entrypoint.wait(timeout=30)
@@ -190,10 +180,7 @@ def test_client_shutdown_makes_the_entrypoint_exit_0():
 
 
 def test_orphaned_grandchildren_are_adopted_and_reaped():
-    with (
-        running_entrypoint(NUM_WORKERS="1") as entrypoint,
-        Client(f"tcp://127.0.0.1:{entrypoint.scheduler_port}", timeout=30) as client,
-    ):
+    with entrypoint_and_client(1) as (entrypoint, client):
         orphan_pid = client.run_on_scheduler(start_orphan)
         orphan = psutil.Process(orphan_pid)
         assert orphan.ppid() == entrypoint.process.pid  # adopted: the entrypoint is a subreaper
@@ -210,11 +197,7 @@ def test_orphaned_grandchildren_are_adopted_and_reaped():
 
 
 def test_killed_worker_comes_back_and_the_computation_completes():
-    with (
-        running_entrypoint(NUM_WORKERS="2", THREADS_PER_WORKER="1") as entrypoint,
-        Client(f"tcp://127.0.0.1:{entrypoint.scheduler_port}", timeout=30) as client,
-    ):
-        client.wait_for_workers(2, timeout=30)
+    with entrypoint_and_client(2, THREADS_PER_WORKER="1") as (entrypoint, client):
         pids = client.run(os.getpid)
         futures = client.map(slow_square, range(20))
         deadline = time.monotonic() + 60
@@ -233,11 +216,7 @@ def test_killed_worker_comes_back_and_the_computation_completes():
 
 
 def test_killed_scheduler_makes_the_entrypoint_exit_non_zero():
-    with (
-        running_entrypoint(NUM_WORKERS="1") as entrypoint,
-        Client(f"tcp://127.0.0.1:{entrypoint.scheduler_port}", timeout=30) as client,
-    ):
-        client.wait_for_workers(1, timeout=30)
+    with entrypoint_and_client(1) as (entrypoint, client):
         scheduler_pid = client.run_on_scheduler(os.getpid)
         started = entrypoint.descendants()
         os.kill(scheduler_pid, signal.SIGKILL)
@@ -250,11 +229,7 @@ def test_killed_scheduler_makes_the_entrypoint_exit_non_zero():
 def test_killed_workers_process_makes_the_entrypoint_exit_non_zero():
     # The nannies' own process is gone, so nothing restarts workers: leave it to the
     # container's restart policy, and take the orphaned worker processes down too.
-    with (
-        running_entrypoint(NUM_WORKERS="2") as entrypoint,
-        Client(f"tcp://127.0.0.1:{entrypoint.scheduler_port}", timeout=30) as client,
-    ):
-        client.wait_for_workers(2, timeout=30)
+    with entrypoint_and_client(2) as (entrypoint, _):
         started = entrypoint.descendants()
         (workers_process,) = [p for p in started if "distributed.cli.dask_worker" in p.cmdline()]
         workers_process.kill()
@@ -284,11 +259,7 @@ def test_scheduler_that_cannot_start_makes_the_entrypoint_exit_non_zero():
         taken.bind(("0.0.0.0", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        entrypoint = Entrypoint(entrypoint_environ(DASKBOX_SCHEDULER_PORT=str(port)))
-        try:
+        with Entrypoint(entrypoint_environ(DASKBOX_SCHEDULER_PORT=str(port))) as entrypoint:
             code = entrypoint.wait(timeout=60)
-        finally:
-            if entrypoint.process.poll() is None:
-                entrypoint.kill()
     assert code == 1
     assert "entrypoint | scheduler exited with code 1: stopping" in entrypoint.lines

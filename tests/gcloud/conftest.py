@@ -1,16 +1,16 @@
 """Fixtures for the gcloud tests: the Compute Engine emulator, gcloud pointed at it,
 a throwaway Poetry project, and a small daskbox-shaped image pushed to the test registry.
 
-The image is built here (FROM the stand-in base, with distributed in /opt/venv, the
-entrypoint copied to /opt/daskbox and the images component's non-root uid, as the images
-contract says) so these tests do not depend on the images component's build.
+The image is the entrypoint tests' minimal one (tests/entrypoint/image.py: the stand-in
+base, distributed in /opt/venv, the entrypoint copied to /opt/daskbox, the images
+component's non-root uid) plus the lock-hash variables and labels a real build sets, so
+these tests do not depend on the images component's build.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -21,32 +21,16 @@ from pathlib import Path
 import docker
 import pytest
 
-from daskbox.images.dockerfile import USER_ID
 from daskbox_services import Registry, free_port
 
 # This folder holds the emulator module; pytest only puts tests/ itself on sys.path here.
 sys.path.insert(0, str(Path(__file__).parent))
 from emulator import ComputeEmulator
 
+from entrypoint.image import build_entrypoint_image
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DASKBOX = REPO_ROOT / ".venv" / "bin" / "daskbox"
-RUNTIME_PACKAGES = ("distributed==2026.8.0", "dask==2026.8.0", "psutil==7.2.2")
-
-DOCKERFILE = """\
-FROM {base}
-COPY wheels /tmp/wheels
-RUN python -m venv --without-pip /opt/venv \\
- && python -m pip --python /opt/venv/bin/python install --no-cache-dir --no-index \\
-      --find-links /tmp/wheels {packages} \\
- && rm -rf /tmp/wheels \\
- && useradd --uid {uid} --create-home daskbox
-COPY daskbox /opt/daskbox/daskbox
-ENV PYTHONPATH=/opt/daskbox DASKBOX_LOCK_HASH={lock_hash} DASKBOX_GROUPS=main
-LABEL dev.daskbox.lock-hash={lock_hash} dev.daskbox.groups=main dev.daskbox.extras=fast
-USER daskbox
-EXPOSE 8786 8787
-ENTRYPOINT ["/opt/venv/bin/python", "-m", "daskbox.entrypoint"]
-"""
 
 
 @dataclass(frozen=True)
@@ -58,23 +42,6 @@ class ClusterImage:
     lock_hash: str
 
 
-def _build_context(folder: Path, base: str, lock_hash: str) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:",
-         "--dest", str(folder / "wheels"), *RUNTIME_PACKAGES],
-        check=True,
-    )  # fmt: skip
-    package = folder / "daskbox"
-    shutil.copytree(REPO_ROOT / "src" / "daskbox" / "entrypoint", package / "entrypoint",
-                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
-    (package / "__init__.py").write_text("")
-    (folder / "Dockerfile").write_text(
-        DOCKERFILE.format(
-            base=base, packages=" ".join(RUNTIME_PACKAGES), lock_hash=lock_hash, uid=USER_ID
-        )
-    )
-
-
 @pytest.fixture(scope="session")
 def cluster_image(
     base_image: str,
@@ -84,11 +51,19 @@ def cluster_image(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ClusterImage]:
     """A daskbox-shaped image in the test registry (removed from the engine afterwards)."""
-    folder = tmp_path_factory.mktemp("gcloud-image")
     lock_hash = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
-    _build_context(folder, base_image, lock_hash)
-    reference = f"{registry.host}/daskbox-gcloud-test:{lock_hash[:12]}"
-    docker_client.images.build(path=str(folder), tag=reference, rm=True, network_mode="host")
+    reference = build_entrypoint_image(
+        docker_client,
+        base_image,
+        tmp_path_factory.mktemp("gcloud-image"),
+        tag=f"{registry.host}/daskbox-gcloud-test:{lock_hash[:12]}",
+        env={"DASKBOX_LOCK_HASH": lock_hash, "DASKBOX_GROUPS": "main"},
+        labels={
+            "dev.daskbox.lock-hash": lock_hash,
+            "dev.daskbox.groups": "main",
+            "dev.daskbox.extras": "fast",
+        },
+    )
     for line in docker_client.images.push(reference, stream=True, decode=True):
         if "error" in line:
             raise RuntimeError(line["error"])

@@ -10,7 +10,7 @@ import yaml
 from golden_files import assert_golden
 from specs import fixed_spec
 
-from daskbox.gcloud.cloud_init import render_tls_user_data, render_user_data
+from daskbox.gcloud.cloud_init import render_user_data
 from daskbox.gcloud.local import local_argv
 from daskbox.gcloud.spec import docker_run_argv
 from daskbox.gcloud.tls import make_tls_material
@@ -38,9 +38,7 @@ def test_user_data_golden():
 def test_user_data_passes_cloud_init_schema(tmp_path, method):
     spec = fixed_spec(make_tls_material("daskbox-demo").server, method=method)
     path = tmp_path / "user-data"
-    path.write_text(
-        render_user_data(spec) if method == "cloud-init" else render_tls_user_data(spec)
-    )
+    path.write_text(render_user_data(spec))
     result = _schema(path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Valid cloud-config" in result.stdout
@@ -87,9 +85,7 @@ def test_credential_helper_only_for_google_registries():
 def test_server_key_is_readable_by_the_image_user_only(method):
     """Written root-only 0600, then handed to the image's uid before the container starts."""
     spec = fixed_spec(method=method)
-    data = yaml.safe_load(
-        render_user_data(spec) if method == "cloud-init" else render_tls_user_data(spec)
-    )
+    data = yaml.safe_load(render_user_data(spec))
     modes = {item["path"]: item["permissions"] for item in data["write_files"]}
     assert modes["/etc/daskbox/tls/server-key.pem"] == "0600"
     assert modes["/etc/daskbox/tls/ca.pem"] == "0644"
@@ -103,9 +99,14 @@ def test_server_key_is_readable_by_the_image_user_only(method):
 )
 def test_both_methods_start_the_idle_watcher_on_their_container(method, pattern):
     spec = fixed_spec(method=method)
-    data = yaml.safe_load(
-        render_user_data(spec) if method == "cloud-init" else render_tls_user_data(spec)
-    )
+    data = yaml.safe_load(render_user_data(spec))
     [script] = [item["content"] for item in data["write_files"] if item["path"].endswith(".sh")]
     assert f"--filter '{pattern}'" in script and "systemctl poweroff" in script
     assert data["runcmd"][-1][:1] == ["systemd-run"]
+
+
+def test_container_declaration_user_data_leaves_the_container_to_konlet():
+    """konlet runs the container: a second `docker run` from cloud-init would clash with it."""
+    runcmd = yaml.safe_load(render_user_data(fixed_spec(method="container-declaration")))["runcmd"]
+    assert not any("docker" in command for argv in runcmd for command in argv)
+    assert any("run" in argv for argv in yaml.safe_load(render_user_data(fixed_spec()))["runcmd"])

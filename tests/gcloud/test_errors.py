@@ -181,6 +181,18 @@ def test_teardown_after_the_vm_deleted_itself(project, gcloud_env, emulator):
     _nothing_left(project, emulator)
 
 
+def test_teardown_of_a_named_instance_reads_its_connection_file_not_gcloud_config(
+    project, gcloud_env, emulator
+):
+    """The file names the project: no configured gcloud project is needed (nor asked for)."""
+    emulator.insert_firewall("test-project", {"name": "daskbox-allow-tcp-1-2"})
+    _gce_connection_file(project, "daskbox-named", "daskbox-allow-tcp-1-2")
+    env = {key: value for key, value in gcloud_env.items() if key != "CLOUDSDK_CORE_PROJECT"}
+    result = daskbox(project, env, "teardown", "--instance", "daskbox-named")
+    assert "instance daskbox-named was already deleted" in result.stdout
+    _nothing_left(project, emulator)
+
+
 def test_vm_without_external_ip_can_still_be_torn_down(
     project, gcloud_env, cluster_image, emulator
 ):

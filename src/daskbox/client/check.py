@@ -164,6 +164,7 @@ class CheckResult:
 
     @property
     def ok(self) -> bool:
+        """True when no checked process differs from the local environment."""
         return not any(comparison.differences for comparison in self.comparisons)
 
     @property
@@ -178,10 +179,12 @@ class CheckResult:
 
     @property
     def matched(self) -> int:
+        """Distributions matching on every process (the smallest count of any one)."""
         return min((comparison.matched for comparison in self.comparisons), default=0)
 
     @property
     def local_only(self) -> tuple[str, ...]:
+        """Sorted names installed only locally, as expected (outside the image's set)."""
         names: set[str] = set()
         for comparison in self.comparisons:
             names.update(comparison.local_only)

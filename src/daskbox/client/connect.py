@@ -79,6 +79,7 @@ class DaskboxClient(Client):
 
     @property
     def daskbox_mismatches(self) -> list[CheckResult]:
+        """Checks of workers that joined later with a different environment."""
         return self._daskbox_watch.mismatches if self._daskbox_watch else []
 
 
@@ -96,6 +97,7 @@ class EnvironmentWatch:
         self._lock = threading.Lock()
 
     def on_event(self, event: tuple[float, Any]) -> None:
+        """Check one ``(time, {worker, report})`` event of a worker not checked yet."""
         _, message = event
         try:
             worker, report = message["worker"], message["report"]

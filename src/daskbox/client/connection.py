@@ -68,10 +68,12 @@ class ConnectionFile:
     version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
+        """The file's text: every field, sorted keys."""
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
 
     @classmethod
     def from_json(cls, text: str, source: str = "<connection file>") -> ConnectionFile:
+        """Parse a file's ``text``; ``source`` names it in the one-line ConnectionFileError."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
@@ -96,10 +98,12 @@ class ConnectionFile:
 
 
 def connection_dir(project_root: Path) -> Path:
+    """``<project>/.daskbox``, where the project's connection files live."""
     return project_root / CONNECTION_DIR
 
 
 def connection_path(project_root: Path, instance: str) -> Path:
+    """``<project>/.daskbox/<instance>.json``."""
     return connection_dir(project_root) / f"{instance}.json"
 
 
@@ -119,6 +123,7 @@ def write_connection_file(path: Path, connection: ConnectionFile) -> Path:
 
 
 def read_connection_file(path: Path) -> ConnectionFile:
+    """Read ``path``; a missing or malformed file is a one-line ConnectionFileError."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -48,10 +48,12 @@ class ResourceLimits:
 
     @property
     def cpus(self) -> float:
+        """The binding CPU limit's value."""
         return self.cpu.value
 
     @property
     def memory_bytes(self) -> int:
+        """The binding memory limit's value, in whole bytes."""
         return int(self.memory.value)
 
 
@@ -123,6 +125,7 @@ def _own_and_ancestors(mount: Path, cgroup_path: str) -> Iterator[Path]:
 
 
 def _read_words(path: Path) -> list[str] | None:
+    """The whitespace-separated words of a cgroup file, or None when it cannot be read."""
     try:
         return path.read_text().split()
     except OSError:
@@ -130,6 +133,7 @@ def _read_words(path: Path) -> list[str] | None:
 
 
 def _v2_limits(mount: Path, cgroup_path: str) -> CgroupLimits:
+    """cpu.max, memory.max and memory.high of the cgroup and its ancestors ("max": no limit)."""
     cpu: list[Reading] = []
     memory: list[Reading] = []
     for directory in _own_and_ancestors(mount, cgroup_path):
@@ -153,6 +157,7 @@ def _v1_controller_mount(mount: Path, controller: str) -> Path | None:
 
 
 def _v1_limits(mount: Path, membership: dict[str, str]) -> CgroupLimits:
+    """CFS quota/period and memory.limit_in_bytes of the cgroup and its ancestors."""
     cpu: list[Reading] = []
     memory: list[Reading] = []
     cpu_mount = _v1_controller_mount(mount, "cpu")

@@ -66,9 +66,13 @@ def read_settings(environ: Mapping[str, str]) -> Settings:
     """Validate ``environ`` into ``Settings``; raise ``SettingsError`` on the first bad value."""
     settings = Settings(
         overrides=Overrides(
-            workers=_count(environ, "DASKBOX_WORKERS", "NUM_WORKERS"),
-            threads_per_worker=_count(environ, "DASKBOX_THREADS_PER_WORKER", "THREADS_PER_WORKER"),
-            memory_per_worker=_memory(environ),
+            workers=_pick(environ, "DASKBOX_WORKERS", "NUM_WORKERS", _parse_count),
+            threads_per_worker=_pick(
+                environ, "DASKBOX_THREADS_PER_WORKER", "THREADS_PER_WORKER", _parse_count
+            ),
+            memory_per_worker=_pick(
+                environ, "DASKBOX_MEMORY_PER_WORKER", "MEMORY_PER_WORKER", _parse_memory
+            ),
         ),
         scheduler_port=_port(environ, "DASKBOX_SCHEDULER_PORT", DEFAULT_SCHEDULER_PORT),
         dashboard_port=_port(environ, "DASKBOX_DASHBOARD_PORT", DEFAULT_DASHBOARD_PORT),
@@ -113,29 +117,21 @@ def _pick(
     return Override(value, name)
 
 
-def _positive_int(variable: str, raw: str, form: str) -> int:
+def _parse_count(variable: str, raw: str) -> int:
+    """A whole number of at least 1 (workers, threads per worker)."""
     try:
         value = int(raw)
     except ValueError:
         value = 0
     if value <= 0:
-        raise SettingsError(f"{variable}={raw!r} is invalid: expected {form}")
+        raise SettingsError(
+            f"{variable}={raw!r} is invalid: expected a whole number of at least 1, e.g. 4"
+        )
     return value
 
 
-def _count(environ: Mapping[str, str], name: str, alias: str) -> Override | None:
-    return _pick(environ, name, alias, _parse_count)
-
-
-def _parse_count(variable: str, raw: str) -> int:
-    return _positive_int(variable, raw, "a whole number of at least 1, e.g. 4")
-
-
-def _memory(environ: Mapping[str, str]) -> Override | None:
-    return _pick(environ, "DASKBOX_MEMORY_PER_WORKER", "MEMORY_PER_WORKER", _parse_memory)
-
-
 def _parse_memory(variable: str, raw: str) -> int:
+    """Bytes from daskbox's variable (a size with units) or the recipe's plain GB number."""
     if variable == "MEMORY_PER_WORKER":
         form = "a positive number of GB (10**9 bytes), e.g. 4 or 2.5"
         try:
@@ -155,6 +151,7 @@ def _parse_memory(variable: str, raw: str) -> int:
 
 
 def _port(environ: Mapping[str, str], name: str, default: int) -> int:
+    """A port number from 1 to 65535, or ``default`` when unset."""
     raw = _set(environ, name)
     if raw is None:
         return default
@@ -168,6 +165,7 @@ def _port(environ: Mapping[str, str], name: str, default: int) -> int:
 
 
 def _idle_timeout(environ: Mapping[str, str]) -> float | None:
+    """Seconds of DASKBOX_IDLE_TIMEOUT, or None for "never" (unset or 0)."""
     raw = _set(environ, "DASKBOX_IDLE_TIMEOUT")
     if raw is None:
         return None
@@ -185,6 +183,7 @@ _TLS_VARIABLES = ("DASKBOX_TLS_CA_FILE", "DASKBOX_TLS_CERT_FILE", "DASKBOX_TLS_K
 
 
 def _tls(environ: Mapping[str, str]) -> TLSFiles | None:
+    """The three TLS files, checked readable and matching, or None when none is set."""
     values = {name: _set(environ, name) for name in _TLS_VARIABLES}
     given = [name for name, value in values.items() if value is not None]
     if not given:

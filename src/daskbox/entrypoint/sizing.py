@@ -53,10 +53,6 @@ class SizingPlan:
     threads_source: str
     memory_source: str
 
-    @property
-    def available_memory(self) -> int:
-        return self.memory_per_worker * self.workers
-
 
 def reserve_for(memory: int) -> int:
     """Bytes kept back for the scheduler and the OS out of ``memory``."""
@@ -140,16 +136,12 @@ def plan_sizing(limits: ResourceLimits, overrides: Overrides) -> SizingPlan:
     )
 
 
-def _format_cpus(cpus: float) -> str:
-    return f"{cpus:g}"
-
-
 def render_plan(limits: ResourceLimits, plan: SizingPlan) -> str:
     """The plan as a small table: what was seen and from where, what was decided and why."""
     rows: list[tuple[str, str, str, str]] = []
     for reading in limits.cpu_readings:
         used = "  <- used" if reading is limits.cpu else ""
-        rows.append(("seen", "cpus", _format_cpus(reading.value), reading.source + used))
+        rows.append(("seen", "cpus", f"{reading.value:g}", reading.source + used))
     for reading in limits.memory_readings:
         used = "  <- used" if reading is limits.memory else ""
         rows.append(("seen", "memory", format_bytes(int(reading.value)), reading.source + used))

@@ -32,6 +32,7 @@ class StopRequest:
 
     @property
     def requested(self) -> bool:
+        """Whether a stop signal has arrived."""
         return self.signal is not None
 
     @property
@@ -41,6 +42,7 @@ class StopRequest:
 
 
 def signal_name(signum: int) -> str:
+    """``"SIGTERM"`` for 15; ``"signal N"`` for a number with no name."""
     try:
         return signal.Signals(signum).name
     except ValueError:

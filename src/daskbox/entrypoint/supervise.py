@@ -63,10 +63,12 @@ class Child:
 
     @property
     def pid(self) -> int:
+        """The child's process id."""
         return self.popen.pid
 
     @property
     def running(self) -> bool:
+        """Not yet reaped by the supervisor."""
         return self.returncode is None
 
 
@@ -78,6 +80,7 @@ class LogRelay:
         self.lock = threading.Lock()
 
     def write(self, stream: IO[bytes], prefix: bytes, line: bytes) -> None:
+        """Write one prefixed, newline-terminated line to ``stream`` (whole, under the lock)."""
         if not line.endswith(b"\n"):
             line += b"\n"
         # If our own output is gone (a closed pipe), drop the line but keep reading the
@@ -87,6 +90,7 @@ class LogRelay:
             stream.flush()
 
     def follow(self, pipe: IO[bytes], stream: IO[bytes], name: str) -> threading.Thread:
+        """Copy ``pipe`` to ``stream`` as ``name | ...`` lines in a thread until it closes."""
         prefix = f"{name} | ".encode()
 
         def copy_lines() -> None:
@@ -157,6 +161,7 @@ class Supervisor:
             time.sleep(POLL_INTERVAL)
 
     def terminate(self, child: Child, grace: float) -> None:
+        """SIGTERM ``child`` and wait up to ``grace`` s; what is left is for ``kill_leftovers``."""
         if not child.running:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -181,6 +186,7 @@ class Supervisor:
         )
 
     def drain_logs(self) -> None:
+        """Let the relay threads copy the children's last lines, for at most 0.5 s in all."""
         deadline = time.monotonic() + LOG_DRAIN_TIMEOUT
         for child in self.children:
             for relay in child.relays:
@@ -196,6 +202,7 @@ def _become_subreaper() -> None:
 
 
 def _read_scheduler_address(scheduler_file: Path) -> str | None:
+    """The address the scheduler wrote once listening, or None before that."""
     try:
         return str(json.loads(scheduler_file.read_text())["address"])
     except (OSError, ValueError, KeyError):  # not yet written, or half-written
@@ -203,20 +210,19 @@ def _read_scheduler_address(scheduler_file: Path) -> str | None:
 
 
 def _describe_exit(returncode: int | None) -> str:
+    """``"exited with code 1"`` or ``"was killed by SIGKILL"``, for the last log line."""
     if returncode is not None and returncode < 0:
         return f"was killed by {signal_name(-returncode)}"
     return f"exited with code {returncode}"
 
 
-def run_cluster(
-    settings: Settings, plan: SizingPlan, relay: LogRelay, stop: StopRequest | None = None
-) -> int:
+def run_cluster(settings: Settings, plan: SizingPlan, relay: LogRelay, stop: StopRequest) -> int:
     """Start scheduler then workers, supervise them, stop everything; return the exit code.
 
     ``stop`` is the request caught since the entrypoint started (see stop.py); a signal
     received before this point means nothing is started at all.
     """
-    supervisor = Supervisor(relay, stop or StopRequest().catch())
+    supervisor = Supervisor(relay, stop)
     _become_subreaper()
     with tempfile.TemporaryDirectory(prefix="daskbox-entrypoint-") as workdir:
         scheduler_file = Path(workdir) / "scheduler.json"
@@ -229,6 +235,7 @@ def run_cluster(
 def _supervise(
     supervisor: Supervisor, settings: Settings, plan: SizingPlan, scheduler_file: Path
 ) -> int:
+    """Start both children and wait for the first thing that ends the cluster; the exit code."""
     relay, stop = supervisor.relay, supervisor.stop
     if stop.requested:
         relay.say(f"received {stop.name} before starting: not starting")

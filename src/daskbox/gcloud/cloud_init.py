@@ -14,7 +14,14 @@ from typing import Any
 
 import yaml
 
-from daskbox.gcloud.spec import CONTAINER_NAME, TLS_DIR, LaunchSpec, docker_run_argv, tls_files
+from daskbox.gcloud.spec import (
+    CONTAINER_NAME,
+    TLS_DIR,
+    TLS_KEY_FILE,
+    LaunchSpec,
+    docker_run_argv,
+    tls_files,
+)
 from daskbox.images.dockerfile import USER_ID
 from daskbox.images.ref import ImageRef
 
@@ -22,7 +29,6 @@ from daskbox.images.ref import ImageRef
 DOCKER_HOME = "/var/lib/daskbox"
 WATCHER_PATH = "/etc/daskbox/poweroff-when-idle.sh"
 WATCHER_UNIT = "daskbox-poweroff-when-idle"
-SERVER_KEY = "server-key.pem"
 
 # `docker wait` returns the exit code of each stop; a crash (non-zero) is restarted by the
 # restart policy and waited for again, a clean stop (idle timeout, exit 0) powers off.
@@ -86,7 +92,7 @@ def _tls_write_files(spec: LaunchSpec) -> list[dict[str, str]]:
     return [
         {
             "path": f"{TLS_DIR}/{name}",
-            "permissions": "0600" if name == SERVER_KEY else "0644",
+            "permissions": "0600" if name == TLS_KEY_FILE else "0644",
             "owner": "root:root",
             "content": pem,
         }
@@ -96,7 +102,7 @@ def _tls_write_files(spec: LaunchSpec) -> list[dict[str, str]]:
 
 def _tls_runcmd() -> list[list[str]]:
     """Give the server key to the image's non-root user (numeric: the host has no such user)."""
-    return [["chown", f"{USER_ID}:{USER_ID}", f"{TLS_DIR}/{SERVER_KEY}"]]
+    return [["chown", f"{USER_ID}:{USER_ID}", f"{TLS_DIR}/{TLS_KEY_FILE}"]]
 
 
 def _watcher(spec: LaunchSpec) -> tuple[dict[str, str], list[str]]:
@@ -106,39 +112,29 @@ def _watcher(spec: LaunchSpec) -> tuple[dict[str, str], list[str]]:
 
 
 def cloud_config(spec: LaunchSpec) -> dict[str, Any]:
-    """The cloud-config as data (what ``render_user_data`` serializes)."""
+    """The cloud-config as data (what ``render_user_data`` serializes).
+
+    Both methods write the TLS files and start the idle watcher; with the default method
+    the VM also runs the container itself (with container-declaration, konlet does, and
+    the restart policy covers the moment before the TLS files exist).
+    """
     watcher_file, watcher_command = _watcher(spec)
-    registry = ImageRef.parse(spec.image.reference).registry
-    runcmd: list[list[str]] = [*_tls_runcmd(), ["mkdir", "-p", DOCKER_HOME]]
-    if google_registry(registry):
-        runcmd.append(
-            _with_docker_home(
-                ["docker-credential-gcr", "configure-docker", "--registries", registry]
+    runcmd: list[list[str]] = _tls_runcmd()
+    if spec.method == "cloud-init":
+        runcmd.append(["mkdir", "-p", DOCKER_HOME])
+        registry = ImageRef.parse(spec.image.reference).registry
+        if google_registry(registry):
+            runcmd.append(
+                _with_docker_home(
+                    ["docker-credential-gcr", "configure-docker", "--registries", registry]
+                )
             )
-        )
-    runcmd.append(_with_docker_home(docker_run_argv(spec)))
+        runcmd.append(_with_docker_home(docker_run_argv(spec)))
     runcmd.append(watcher_command)
     return {"write_files": [*_tls_write_files(spec), watcher_file], "runcmd": runcmd}
 
 
 def render_user_data(spec: LaunchSpec) -> str:
-    """``#cloud-config`` text for the instance's ``user-data`` metadata."""
+    """``#cloud-config`` text for the instance's ``user-data`` metadata (either method)."""
     body = yaml.dump(cloud_config(spec), Dumper=_Dumper, sort_keys=False, width=1000)
-    return f"#cloud-config\n{body}"
-
-
-def tls_cloud_config(spec: LaunchSpec) -> dict[str, Any]:
-    """The container-declaration method's cloud-config: konlet runs the container, so
-    this only writes the TLS files and starts the idle watcher (the restart policy
-    covers the moment before the files exist)."""
-    watcher_file, watcher_command = _watcher(spec)
-    return {
-        "write_files": [*_tls_write_files(spec), watcher_file],
-        "runcmd": [*_tls_runcmd(), watcher_command],
-    }
-
-
-def render_tls_user_data(spec: LaunchSpec) -> str:
-    """``#cloud-config`` text for the container-declaration method."""
-    body = yaml.dump(tls_cloud_config(spec), Dumper=_Dumper, sort_keys=False, width=1000)
     return f"#cloud-config\n{body}"

@@ -24,6 +24,7 @@ def instance_resource(project: str, zone: str, instance: str) -> str:
 
 
 def firewall_resource(project: str, rule: str) -> str:
+    """The API's path of a firewall rule, as its "was not found" errors name it."""
     return f"projects/{project}/global/firewalls/{rule}"
 
 
@@ -33,6 +34,7 @@ def config_list() -> list[str]:
 
 
 def firewall_describe(project: str, rule: str) -> list[str]:
+    """The shared rule as JSON (its current source ranges), or "not found"."""
     return [GCLOUD, "compute", "firewall-rules", "describe", rule, "--project", project,
             "--format", "json"]  # fmt: skip
 
@@ -61,6 +63,7 @@ def firewall_update(spec: LaunchSpec, ranges: tuple[str, ...]) -> list[str]:
 
 
 def firewall_delete(project: str, rule: str) -> list[str]:
+    """Delete the shared rule without a prompt (teardown, or a launch's rollback)."""
     return [GCLOUD, "compute", "firewall-rules", "delete", rule, "--project", project, "--quiet"]
 
 
@@ -98,11 +101,13 @@ def instance_create(spec: LaunchSpec, user_data_path: str = USER_DATA_PLACEHOLDE
 
 
 def instance_describe(project: str, zone: str, instance: str) -> list[str]:
+    """The instance as JSON (launch polls it for the external IP)."""
     return [GCLOUD, "compute", "instances", "describe", instance, "--project", project,
             "--zone", zone, "--format", "json"]  # fmt: skip
 
 
 def instance_delete(project: str, zone: str, instance: str) -> list[str]:
+    """Delete the instance without a prompt."""
     return [GCLOUD, "compute", "instances", "delete", instance, "--project", project,
             "--zone", zone, "--quiet"]  # fmt: skip
 

@@ -22,6 +22,7 @@ NOT_PUSHED = "image {reference} is not in the registry: run `invoke build push` 
 
 
 def _split(label: str | None) -> tuple[str, ...]:
+    """A comma-separated label value (groups, extras) as a tuple; empty when unset."""
     return tuple(item for item in (label or "").split(",") if item)
 
 
@@ -71,7 +72,8 @@ def resolve_image(
             plan.reference, plan.lock_hash, tuple(plan.groups), tuple(plan.environment.extras)
         )
         reference = plan.reference
-        local_image = _labelled(reference, need_engine=local) if local else None
+        # A VM launch reads the plan, not the local engine (which it does not need).
+        local_image = _labelled(reference, need_engine=True) if local else None
     else:
         planned = None
         reference = explicit

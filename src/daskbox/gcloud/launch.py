@@ -16,7 +16,6 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +23,8 @@ from daskbox._tasks import Progress
 from daskbox.client.connection import ConnectionFile, connection_path, write_connection_file
 from daskbox.errors import GcloudError
 from daskbox.gcloud import commands
-from daskbox.gcloud._gcloud import GcloudCommandError, require_gcloud, run_gcloud_json
-from daskbox.gcloud.cloud_init import render_tls_user_data, render_user_data
+from daskbox.gcloud._gcloud import GcloudCommandError, run_gcloud_json
+from daskbox.gcloud.cloud_init import render_user_data
 from daskbox.gcloud.container_declaration import DEPRECATION_WARNING
 from daskbox.gcloud.ready import wait_for_scheduler
 from daskbox.gcloud.settings import LaunchSettings
@@ -55,22 +54,13 @@ def detect_public_ip(url: str | None = None, timeout: float = 5.0) -> str | None
     return f"{address}/{address.max_prefixlen}"
 
 
-@dataclass(frozen=True)
-class GcloudAccount:
-    """The project launches go to, after checking gcloud can act at all."""
-
-    project: str
-    account: str | None
-
-
-def gcloud_account(project: str | None, echo: Progress | None = print) -> GcloudAccount:
-    """Check gcloud is installed and authenticated and a project is known (one call)."""
-    require_gcloud()
+def gcloud_project(project: str | None, echo: Progress | None = print) -> str:
+    """``project``, or gcloud's configured one, after checking gcloud is installed and
+    authenticated (one ``gcloud config list`` call: gcloud starts slowly)."""
     config: dict[str, Any] = run_gcloud_json(commands.config_list(), echo) or {}
     core, auth = config.get("core", {}), config.get("auth", {})
-    account = core.get("account")
     credentials_disabled = str(auth.get("disable_credentials", "")).lower() in {"true", "1"}
-    if not account and not credentials_disabled:
+    if not core.get("account") and not credentials_disabled:
         raise GcloudError("gcloud is not authenticated: run `gcloud auth login`")
     chosen = project or core.get("project")
     if not chosen:
@@ -78,7 +68,7 @@ def gcloud_account(project: str | None, echo: Progress | None = print) -> Gcloud
             "no Google Cloud project set: pass --project, set project in [tool.daskbox.gcloud], "
             "or run `gcloud config set project PROJECT`"
         )
-    return GcloudAccount(chosen, account)
+    return str(chosen)
 
 
 def plan_launch(
@@ -93,12 +83,6 @@ def plan_launch(
     detected = None if settings.source_range is not None else detect_ip()
     ranges = source_ranges(settings.source_range, detected, settings.allow_any_source)
     return build_spec(settings, project=project, image=image, server_tls=tls.server, ranges=ranges)
-
-
-def _user_data(spec: LaunchSpec) -> str:
-    if spec.method == "cloud-init":
-        return render_user_data(spec)
-    return render_tls_user_data(spec)
 
 
 def _external_ip(instance: dict[str, Any]) -> str | None:
@@ -185,7 +169,7 @@ def _create_instance(spec: LaunchSpec, echo: Progress) -> dict[str, Any]:
         path = Path(folder, "user-data.yaml")
         # The user-data holds the server's private key: readable by the owner only.
         path.touch(mode=0o600)
-        path.write_text(_user_data(spec), encoding="utf-8")
+        path.write_text(render_user_data(spec), encoding="utf-8")
         try:
             created = run_gcloud_json(commands.instance_create(spec, str(path)), echo)
         except GcloudCommandError as error:
@@ -233,7 +217,7 @@ def print_plan(spec: LaunchSpec, echo: Progress = print) -> None:
     echo(f"$ {shlex.join(commands.firewall_create(spec))}  # only when the rule is missing")
     echo(f"$ {shlex.join(commands.instance_create(spec))}")
     echo(f"{commands.USER_DATA_PLACEHOLDER}:")
-    echo(_user_data(dataclasses.replace(spec, server_tls=_ELIDED_TLS)).rstrip())
+    echo(render_user_data(dataclasses.replace(spec, server_tls=_ELIDED_TLS)).rstrip())
 
 
 def launch_gce(

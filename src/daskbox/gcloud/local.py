@@ -10,6 +10,7 @@ everything else (inspect, logs, remove) goes through the Docker Engine API.
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import shlex
 import shutil
@@ -30,7 +31,13 @@ from daskbox.client.connection import (
 from daskbox.errors import DaskboxError
 from daskbox.gcloud.ready import wait_for_scheduler
 from daskbox.gcloud.settings import LaunchSettings
-from daskbox.gcloud.spec import LaunchSpec, connection_for, docker_run_argv, tls_files
+from daskbox.gcloud.spec import (
+    TLS_KEY_FILE,
+    LaunchSpec,
+    connection_for,
+    docker_run_argv,
+    tls_files,
+)
 from daskbox.gcloud.tls import TLSMaterial
 from daskbox.images.dockerfile import USER_ID
 
@@ -60,7 +67,10 @@ def local_argv(project_root: Path, spec: LaunchSpec) -> list[str]:
     )
 
 
+@functools.cache
 def _client() -> docker.DockerClient:
+    """The engine's client, connected and pinged once per process: the launch polls the
+    container's state every second, and a failure is not cached (it raises)."""
     try:
         client = docker.from_env()
         client.ping()
@@ -73,6 +83,7 @@ def _client() -> docker.DockerClient:
 
 
 def _container(name: str) -> Container | None:
+    """The container called ``name``, or None."""
     try:
         return _client().containers.get(name)
     except docker.errors.NotFound:
@@ -105,6 +116,7 @@ def remove_container(name: str, echo: Progress | None = print) -> bool:
 
 
 def _docker_run(argv: list[str], echo: Progress) -> subprocess.CompletedProcess[str]:
+    """Print and run the ``docker run`` argv through the CLI (what the VM runs, verbatim)."""
     if shutil.which("docker") is None:
         raise LocalDockerUnavailable(
             "the docker CLI is not installed (not on PATH): install Docker to use --local"
@@ -132,7 +144,7 @@ def write_tls(project_root: Path, spec: LaunchSpec) -> Path:
     for name, pem in tls_files(spec):
         path = folder / name
         path.write_text(pem, encoding="utf-8")
-        if name == "server-key.pem" and as_root:
+        if name == TLS_KEY_FILE and as_root:
             os.chown(path, USER_ID, USER_ID)
             path.chmod(0o600)
         else:
@@ -141,6 +153,7 @@ def write_tls(project_root: Path, spec: LaunchSpec) -> Path:
 
 
 def _logs_tail(name: str, lines: int = 5) -> str:
+    """The container's last ``lines`` log lines joined on one line, for an error message."""
     container = _container(name)
     if container is None:
         return "no container"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from distributed.comm.core import connect
 from distributed.security import Security
 
+from daskbox._tasks import Progress
 from daskbox.client.connection import ClientTLS
 
 PROGRESS_EVERY = 10.0
@@ -24,6 +25,7 @@ class SchedulerIdentity:
 
 
 async def _identity(address: str, security: Security) -> dict[str, object]:
+    """The scheduler's reply to the ``identity`` op, over one TLS connection."""
     arguments = security.get_connection_args("client")  # type: ignore[no-untyped-call]
     comm = await connect(address, timeout=5, **arguments)  # type: ignore[no-untyped-call]
     try:
@@ -48,7 +50,7 @@ def wait_for_scheduler(
     address: str,
     tls: ClientTLS,
     timeout: float,
-    echo: Callable[[str], None] = print,
+    echo: Progress = print,
     still_alive: Callable[[], str | None] = lambda: None,
 ) -> SchedulerIdentity | None:
     """Poll until the scheduler answers with at least one worker, or ``timeout`` passes.

@@ -17,6 +17,7 @@ from daskbox.gcloud.tls import ServerTLS
 # Where the server's TLS files live on the VM host and inside the container (same path,
 # mounted read-only), and what the container is called on the VM.
 TLS_DIR = "/etc/daskbox/tls"
+TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE = "ca.pem", "server.pem", "server-key.pem"
 CONTAINER_NAME = "daskbox"
 # Docker restarts a crashed entrypoint a few times; a clean exit (idle) is not restarted.
 RESTART_POLICY = "on-failure:5"
@@ -134,9 +135,9 @@ def entrypoint_env(settings: LaunchSettings) -> tuple[tuple[str, str], ...]:
 def container_env(spec: LaunchSpec) -> tuple[tuple[str, str], ...]:
     """The container's whole environment: entrypoint settings plus the TLS file paths."""
     tls = (
-        ("DASKBOX_TLS_CA_FILE", f"{TLS_DIR}/ca.pem"),
-        ("DASKBOX_TLS_CERT_FILE", f"{TLS_DIR}/server.pem"),
-        ("DASKBOX_TLS_KEY_FILE", f"{TLS_DIR}/server-key.pem"),
+        ("DASKBOX_TLS_CA_FILE", f"{TLS_DIR}/{TLS_CA_FILE}"),
+        ("DASKBOX_TLS_CERT_FILE", f"{TLS_DIR}/{TLS_CERT_FILE}"),
+        ("DASKBOX_TLS_KEY_FILE", f"{TLS_DIR}/{TLS_KEY_FILE}"),
     )
     return spec.entrypoint_env + tls
 
@@ -144,9 +145,9 @@ def container_env(spec: LaunchSpec) -> tuple[tuple[str, str], ...]:
 def tls_files(spec: LaunchSpec) -> tuple[tuple[str, str], ...]:
     """(file name inside TLS_DIR, PEM text) for the server side."""
     return (
-        ("ca.pem", spec.server_tls.ca_pem),
-        ("server.pem", spec.server_tls.cert_pem),
-        ("server-key.pem", spec.server_tls.key_pem),
+        (TLS_CA_FILE, spec.server_tls.ca_pem),
+        (TLS_CERT_FILE, spec.server_tls.cert_pem),
+        (TLS_KEY_FILE, spec.server_tls.key_pem),
     )
 
 

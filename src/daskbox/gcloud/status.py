@@ -29,10 +29,12 @@ class ClusterRow:
 
 
 def _last(url: str) -> str:
+    """The last path segment of an API URL: ``.../zones/us-central1-a`` -> ``us-central1-a``."""
     return url.rstrip("/").rsplit("/", 1)[-1]
 
 
 def _uptime(started: str | None, now: datetime.datetime) -> str:
+    """``"2h05m"`` since the ISO timestamp ``started``, or ``"-"`` without one."""
     if not started:
         return "-"
     seconds = int((now - datetime.datetime.fromisoformat(started)).total_seconds())
@@ -91,6 +93,7 @@ def local_rows(now: datetime.datetime | None = None) -> list[ClusterRow]:
 
 
 def format_table(rows: Sequence[ClusterRow]) -> str:
+    """The rows under a header, as left-aligned columns."""
     header = ClusterRow("NAME", "ZONE", "MACHINE_TYPE", "STATUS", "UPTIME", "EXTERNAL_IP")
     table = [header, *rows]
     columns = list(zip(*(vars(row).values() for row in table), strict=True))

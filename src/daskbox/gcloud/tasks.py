@@ -6,8 +6,9 @@ input value and calls one library function; any DaskboxError becomes one line an
 
 from __future__ import annotations
 
+import functools
 import shlex
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from invoke.context import Context
 from invoke.tasks import task
@@ -16,6 +17,10 @@ from daskbox._pyproject import find_project_root
 from daskbox._tasks import one_line_errors
 from daskbox.client.connection import ConnectionFile
 from daskbox.errors import ConfigError
+
+if TYPE_CHECKING:  # imported by the task bodies only: `invoke --list` stays fast
+    from daskbox.gcloud.settings import LaunchSettings
+    from daskbox.gcloud.teardown import TeardownTarget
 
 LAUNCH_HELP = {
     "local": "Run the container on the local Docker engine instead of a VM.",
@@ -58,6 +63,7 @@ def _tri_state(name: str, on: bool, off: bool) -> bool | None:
 
 
 def _connect_lines(connection: ConnectionFile) -> str:
+    """What launch prints last: the addresses and the line to connect from Python."""
     return "\n".join(
         [
             f"scheduler: {connection.scheduler_address}",
@@ -160,9 +166,9 @@ def launch(
                 return
             connection = launch_local(root, settings, spec, tls)
         else:
-            account = gce.gcloud_account(settings.project)
+            chosen_project = gce.gcloud_project(settings.project)
             chosen = resolve_image(root, image, local=False, overrides=image_overrides)
-            spec = gce.plan_launch(settings, project=account.project, image=chosen, tls=tls)
+            spec = gce.plan_launch(settings, project=chosen_project, image=chosen, tls=tls)
             for warning in wide_range_warnings(spec.source_ranges):
                 print(warning)
             if dry_run:
@@ -203,21 +209,23 @@ def teardown(
                 local=local,
                 invoke_config=_gcloud_config(c),
             )
-            fallback = down.TeardownTarget(
-                instance=instance,
-                local=local,
-                project=project or settings.project or _configured_project(local),
-                zone=settings.zone,
-            )
+            fallback = functools.partial(_named_target, instance, local, project, settings)
         down.teardown(root, instance=instance, local=local, fallback=fallback, dry_run=dry_run)
 
 
-def _configured_project(local: bool) -> str | None:
-    if local:
-        return None
-    from daskbox.gcloud.launch import gcloud_account
+def _named_target(
+    instance: str, local: bool, project: str | None, settings: LaunchSettings
+) -> TeardownTarget:
+    """A named instance without a connection file: its project comes from the flag, the
+    config or (for a VM, one gcloud call) gcloud's configured project."""
+    from daskbox.gcloud.launch import gcloud_project
+    from daskbox.gcloud.teardown import TeardownTarget
 
-    return gcloud_account(None, echo=None).project
+    if not (project or settings.project or local):
+        project = gcloud_project(None, echo=None)
+    return TeardownTarget(
+        instance=instance, local=local, project=project or settings.project, zone=settings.zone
+    )
 
 
 @task(
@@ -230,7 +238,7 @@ def status(c: Context, local: bool = False, project: str | None = None) -> None:
     """List daskbox clusters: zone, machine type, status, uptime and external IP."""
     import shutil
 
-    from daskbox.gcloud.launch import gcloud_account
+    from daskbox.gcloud.launch import gcloud_project
     from daskbox.gcloud.settings import resolve_settings
     from daskbox.gcloud.status import format_table, gce_status, local_rows
 
@@ -242,7 +250,7 @@ def status(c: Context, local: bool = False, project: str | None = None) -> None:
             root = find_project_root()
             flags = {"project": project}
             settings = resolve_settings(root, flags, invoke_config=_gcloud_config(c))
-            rows = gce_status(gcloud_account(settings.project).project) + rows
+            rows = gce_status(gcloud_project(settings.project)) + rows
         print(format_table(rows) if rows else "no daskbox clusters")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from daskbox.client.connection import (
 )
 from daskbox.errors import DaskboxError, GcloudError
 from daskbox.gcloud import commands
-from daskbox.gcloud._gcloud import GcloudCommandError, require_gcloud, run_gcloud_json
+from daskbox.gcloud._gcloud import GcloudCommandError, run_gcloud_json
 from daskbox.gcloud.local import container_state, remove_container, tls_dir
 
 
@@ -95,7 +96,6 @@ def teardown_gce(target: TeardownTarget, *, dry_run: bool, echo: Progress) -> No
         if target.firewall_rule:
             echo("$ " + shlex.join(commands.firewall_delete(target.project, target.firewall_rule)))
         return
-    require_gcloud()
     try:
         run_gcloud_json(delete, echo)
     except GcloudCommandError as error:
@@ -129,19 +129,22 @@ def teardown(
     *,
     instance: str | None,
     local: bool,
-    fallback: TeardownTarget | None,
+    fallback: Callable[[], TeardownTarget] | None,
     dry_run: bool = False,
     echo: Progress = print,
 ) -> int:
-    """Tear down what the connection files (or ``fallback`` for a named instance) point at.
+    """Tear down what the connection files (or ``fallback()`` for a named instance) point at.
 
+    ``fallback`` is called only when the named instance has no connection file: building
+    it may ask gcloud for its configured project, which the file makes unnecessary.
     Returns how many clusters were torn down; 0 means there was nothing to delete.
     """
     targets = find_targets(project_root, instance, local)
     if not targets and instance is not None and fallback is not None:
-        if fallback.local and container_state(fallback.instance) is None:
-            raise NothingToTearDown(f"no local cluster named {fallback.instance}")
-        targets = [fallback]
+        named = fallback()
+        if named.local and container_state(named.instance) is None:
+            raise NothingToTearDown(f"no local cluster named {named.instance}")
+        targets = [named]
     if not targets:
         where = "local clusters" if local else "Compute Engine clusters"
         echo(f"nothing to delete: no {where} launched from {project_root}")

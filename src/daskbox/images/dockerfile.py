@@ -44,7 +44,6 @@ class DockerfilePlan:
     """Everything the template needs; assert on this, the template only does layout."""
 
     base_image: str
-    python_version: str
     lock_hash: str
     groups: tuple[str, ...]
     project_wheels: tuple[str, ...]  # wheel file names, installed into the project layer
@@ -53,6 +52,7 @@ class DockerfilePlan:
 
     @property
     def has_project_layer(self) -> bool:
+        """Whether the project (or its path/git dependencies) adds the last layer."""
         return bool(self.project_wheels)
 
 

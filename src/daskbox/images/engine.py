@@ -58,6 +58,8 @@ class PushResult:
 
 
 class ContainerEngine(Protocol):
+    """What the images pipeline needs from a container engine (``DockerEngine`` implements it)."""
+
     def local_image(self, reference: str) -> LocalImage | None: ...
     def build(
         self,
@@ -154,6 +156,7 @@ class DockerEngine:
         return image_id
 
     def tag(self, image_id: str, reference: ImageRef) -> None:
+        """Tag the local image ``image_id`` as ``reference`` (which must carry a tag)."""
         if reference.tag is None:
             raise ValueError(f"cannot tag {image_id} as {reference}: the reference has no tag")
         self.client.api.tag(image_id, reference.repository, reference.tag)
@@ -171,6 +174,7 @@ class DockerEngine:
             ) from None
 
     def image_id(self, reference: str) -> str:
+        """The local image id of ``reference``; a one-line ImageBuildError when absent."""
         image = self.local_image(reference)
         if image is None:
             raise ImageBuildError(f"image {reference} not found locally: `docker pull {reference}`")

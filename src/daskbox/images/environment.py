@@ -34,10 +34,12 @@ class Platform:
 
     @property
     def python_minor(self) -> str:
+        """``x.y`` of the target's Python."""
         return ".".join(self.python_version.split(".")[:2])
 
     @property
     def abi(self) -> str:
+        """The target's CPython ABI tag, e.g. ``cp311``."""
         return "cp" + self.python_minor.replace(".", "")
 
     @property
@@ -78,7 +80,6 @@ class Platform:
             "sys_platform": "linux",
             "extra": "",
         }
-
 
 
 class Source(Enum):
@@ -125,10 +126,12 @@ class Environment:
     index_options: tuple[str, ...] = field(default=())  # --index-url / --extra-index-url lines
 
     def names(self) -> frozenset[NormalizedName]:
+        """The normalized names of every exported distribution."""
         return frozenset(requirement.name for requirement in self.requirements)
 
     @property
     def index_requirements(self) -> tuple[Requirement, ...]:
+        """Distributions installed from the index (from requirements.txt, hash-checked)."""
         return tuple(r for r in self.requirements if r.source is Source.INDEX)
 
     @property
@@ -162,6 +165,7 @@ def file_url_path(url: str) -> Path:
 
 
 def normalize(name: str) -> NormalizedName:
+    """A distribution name in PEP 503 form, as the lock, pip and importlib.metadata compare."""
     return canonicalize_name(name)
 
 

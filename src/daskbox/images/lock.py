@@ -53,7 +53,7 @@ def export_environment(
     """
     lock_path = _lock_path(project_root)
     pyproject_bytes = (project_root / "pyproject.toml").read_bytes()
-    lock_bytes = lock_path.read_bytes()
+    lock_digest = hashlib.sha256(lock_path.read_bytes()).hexdigest()
     key = hashlib.sha256(
         json.dumps(
             [
@@ -61,14 +61,13 @@ def export_environment(
                 __version__,
                 str(project_root),
                 hashlib.sha256(pyproject_bytes).hexdigest(),
-                hashlib.sha256(lock_bytes).hexdigest(),
+                lock_digest,
                 sorted(groups),
                 sorted(extras),
                 asdict(target),
             ]
         ).encode()
     ).hexdigest()
-    lock_digest = hashlib.sha256(lock_bytes).hexdigest()
     # The lock's hash leads the name, so exports of an older lock can be pruned while other
     # group/extra selections of the current one stay cached.
     cache_file = (

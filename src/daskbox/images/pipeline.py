@@ -68,18 +68,22 @@ class ImagePlan:
 
     @property
     def reference(self) -> str:
+        """``repository:contenttag`` as text (what gcloud's launch looks up)."""
         return str(self.image)
 
     @property
     def lock_hash(self) -> str:
+        """sha256 hex of the poetry.lock the image is built from."""
         return self.environment.lock_hash
 
     @property
     def groups(self) -> tuple[str, ...]:
+        """The Poetry groups the image installs."""
         return self.environment.groups
 
     @property
     def moving(self) -> ImageRef:
+        """The same repository tagged ``latest``, moved to each new build."""
         return self.image.with_tag(MOVING_TAG)
 
 
@@ -111,10 +115,9 @@ def plan_image(
     environment = export_environment(project_root, target, settings.groups, settings.extras)
     local_wheels = _local_wheels(project_root, environment, progress)
     base_digest = base_image_digest(engine or DockerEngine(), base, progress)
-    entrypoint_files = _entrypoint_files()
+    entrypoint_files = image_entrypoint_files()
     dockerfile_plan = DockerfilePlan(
         base_image=settings.base_image,
-        python_version=target.python_version,
         lock_hash=environment.lock_hash,
         groups=environment.groups,
         project_wheels=tuple(w.filename for w in local_wheels),
@@ -251,8 +254,9 @@ def _quiet(_: str) -> None:
     pass
 
 
-def _entrypoint_files() -> tuple[tuple[str, bytes], ...]:
-    """The entrypoint package as (archive name, bytes), plus a minimal daskbox/__init__.py."""
+def image_entrypoint_files() -> tuple[tuple[str, bytes], ...]:
+    """The image's /opt/daskbox content as (path, bytes): the entrypoint package read from
+    this installation, plus a minimal daskbox/__init__.py (so only the entrypoint imports)."""
     root = layout.ENTRYPOINT_DIR
     files = [(f"{root}/__init__.py", _ENTRYPOINT_INIT.encode())]
     for path in sorted(_ENTRYPOINT_SOURCE.rglob("*.py")):
@@ -296,6 +300,8 @@ def context_files(
 
 @dataclass(frozen=True)
 class BuildResult:
+    """A finished ``build_image``: the image's id and content-tagged reference."""
+
     image_id: str
     reference: ImageRef
     built: bool  # False when the content tag already existed locally

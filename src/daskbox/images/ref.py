@@ -50,9 +50,11 @@ class ImageRef:
         return _DEFAULT_REGISTRY
 
     def with_tag(self, tag: str) -> ImageRef:
+        """This repository with ``tag`` (and no digest)."""
         return replace(self, tag=tag, digest=None)
 
     def with_digest(self, digest: str) -> ImageRef:
+        """This reference pinned to ``digest``."""
         return replace(self, digest=digest)
 
     @property

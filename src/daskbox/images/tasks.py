@@ -39,13 +39,14 @@ def print_progress(message: str) -> None:
 
 def _overrides(
     c: Context,
+    root: Path,
     with_: list[str] | None,
     extras: list[str] | None,
     base_image: str | None,
     repository: str | None,
 ) -> dict[str, Any]:
+    """Task flags and invoke config as [tool.daskbox]-style overrides for ``root``."""
     config: Any = c.config.get("daskbox", {}) or {}
-    root = find_project_root()
     from daskbox.images.settings import load_settings
 
     configured = load_settings(root, dict(config))
@@ -76,7 +77,7 @@ def _plan(
     root = find_project_root()
     if reuse and not (with_ or extras or base_image or repository) and root in _LAST_PLANS:
         return _LAST_PLANS[root]
-    overrides = _overrides(c, with_, extras, base_image, repository)
+    overrides = _overrides(c, root, with_, extras, base_image, repository)
     plan = plan_image(root, overrides, progress=print_progress)
     _LAST_PLANS[root] = plan
     return plan

@@ -41,10 +41,12 @@ class Artifact:
 
     @property
     def filename(self) -> str:
+        """The file's name, as it goes into the build context."""
         return self.path.name
 
 
 def cache_root() -> Path:
+    """Where fetched wheels are kept by hash: ``$XDG_CACHE_HOME/daskbox/wheels``."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "daskbox" / "wheels"
 
@@ -126,12 +128,14 @@ def _is_sdist(filename: str) -> bool:
 
 
 def _pip_download(
-    lines: list[str], environment: Environment, folder: Path, *options: str
+    lines: list[str], folder: Path, *options: str, index_options: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
+    """``pip download`` of requirement ``lines`` (after the lock's ``index_options``) into
+    ``folder/out``; the caller reads the result's return code and stderr."""
     folder.mkdir(parents=True, exist_ok=True)
     requirements_file = folder / "requirements.txt"
     requirements_file.write_text(
-        "".join(f"{line}\n" for line in [*environment.index_options, *lines]), encoding="utf-8"
+        "".join(f"{line}\n" for line in [*index_options, *lines]), encoding="utf-8"
     )
     command = [
         sys.executable, "-m", "pip", "download", "--dest", str(folder / "out"),
@@ -154,13 +158,15 @@ def _download_wheels(
     """Download target wheels; return them and the requirements that have no target wheel."""
     options = ["--no-deps", "--require-hashes", *_target_options(environment.target)]
     lines = [r.pip_line for r in requirements]
-    if _pip_download(lines, environment, folder, *options).returncode == 0:
+    index_options = environment.index_options
+    if _pip_download(lines, folder, *options, index_options=index_options).returncode == 0:
         return sorted((folder / "out").glob("*.whl")), []
     # Find the ones without a wheel one by one (pip stops at the first).
     without_wheel = []
     for requirement in requirements:
         probe = folder / f"probe-{requirement.name}"
-        if _pip_download([requirement.pip_line], environment, probe, *options).returncode != 0:
+        probed = _pip_download([requirement.pip_line], probe, *options, index_options=index_options)
+        if probed.returncode != 0:
             without_wheel.append(requirement)
             continue
         for path in (probe / "out").glob("*.whl"):
@@ -180,8 +186,8 @@ def _fetch_sdist(
     with tempfile.TemporaryDirectory(prefix="daskbox-sdist-") as scratch:
         folder = Path(scratch)
         result = _pip_download(
-            [requirement.pip_line], environment, folder,
-            "--no-deps", "--require-hashes", "--no-binary=:all:",
+            [requirement.pip_line], folder, "--no-deps", "--require-hashes", "--no-binary=:all:",
+            index_options=environment.index_options,
         )  # fmt: skip
         downloaded = [p for p in (folder / "out").glob("*") if _is_sdist(p.name)]
         if result.returncode != 0 or not downloaded:
@@ -207,7 +213,10 @@ def _fetch_build_requirements(
     if not (folder / "out").is_dir():
         scratch = folder.with_suffix(".part")
         shutil.rmtree(scratch, ignore_errors=True)
-        result = _pip_download(requires, environment, scratch, *_target_options(environment.target))
+        result = _pip_download(
+            requires, scratch, *_target_options(environment.target),
+            index_options=environment.index_options,
+        )  # fmt: skip
         if result.returncode != 0:
             shutil.rmtree(scratch, ignore_errors=True)
             last = (result.stderr.strip().splitlines() or [""])[-1]
@@ -306,14 +315,9 @@ def _build_url(requirement: Requirement, folder: Path, progress: Progress) -> Ar
         )
     progress(f"fetching {requirement.name} from {requirement.url} (hash-checked)")
     with tempfile.TemporaryDirectory(prefix="daskbox-url-") as scratch:
-        requirements_file = Path(scratch) / "requirements.txt"
-        requirements_file.write_text(requirement.pip_line + "\n", encoding="utf-8")
-        command = [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes",
-            "--progress-bar", "off", "--quiet", "--dest", str(Path(scratch) / "out"),
-            "-r", str(requirements_file),
-        ]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        result = _pip_download(
+            [requirement.pip_line], Path(scratch), "--no-deps", "--require-hashes"
+        )
         downloaded = sorted((Path(scratch) / "out").glob("*"))
         if result.returncode != 0 or len(downloaded) != 1:
             detail = (result.stderr.strip().splitlines() or ["nothing downloaded"])[-1]
@@ -374,6 +378,7 @@ def _pip_wheel(requirement: str, folder: Path) -> Artifact:
 
 
 def file_sha256(path: Path) -> str:
+    """sha256 hex of the file's bytes, read in blocks (wheels can be large)."""
     digest = hashlib.sha256()
     with path.open("rb") as stream:
         for block in iter(lambda: stream.read(1 << 20), b""):
