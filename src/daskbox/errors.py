@@ -29,6 +29,10 @@ class ImageBuildError(DaskboxError):
     """The Docker engine is unreachable or the build failed."""
 
 
+class DockerUnavailable(ImageBuildError):
+    """The Docker engine (or, for the local target, the docker CLI) is not reachable."""
+
+
 class PushError(DaskboxError):
     """The registry is unreachable, refused the credentials, or the name is invalid."""
 

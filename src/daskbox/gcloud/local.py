@@ -28,7 +28,7 @@ from daskbox.client.connection import (
     connection_path,
     write_connection_file,
 )
-from daskbox.errors import DaskboxError
+from daskbox.errors import DaskboxError, DockerUnavailable
 from daskbox.gcloud.ready import wait_for_scheduler
 from daskbox.gcloud.settings import LaunchSettings
 from daskbox.gcloud.spec import (
@@ -40,14 +40,11 @@ from daskbox.gcloud.spec import (
 )
 from daskbox.gcloud.tls import TLSMaterial
 from daskbox.images.dockerfile import USER_ID
+from daskbox.images.engine import docker_client
 
 
 class LocalLaunchError(DaskboxError):
     """The local container could not be started or never answered."""
-
-
-class LocalDockerUnavailable(DaskboxError):
-    """The docker CLI or the Docker engine the local target needs is missing."""
 
 
 def tls_dir(project_root: Path, instance: str) -> Path:
@@ -67,19 +64,9 @@ def local_argv(project_root: Path, spec: LaunchSpec) -> list[str]:
     )
 
 
-@functools.cache
-def _client() -> docker.DockerClient:
-    """The engine's client, connected and pinged once per process: the launch polls the
-    container's state every second, and a failure is not cached (it raises)."""
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as error:
-        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise LocalDockerUnavailable(
-            f"the Docker engine is not reachable ({detail}): start Docker or set DOCKER_HOST"
-        ) from None
-    return client
+# The launch polls the container's state every second: connect and ping once per process
+# (a failure raises, so it is not cached).
+_client = functools.cache(docker_client)
 
 
 def _container(name: str) -> Container | None:
@@ -118,7 +105,7 @@ def remove_container(name: str, echo: Progress | None = print) -> bool:
 def _docker_run(argv: list[str], echo: Progress) -> subprocess.CompletedProcess[str]:
     """Print and run the ``docker run`` argv through the CLI (what the VM runs, verbatim)."""
     if shutil.which("docker") is None:
-        raise LocalDockerUnavailable(
+        raise DockerUnavailable(
             "the docker CLI is not installed (not on PATH): install Docker to use --local"
         )
     echo(f"$ {shlex.join(argv)}")

@@ -17,7 +17,7 @@ import docker.errors
 import requests.exceptions
 
 from daskbox._tasks import Progress
-from daskbox.errors import ImageBuildError, PushError
+from daskbox.errors import DockerUnavailable, ImageBuildError, PushError
 from daskbox.images.ref import ImageRef
 
 # Transport failures only: a bare "timeout" or "EOF" also appears in other errors, which
@@ -57,6 +57,22 @@ class PushResult:
     bytes_uploaded: int
 
 
+def docker_client() -> docker.DockerClient:
+    """Connect to the Docker engine the environment names (DOCKER_HOST, ...) and ping it.
+
+    The one place a missing engine becomes a one-line ``DockerUnavailable``.
+    """
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException as error:
+        raise DockerUnavailable(
+            f"Docker engine not reachable ({_first_line(error)}): start Docker "
+            "(e.g. `sudo systemctl start docker`) or point DOCKER_HOST at it"
+        ) from None
+    return client
+
+
 class ContainerEngine(Protocol):
     """What the images pipeline needs from a container engine (``DockerEngine`` implements it)."""
 
@@ -81,16 +97,7 @@ class DockerEngine:
     """ContainerEngine over the Docker Engine API (docker SDK)."""
 
     def __init__(self, client: docker.DockerClient | None = None) -> None:
-        if client is None:
-            try:
-                client = docker.from_env()
-                client.ping()
-            except docker.errors.DockerException as error:
-                raise ImageBuildError(
-                    f"Docker engine not reachable ({_first_line(error)}): start Docker "
-                    "(e.g. `sudo systemctl start docker`) or point DOCKER_HOST at it"
-                ) from None
-        self.client = client
+        self.client = client or docker_client()
 
     def local_image(self, reference: str) -> LocalImage | None:
         """Inspect a local image by reference or id; None when absent."""
