@@ -10,11 +10,11 @@ import yaml
 from golden_files import assert_golden
 from specs import fixed_spec
 
+from daskbox.contract import IMAGE_UID as USER_ID
 from daskbox.gcloud.cloud_init import render_user_data
 from daskbox.gcloud.local import local_argv
 from daskbox.gcloud.spec import docker_run_argv
 from daskbox.gcloud.tls import make_tls_material
-from daskbox.images.dockerfile import USER_ID
 
 needs_cloud_init = pytest.mark.skipif(
     shutil.which("cloud-init") is None, reason="Debian's cloud-init package is not installed"

@@ -13,7 +13,7 @@ from distributed import Client
 
 from conftest import daskbox
 from daskbox.client.connection import connection_path, read_connection_file
-from daskbox.images.dockerfile import USER_ID
+from daskbox.contract import IMAGE_UID as USER_ID
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -48,7 +48,7 @@ def test_launch_connect_compute_teardown(method, project, cluster_image, emulato
         assert connection.image == cluster_image.pinned
         assert (connection.project, connection.zone) == ("test-project", "us-central1-a")
         assert connection.lock_hash == cluster_image.lock_hash
-        assert connection.extras == ("fast",)  # from the image's labels
+        assert connection.extras == ("tables",)  # from the image's labels
         assert connection.scheduler_address in launched.stdout
         assert connection.dashboard_url in launched.stdout
         assert launched.stdout.rstrip().endswith(

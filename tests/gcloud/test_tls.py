@@ -72,7 +72,7 @@ def test_certificates_outlive_the_vm(max_run_duration):
     """A 30-day VM (or one never deleted) keeps working TLS until it is gone."""
     validity = certificate_validity(max_run_duration)
     material = make_tls_material("daskbox-demo", validity)
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.timezone.utc)
     for pem in (material.server.ca_pem, material.server.cert_pem, material.client.cert_pem):
         expires = _cert(pem).not_valid_after_utc
         assert expires >= now + validity - datetime.timedelta(minutes=1)

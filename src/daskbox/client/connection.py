@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from distributed.security import Security
+from daskbox._files import write_atomically
+from daskbox.contract import STATE_DIR
+from daskbox.errors import ConnectionFileError, ImageRecordError
+from daskbox.record import ImageRecord
 
-from daskbox.errors import ConnectionFileError
+if TYPE_CHECKING:  # distributed loads only when a client is made, not with the file
+    from distributed.security import Security
 
-FORMAT_VERSION = 1
-CONNECTION_DIR = ".daskbox"
+FORMAT_VERSION = 2
+CONNECTION_DIR = STATE_DIR
 
 Target = Literal["gce", "local"]
 
@@ -39,6 +41,8 @@ class ClientTLS:
         ``Security`` takes PEM contents in place of file names (it tells them apart by the
         newlines), so the private key is never written next to the project.
         """
+        from distributed.security import Security
+
         return Security(  # type: ignore[no-untyped-call]
             require_encryption=True,
             tls_ca_file=self.ca_pem,
@@ -65,6 +69,8 @@ class ConnectionFile:
     firewall_rule: str | None = None
     created_at: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # What build and push recorded about the image (None for an explicit --image).
+    record: ImageRecord | None = None
     version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -88,10 +94,12 @@ class ConnectionFile:
         try:
             tls = ClientTLS(**data.pop("tls")) if data.get("tls") else None
             data.pop("tls", None)
+            record = data.pop("record", None)
             data["groups"] = tuple(data["groups"])
             data["extras"] = tuple(data.get("extras", ()))
-            return cls(tls=tls, **data)
-        except (TypeError, KeyError) as error:
+            image = None if record is None else ImageRecord.from_dict(record, source)
+            return cls(tls=tls, record=image, **data)
+        except (TypeError, KeyError, ImageRecordError) as error:
             raise ConnectionFileError(
                 f"{source} is missing or has unknown fields ({error})"
             ) from None
@@ -108,18 +116,8 @@ def connection_path(project_root: Path, instance: str) -> Path:
 
 
 def write_connection_file(path: Path, connection: ConnectionFile) -> Path:
-    """Write atomically (temp file + rename) with mode 0600; return the path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(descriptor, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(connection.to_json())
-        Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    """Write atomically, readable by the owner only (it holds the client's key)."""
+    return write_atomically(path, connection.to_json(), private=True)
 
 
 def read_connection_file(path: Path) -> ConnectionFile:

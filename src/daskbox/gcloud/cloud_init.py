@@ -14,16 +14,9 @@ from typing import Any
 
 import yaml
 
-from daskbox.gcloud.spec import (
-    CONTAINER_NAME,
-    TLS_DIR,
-    TLS_KEY_FILE,
-    LaunchSpec,
-    docker_run_argv,
-    tls_files,
-)
-from daskbox.images.dockerfile import USER_ID
-from daskbox.images.ref import ImageRef
+from daskbox.contract import CONTAINER_NAME, IMAGE_UID, TLS_DIR, TLS_KEY_FILE
+from daskbox.gcloud.spec import LaunchSpec, docker_run_argv, tls_files
+from daskbox.image_ref import ImageRef
 
 # COS mounts / read-only, so Docker's client config (credential helpers) lives under /var.
 DOCKER_HOME = "/var/lib/daskbox"
@@ -102,7 +95,7 @@ def _tls_write_files(spec: LaunchSpec) -> list[dict[str, str]]:
 
 def _tls_runcmd() -> list[list[str]]:
     """Give the server key to the image's non-root user (numeric: the host has no such user)."""
-    return [["chown", f"{USER_ID}:{USER_ID}", f"{TLS_DIR}/{TLS_KEY_FILE}"]]
+    return [["chown", f"{IMAGE_UID}:{IMAGE_UID}", f"{TLS_DIR}/{TLS_KEY_FILE}"]]
 
 
 def _watcher(spec: LaunchSpec) -> tuple[dict[str, str], list[str]]:

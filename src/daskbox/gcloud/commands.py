@@ -7,8 +7,9 @@ the result without a second call.
 
 from __future__ import annotations
 
+from daskbox.contract import INSTANCE_LABEL
 from daskbox.gcloud.container_declaration import container_flags
-from daskbox.gcloud.spec import INSTANCE_LABEL, LaunchSpec
+from daskbox.gcloud.spec import LaunchSpec
 
 GCLOUD = "gcloud"
 USER_DATA_PLACEHOLDER = "<user-data file>"

@@ -8,7 +8,8 @@ that still rely on it; the TLS files still arrive through cloud-init ``write_fil
 
 from __future__ import annotations
 
-from daskbox.gcloud.spec import TLS_DIR, LaunchSpec, container_env
+from daskbox.contract import TLS_DIR
+from daskbox.gcloud.spec import LaunchSpec, container_env
 
 DEPRECATION_WARNING = (
     "warning: --method container-declaration uses Compute Engine's deprecated container "

@@ -239,7 +239,7 @@ def launch_gce(
         firewall.roll_back()
         raise
     path = connection_path(project_root, spec.instance)
-    created_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    created_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
     def record(host: str | None) -> ConnectionFile:
         connection = connection_for(

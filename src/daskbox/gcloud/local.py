@@ -28,18 +28,17 @@ from daskbox.client.connection import (
     connection_path,
     write_connection_file,
 )
+from daskbox.contract import IMAGE_UID, TLS_KEY_FILE
 from daskbox.errors import DaskboxError, DockerUnavailable
 from daskbox.gcloud.ready import wait_for_scheduler
 from daskbox.gcloud.settings import LaunchSettings
 from daskbox.gcloud.spec import (
-    TLS_KEY_FILE,
     LaunchSpec,
     connection_for,
     docker_run_argv,
     tls_files,
 )
 from daskbox.gcloud.tls import TLSMaterial
-from daskbox.images.dockerfile import USER_ID
 from daskbox.images.engine import docker_client
 
 
@@ -115,7 +114,7 @@ def _docker_run(argv: list[str], echo: Progress) -> subprocess.CompletedProcess[
 def write_tls(project_root: Path, spec: LaunchSpec) -> Path:
     """Write the server's TLS files for the container; return the folder to mount.
 
-    The container reads them as the image's non-root user (uid ``USER_ID``), which is not
+    The container reads them as the image's non-root user (uid ``IMAGE_UID``), which is not
     us. The mount's parent is 0700, so no other local user can reach the files (the
     container sees only the mounted folder, never its parents). As root we also hand the
     key to that uid with mode 0600; otherwise the key has to be 0644 for the container
@@ -132,7 +131,7 @@ def write_tls(project_root: Path, spec: LaunchSpec) -> Path:
         path = folder / name
         path.write_text(pem, encoding="utf-8")
         if name == TLS_KEY_FILE and as_root:
-            os.chown(path, USER_ID, USER_ID)
+            os.chown(path, IMAGE_UID, IMAGE_UID)
             path.chmod(0o600)
         else:
             path.chmod(0o644)
@@ -192,7 +191,7 @@ def launch_local(
         remove_container(name, echo=None)
         shutil.rmtree(folder, ignore_errors=True)
         raise
-    created_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    created_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     connection = connection_for(
         spec, tls.client, target="local", host="127.0.0.1", created_at=created_at
     )

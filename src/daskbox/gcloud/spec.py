@@ -9,30 +9,31 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from daskbox import contract
 from daskbox.client.connection import ClientTLS, ConnectionFile, Target
+from daskbox.contract import CONTAINER_LABEL, CONTAINER_NAME, TLS_DIR
 from daskbox.errors import LaunchSpecError
 from daskbox.gcloud.settings import LaunchSettings, Method
 from daskbox.gcloud.tls import ServerTLS
+from daskbox.record import ImageRecord
 
-# Where the server's TLS files live on the VM host and inside the container (same path,
-# mounted read-only), and what the container is called on the VM.
-TLS_DIR = "/etc/daskbox/tls"
-TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE = "ca.pem", "server.pem", "server-key.pem"
-CONTAINER_NAME = "daskbox"
 # Docker restarts a crashed entrypoint a few times; a clean exit (idle) is not restarted.
 RESTART_POLICY = "on-failure:5"
-INSTANCE_LABEL = "daskbox"  # every daskbox instance carries labels.daskbox=managed
-CONTAINER_LABEL = "dev.daskbox.instance"
 
 
 @dataclass(frozen=True)
 class LaunchImage:
-    """The image to run: digest-pinned reference plus what the client checks against."""
+    """The image to run: digest-pinned reference plus what the client checks against.
+
+    ``record`` is what build and push handed over (None for an explicit ``--image``).
+    """
 
     reference: str
     lock_hash: str
     groups: tuple[str, ...]
     extras: tuple[str, ...] = ()
+    platform: str = contract.DEFAULT_PLATFORM
+    record: ImageRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -122,12 +123,12 @@ def wide_range_warnings(ranges: tuple[str, ...]) -> list[str]:
 def entrypoint_env(settings: LaunchSettings) -> tuple[tuple[str, str], ...]:
     """The entrypoint's DASKBOX_* settings that the user chose (unset ones stay unset)."""
     chosen = {
-        "DASKBOX_WORKERS": settings.workers,
-        "DASKBOX_THREADS_PER_WORKER": settings.threads_per_worker,
-        "DASKBOX_MEMORY_PER_WORKER": settings.memory_per_worker,
-        "DASKBOX_IDLE_TIMEOUT": settings.idle_timeout,
-        "DASKBOX_SCHEDULER_PORT": str(settings.scheduler_port),
-        "DASKBOX_DASHBOARD_PORT": str(settings.dashboard_port),
+        contract.ENV_WORKERS: settings.workers,
+        contract.ENV_THREADS_PER_WORKER: settings.threads_per_worker,
+        contract.ENV_MEMORY_PER_WORKER: settings.memory_per_worker,
+        contract.ENV_IDLE_TIMEOUT: settings.idle_timeout,
+        contract.ENV_SCHEDULER_PORT: str(settings.scheduler_port),
+        contract.ENV_DASHBOARD_PORT: str(settings.dashboard_port),
     }
     return tuple((key, value) for key, value in chosen.items() if value not in (None, ""))
 
@@ -135,9 +136,9 @@ def entrypoint_env(settings: LaunchSettings) -> tuple[tuple[str, str], ...]:
 def container_env(spec: LaunchSpec) -> tuple[tuple[str, str], ...]:
     """The container's whole environment: entrypoint settings plus the TLS file paths."""
     tls = (
-        ("DASKBOX_TLS_CA_FILE", f"{TLS_DIR}/{TLS_CA_FILE}"),
-        ("DASKBOX_TLS_CERT_FILE", f"{TLS_DIR}/{TLS_CERT_FILE}"),
-        ("DASKBOX_TLS_KEY_FILE", f"{TLS_DIR}/{TLS_KEY_FILE}"),
+        (contract.ENV_TLS_CA_FILE, f"{TLS_DIR}/{contract.TLS_CA_FILE}"),
+        (contract.ENV_TLS_CERT_FILE, f"{TLS_DIR}/{contract.TLS_CERT_FILE}"),
+        (contract.ENV_TLS_KEY_FILE, f"{TLS_DIR}/{contract.TLS_KEY_FILE}"),
     )
     return spec.entrypoint_env + tls
 
@@ -145,15 +146,18 @@ def container_env(spec: LaunchSpec) -> tuple[tuple[str, str], ...]:
 def tls_files(spec: LaunchSpec) -> tuple[tuple[str, str], ...]:
     """(file name inside TLS_DIR, PEM text) for the server side."""
     return (
-        (TLS_CA_FILE, spec.server_tls.ca_pem),
-        (TLS_CERT_FILE, spec.server_tls.cert_pem),
-        (TLS_KEY_FILE, spec.server_tls.key_pem),
+        (contract.TLS_CA_FILE, spec.server_tls.ca_pem),
+        (contract.TLS_CERT_FILE, spec.server_tls.cert_pem),
+        (contract.TLS_KEY_FILE, spec.server_tls.key_pem),
     )
 
 
 def instance_labels(settings: LaunchSettings, image: LaunchImage) -> tuple[tuple[str, str], ...]:
     """daskbox's own labels (how status and teardown find instances) plus the user's."""
-    own = {INSTANCE_LABEL: "managed", "daskbox-lock": image.lock_hash[:16] or "unknown"}
+    own = {
+        contract.INSTANCE_LABEL: contract.INSTANCE_LABEL_VALUE,
+        contract.INSTANCE_LOCK_LABEL: image.lock_hash[:16] or "unknown",
+    }
     return tuple(sorted({**own, **dict(settings.labels)}.items()))
 
 
@@ -246,6 +250,7 @@ def connection_for(
         zone=spec.zone if gce else None,
         firewall_rule=spec.firewall_rule if gce else None,
         created_at=created_at,
+        record=spec.image.record,
         extra={"network_tag": spec.network_tag, "method": spec.method}
         if gce
         else {"container": spec.instance},

@@ -24,9 +24,8 @@ if TYPE_CHECKING:  # imported by the task bodies only: `invoke --list` stays fas
 
 LAUNCH_HELP = {
     "local": "Run the container on the local Docker engine instead of a VM.",
-    "image": "Image to run (default: the content-tagged image of this project).",
-    "repository": "Image repository the default image was pushed to "
-    "(as for `invoke build push`; config: [tool.daskbox] repository).",
+    "image": "Image to run (default: the one `invoke build push` recorded in "
+    ".daskbox/images/).",
     "instance": "Instance (and container) name (default: daskbox-<project name>).",
     "project": "Google Cloud project (default: gcloud's configured project).",
     "zone": "Compute Engine zone (default: us-central1-a).",
@@ -82,13 +81,6 @@ def _gcloud_config(c: Context) -> dict[str, Any]:
     return dict(daskbox.get("gcloud", {}) or {})
 
 
-def _images_config(c: Context) -> dict[str, Any]:
-    """Invoke config ``daskbox`` without ``gcloud``: the images component's overrides, so
-    launch plans the same image reference that ``invoke build push`` pushed."""
-    daskbox: Any = c.config.get("daskbox", {}) or {}
-    return {key: value for key, value in dict(daskbox).items() if key != "gcloud"}
-
-
 # Long flags only: with this many flags invoke's automatic short flags run out of letters
 # (it would give --allow-any-source the short flag "-", i.e. `--`).
 @task(help=LAUNCH_HELP, auto_shortflags=False)
@@ -96,7 +88,6 @@ def launch(
     c: Context,
     local: bool = False,
     image: str | None = None,
-    repository: str | None = None,
     instance: str | None = None,
     project: str | None = None,
     zone: str | None = None,
@@ -120,9 +111,7 @@ def launch(
     dry_run: bool = False,
 ) -> None:
     """Launch the cluster on a Compute Engine VM (or, with --local, on local Docker)."""
-    from daskbox.gcloud import launch as gce
     from daskbox.gcloud.image import resolve_image
-    from daskbox.gcloud.local import launch_local, local_argv
     from daskbox.gcloud.settings import resolve_settings
     from daskbox.gcloud.spec import build_spec, wide_range_warnings
     from daskbox.gcloud.tls import LONG_VALIDITY, certificate_validity, make_tls_material
@@ -155,9 +144,10 @@ def launch(
         # A VM deletes itself after its maximum run duration; a local container does not.
         validity = LONG_VALIDITY if local else certificate_validity(settings.max_run_duration)
         tls = make_tls_material(settings.instance, validity)
-        image_overrides = {**_images_config(c), "repository": repository}
         if local:
-            chosen = resolve_image(root, image, local=True, overrides=image_overrides)
+            from daskbox.gcloud.local import launch_local, local_argv
+
+            chosen = resolve_image(root, image, local=True)
             spec = build_spec(
                 settings, project="local", image=chosen, server_tls=tls.server, ranges=()
             )
@@ -166,8 +156,10 @@ def launch(
                 return
             connection = launch_local(root, settings, spec, tls)
         else:
+            from daskbox.gcloud import launch as gce
+
             chosen_project = gce.gcloud_project(settings.project)
-            chosen = resolve_image(root, image, local=False, overrides=image_overrides)
+            chosen = resolve_image(root, image, local=False)
             spec = gce.plan_launch(settings, project=chosen_project, image=chosen, tls=tls)
             for warning in wide_range_warnings(spec.source_ranges):
                 print(warning)

@@ -128,7 +128,7 @@ def make_tls_material(instance: str, valid_for: datetime.timedelta = LONG_VALIDI
     Distributed's TLS requires both sides to present a certificate from the same CA, so
     the scheduler and workers share the server pair and the user holds the client pair.
     """
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.timezone.utc)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name(f"daskbox CA for {instance}")
     ca_cert = (
