@@ -1,0 +1,70 @@
+"""The values every stage shares, in one place: the image's layout and user, the entrypoint's
+environment variables, the image labels, the TLS paths, the names daskbox gives containers
+and instances, the target platforms and the project-side state folder.
+
+A build writes these values, a launch relies on them, the entrypoint and the client read
+them back; none of them restates one. This module is copied into the image next to the
+entrypoint (the only other daskbox module there), so it imports the standard library only.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# -- the image ------------------------------------------------------------------------------
+IMAGE_USER: Final = "daskbox"
+IMAGE_UID: Final = 10001  # numeric: the VM host has no such user, only the image does
+VENV: Final = "/opt/venv"  # the locked environment
+ENTRYPOINT_ROOT: Final = "/opt/daskbox"  # on PYTHONPATH: daskbox/contract.py + daskbox/entrypoint
+ENTRYPOINT_MODULE: Final = "daskbox.entrypoint"
+DEFAULT_SCHEDULER_PORT: Final = 8786
+DEFAULT_DASHBOARD_PORT: Final = 8787
+
+# -- the entrypoint's settings (environment variables) --------------------------------------
+ENV_WORKERS: Final = "DASKBOX_WORKERS"
+ENV_THREADS_PER_WORKER: Final = "DASKBOX_THREADS_PER_WORKER"
+ENV_MEMORY_PER_WORKER: Final = "DASKBOX_MEMORY_PER_WORKER"
+ENV_IDLE_TIMEOUT: Final = "DASKBOX_IDLE_TIMEOUT"
+ENV_SCHEDULER_PORT: Final = "DASKBOX_SCHEDULER_PORT"
+ENV_DASHBOARD_PORT: Final = "DASKBOX_DASHBOARD_PORT"
+ENV_TLS_CA_FILE: Final = "DASKBOX_TLS_CA_FILE"
+ENV_TLS_CERT_FILE: Final = "DASKBOX_TLS_CERT_FILE"
+ENV_TLS_KEY_FILE: Final = "DASKBOX_TLS_KEY_FILE"
+# The original recipe's names, still accepted by the entrypoint.
+LEGACY_ENV_WORKERS: Final = "NUM_WORKERS"
+LEGACY_ENV_THREADS_PER_WORKER: Final = "THREADS_PER_WORKER"
+LEGACY_ENV_MEMORY_PER_WORKER: Final = "MEMORY_PER_WORKER"
+
+# -- set in the image by its build (ENV), read by the environment report --------------------
+ENV_LOCK_HASH: Final = "DASKBOX_LOCK_HASH"
+ENV_GROUPS: Final = "DASKBOX_GROUPS"
+ENV_IMAGE_TAG: Final = "DASKBOX_IMAGE_TAG"
+
+# -- image labels ---------------------------------------------------------------------------
+LABEL_LOCK_HASH: Final = "dev.daskbox.lock-hash"
+LABEL_INSTALLED_DIGEST: Final = "dev.daskbox.installed-digest"
+LABEL_PYTHON_VERSION: Final = "dev.daskbox.python-version"
+LABEL_VERSION: Final = "dev.daskbox.version"
+LABEL_GROUPS: Final = "dev.daskbox.groups"
+LABEL_EXTRAS: Final = "dev.daskbox.extras"
+LABEL_PLATFORM: Final = "dev.daskbox.platform"
+
+# -- TLS: the server side's files, at the same path on the VM host and in the container -----
+TLS_DIR: Final = "/etc/daskbox/tls"
+TLS_CA_FILE: Final = "ca.pem"
+TLS_CERT_FILE: Final = "server.pem"
+TLS_KEY_FILE: Final = "server-key.pem"
+
+# -- names daskbox gives what it runs -------------------------------------------------------
+CONTAINER_NAME: Final = "daskbox"  # the container on a VM
+CONTAINER_LABEL: Final = "dev.daskbox.instance"  # on every daskbox container: its instance
+INSTANCE_LABEL: Final = "daskbox"  # on every daskbox VM: labels.daskbox=managed
+INSTANCE_LABEL_VALUE: Final = "managed"
+INSTANCE_LOCK_LABEL: Final = "daskbox-lock"  # the first 16 hex digits of the lock hash
+
+# -- target platforms: OCI platform -> the machine name Python and wheel tags use ----------
+PLATFORM_MACHINES: Final = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
+DEFAULT_PLATFORM: Final = "linux/amd64"
+
+# -- the project's side ---------------------------------------------------------------------
+STATE_DIR: Final = ".daskbox"  # <project>/.daskbox: connection files, records, caches
