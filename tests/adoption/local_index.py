@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-POETRY = REPO_ROOT / ".venv" / "bin" / "poetry"
+POETRY = Path(sys.executable).parent / "poetry"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ such environments over TLS and writes the connection file ``connect()`` reads.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -116,6 +117,11 @@ def build_environment(
     installed = {str(r.name): r.version or "" for r in exported.requirements}
     record = exported.image_record(
         reference=f"localhost/client-tests:{root.name}", image_id="", installed=installed
+    )
+    # Unlike an image, this environment does not install the project itself.
+    project_itself = str(exported.project_name)
+    record = dataclasses.replace(
+        record, locked=tuple(d for d in record.locked if d.name != project_itself)
     )
     return ImageLikeEnvironment(root, python, record)
 

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from emulator import ComputeEmulator
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DASKBOX = REPO_ROOT / ".venv" / "bin" / "daskbox"
+DASKBOX = Path(sys.executable).parent / "daskbox"
 
 
 @pytest.fixture(scope="session")
