@@ -7,7 +7,10 @@ cd "$(dirname "$0")/.."
 
 POETRY_VERSION=2.5.1            # only used to export poetry.lock into hashed requirements
 EXPORT_PLUGIN_VERSION=1.10.1
-APT_PACKAGES=(docker.io docker-registry debootstrap apache2-utils cloud-init curl git)
+# qemu-user-static + binfmt-support: the arm64 tests run (and build sdists) under emulation;
+# build-essential: a fixture project's C extension is compiled on the host.
+APT_PACKAGES=(docker.io docker-registry debootstrap apache2-utils cloud-init curl git
+              qemu-user-static binfmt-support build-essential)
 
 say() { printf '[setup] %s\n' "$*"; }
 
@@ -43,5 +46,15 @@ if [[ ! -x .venv/bin/python ]] || [[ poetry.lock -nt .venv/.installed ]]; then
   touch .venv/.installed
 fi
 
+# Emulation of arm64 binaries (Docker Desktop ships its own; here binfmt_misc + QEMU).
+if [[ ! -e /proc/sys/fs/binfmt_misc/status ]]; then
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+fi
+if [[ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]]; then
+  say "enabling qemu-aarch64 in binfmt_misc"
+  update-binfmts --enable qemu-aarch64
+fi
+
 python3 scripts/standin_base_image.py
+python3 scripts/standin_base_image.py --platform linux/arm64
 say "ready"

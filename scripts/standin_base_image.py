@@ -8,7 +8,15 @@ copied to /usr/local, which is where the official image keeps its interpreter. T
 tag is the default base name, so daskbox's Dockerfile (and ``docker build``) finds
 it locally and pulls nothing.
 
-Usage: python3 scripts/standin_base_image.py [--force] [--mirror URL]
+For ``--platform linux/arm64`` on an x86_64 machine it debootstraps an arm64 bookworm with
+Debian's own ``python3`` (this machine's CPython cannot run there), under QEMU user emulation
+(``qemu-user-static`` + ``binfmt-support``, set up by scripts/setup.sh), and adds the
+``/usr/local/bin/python3*`` names and ``ENV PYTHON_VERSION`` the official image has; its default
+tag is ``python:<Debian's x.y.z>-slim-bookworm``. The official ``python:*`` tags are multi-platform
+indexes; a local engine without the containerd store keeps one platform per name, so the tests
+push both stand-ins to a registry as one index.
+
+Usage: python3 scripts/standin_base_image.py [--platform linux/arm64] [--tag TAG] [--force]
 Needs root, debootstrap and a running Docker engine. Idempotent: does nothing when the
 tag already exists (unless --force).
 """
@@ -45,8 +53,15 @@ RUNTIME_PACKAGES = [
 EXCLUDED = ["site-packages", "test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3"]
 
 
-def default_tag() -> str:
-    return f"python:{platform.python_version()}-slim-bookworm"
+NATIVE_PLATFORM = {"x86_64": "linux/amd64", "aarch64": "linux/arm64"}[platform.machine()]
+DEBIAN_ARCH = {"linux/amd64": "amd64", "linux/arm64": "arm64"}
+# Debian bookworm's python3 (what a foreign-platform stand-in carries).
+DEBIAN_PYTHON = "3.11.2"
+
+
+def default_tag(target: str = NATIVE_PLATFORM) -> str:
+    version = platform.python_version() if target == NATIVE_PLATFORM else DEBIAN_PYTHON
+    return f"python:{version}-slim-bookworm"
 
 
 def image_exists(tag: str) -> bool:
@@ -87,15 +102,28 @@ def copy_interpreter(rootfs: Path) -> None:
         path.chmod(0o755)
 
 
-def build(tag: str, mirror: str) -> None:
+def debian_python(rootfs: Path) -> str:
+    """Give Debian's python3 the official image's names: /usr/local/bin/python3.X and friends."""
+    (interpreter,) = sorted((rootfs / "usr" / "bin").glob("python3.[0-9]*"))
+    binary = rootfs / "usr" / "local" / "bin"
+    binary.mkdir(parents=True, exist_ok=True)
+    for alias in (interpreter.name, "python3", "python"):
+        (binary / alias).symlink_to(f"/usr/bin/{interpreter.name}")
+    return DEBIAN_PYTHON
+
+
+def build(tag: str, mirror: str, target: str = NATIVE_PLATFORM) -> None:
+    native = target == NATIVE_PLATFORM
+    packages = RUNTIME_PACKAGES if native else [*RUNTIME_PACKAGES, "python3"]
     with tempfile.TemporaryDirectory(prefix="daskbox-standin-") as workdir:
         rootfs = Path(workdir) / "rootfs"
-        print(f"[standin] debootstrap bookworm into {rootfs} ...", flush=True)
+        print(f"[standin] debootstrap {target} bookworm into {rootfs} ...", flush=True)
         subprocess.run(
             [
                 "debootstrap",
+                f"--arch={DEBIAN_ARCH[target]}",
                 "--variant=minbase",
-                f"--include={','.join(RUNTIME_PACKAGES)}",
+                f"--include={','.join(packages)}",
                 "bookworm",
                 str(rootfs),
                 mirror,
@@ -103,20 +131,25 @@ def build(tag: str, mirror: str) -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        print(f"[standin] copying CPython {platform.python_version()} to /usr/local", flush=True)
-        copy_interpreter(rootfs)
+        if native:
+            print(f"[standin] copying CPython {platform.python_version()} to /usr/local", flush=True)
+            copy_interpreter(rootfs)
+            python_version = platform.python_version()
+        else:
+            python_version = debian_python(rootfs)
         # Slim images keep no apt lists, docs or man pages.
         for junk in ("var/lib/apt/lists", "var/cache/apt", "usr/share/doc", "usr/share/man"):
             shutil.rmtree(rootfs / junk, ignore_errors=True)
             (rootfs / junk).mkdir(parents=True, exist_ok=True)
         subprocess.run(["chroot", str(rootfs), "ldconfig"], check=True)
+        # Under emulation for a foreign platform (binfmt runs the chroot's binaries).
         subprocess.run(
             [
                 "chroot",
                 str(rootfs),
                 "/usr/local/bin/python3",
                 "-c",
-                "import ssl, sqlite3, ctypes, lzma, bz2, zlib, pip",
+                "import ssl, sqlite3, ctypes, lzma, bz2, zlib" + (", pip" if native else ""),
             ],
             check=True,
         )
@@ -132,8 +165,10 @@ def build(tag: str, mirror: str) -> None:
                 "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
                 "--change",
                 "ENV LANG=C.UTF-8",
+                "--platform",
+                target,
                 "--change",
-                f"ENV PYTHON_VERSION={platform.python_version()}",
+                f"ENV PYTHON_VERSION={python_version}",
                 "--change",
                 'CMD ["python3"]',
                 "-",
@@ -149,15 +184,20 @@ def build(tag: str, mirror: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tag", default=default_tag(), help="image tag (default: %(default)s)")
+    parser.add_argument(
+        "--platform", default=NATIVE_PLATFORM, choices=sorted(DEBIAN_ARCH),
+        help="target platform (default: this machine's, %(default)s)",
+    )  # fmt: skip
+    parser.add_argument("--tag", help="image tag (default: python:<x.y.z>-slim-bookworm)")
     parser.add_argument("--mirror", default="http://deb.debian.org/debian", help="Debian mirror")
     parser.add_argument("--force", action="store_true", help="rebuild even when the tag exists")
     args = parser.parse_args(argv)
-    if image_exists(args.tag) and not args.force:
-        print(f"[standin] {args.tag} already present")
+    tag = args.tag or default_tag(args.platform)
+    if image_exists(tag) and not args.force:
+        print(f"[standin] {tag} already present")
         return 0
-    build(args.tag, args.mirror)
-    print(f"[standin] built {args.tag}")
+    build(tag, args.mirror, args.platform)
+    print(f"[standin] built {tag}")
     return 0
 
 

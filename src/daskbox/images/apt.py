@@ -8,15 +8,20 @@ installs the .debs with dpkg, still with no network.   [side effects: Docker, fi
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shlex
 import shutil
+import tarfile
 from pathlib import Path
+
+from dask.utils import format_bytes
 
 from daskbox._tasks import Progress
 from daskbox.errors import DockerfileError, ImageBuildError
+from daskbox.images.cache import cache_dir, touch
 from daskbox.images.engine import ContainerEngine
-from daskbox.images.wheels import Artifact, cache_root, file_sha256
+from daskbox.images.wheels import Artifact, file_sha256
 
 
 def fetch_debs(
@@ -24,11 +29,14 @@ def fetch_debs(
     base_image: str,
     packages: tuple[str, ...],
     progress: Progress = print,
-    cache: Path | None = None,
+    platform: str | None = None,
 ) -> tuple[Artifact, ...]:
-    """Return the .debs installing ``packages`` on ``base_image`` needs (cached per base id)."""
+    """Return the .debs installing ``packages`` on ``base_image`` needs (cached per base id).
+
+    apt runs in a container of the base, so for a foreign platform under emulation.
+    """
     key = hashlib.sha256("\0".join([engine.image_id(base_image), *sorted(packages)]).encode())
-    folder = (cache or cache_root().parent / "debs") / key.hexdigest()[:24]
+    folder = cache_dir("debs") / key.hexdigest()[:24]
     if not folder.is_dir():
         progress(f"downloading apt packages {', '.join(packages)} for {base_image}")
         scratch = folder.with_suffix(".part")
@@ -42,7 +50,7 @@ def fetch_debs(
             f"chown -R {os.getuid()}:{os.getgid()} /out"
         )
         try:
-            engine.run(base_image, ["sh", "-c", script], {str(scratch): "/out"})
+            engine.run(base_image, ["sh", "-c", script], {str(scratch): "/out"}, platform)
         except ImageBuildError as error:
             shutil.rmtree(scratch, ignore_errors=True)
             raise DockerfileError(
@@ -50,4 +58,26 @@ def fetch_debs(
                 "check the names in [tool.daskbox] apt-packages (`apt-cache search NAME`)"
             ) from None
         scratch.replace(folder)
+        debs = sorted(folder.glob("*.deb"))
+        size = sum(deb.stat().st_size for deb in debs)
+        progress(f"downloaded {len(debs)} .deb(s), {format_bytes(size)}")
+    touch(folder)
     return tuple(Artifact(path, file_sha256(path)) for path in sorted(folder.glob("*.deb")))
+
+
+def deb_paths(deb: Path) -> set[str]:
+    """Absolute paths of the files a .deb installs (its ``data.tar.*``; a .deb is an ar
+    archive), for the shared-library check."""
+    with deb.open("rb") as stream:
+        if stream.read(8) != b"!<arch>\n":
+            return set()
+        while header := stream.read(60):
+            name = header[:16].decode().strip().rstrip("/")
+            size = int(header[48:58].decode().strip())
+            data = stream.read(size)
+            if size % 2:
+                stream.read(1)
+            if name.startswith("data.tar"):
+                with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+                    return {"/" + m.name.removeprefix("./") for m in archive if not m.isdir()}
+    return set()

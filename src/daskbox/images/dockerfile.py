@@ -1,12 +1,13 @@
 """DockerfilePlan -> Dockerfile text: one template, classic-builder syntax (no BuildKit).
 
-Layer order follows how often things change: the system packages (apt-packages, installed
-by dpkg in a stage of their own so only their installed files reach the image), the fixed
-runtime settings (user, ports, PATH, entrypoint), the locked dependencies (one layer, copied
-from a builder stage so no wheel, sdist or pip cache reaches the runtime image), daskbox's
-entrypoint module, then the project's own wheels installed into a venv overlay (the only
-layer a code change touches). The lock-dependent ENV and the labels come last: they add no
-filesystem layer and don't bust the cache above."""
+The runtime image is the base plus layers prepared on the host (``ADD <layer>.tar /``: no step
+runs inside the image, so a wheel-only lock builds for a foreign platform without emulation),
+ordered from the least to the most often changed: the non-root user (follows the base), the
+system packages (apt-packages, installed by dpkg in a stage of their own so only their files
+reach the image), the locked wheels' venv, the locked sdists built in a builder stage of the
+target platform (with build-essential; usually absent), daskbox's entrypoint, then the
+project's own wheels (the only layer a code change touches). Metadata comes last: it adds
+no filesystem layer and does not bust the cache above."""
 
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from daskbox.contract import (
     ENV_GROUPS,
     ENV_IMAGE_TAG,
     ENV_LOCK_HASH,
-    IMAGE_UID,
     IMAGE_USER,
     VENV,
 )
@@ -30,16 +30,25 @@ from daskbox.contract import (
 PORTS = (DEFAULT_SCHEDULER_PORT, DEFAULT_DASHBOARD_PORT)
 
 # Paths inside the build context.
-REQUIREMENTS_FILE = "requirements.txt"
-WHEELS_DIR = "wheels"  # locked wheels for the target
-SDISTS_DIR = "sdists"  # locked sdists of distributions without a target wheel
-BUILD_WHEELS_DIR = "build-wheels"  # their build requirements, as target wheels
+LAYERS_DIR = "layers"  # the prepared layer tars
+USER_LAYER = f"{LAYERS_DIR}/user.tar"
+VENV_LAYER = f"{LAYERS_DIR}/venv.tar"
+ENTRYPOINT_LAYER = f"{LAYERS_DIR}/entrypoint.tar"
+PROJECT_LAYER = f"{LAYERS_DIR}/project.tar"
 APT_DIR = "apt"  # .debs for [tool.daskbox] apt-packages, downloaded on the host
+BUILD_DIR = "build"  # what the sdists stage needs: .debs, pip, build requirements, sdists
+BUILD_DEBS = f"{BUILD_DIR}/debs"
+BUILD_PIP = f"{BUILD_DIR}/pip"  # pip's own wheel: the base image need not have pip
+BUILD_WHEELS = f"{BUILD_DIR}/wheels"  # the sdists' build requirements, as target wheels
+BUILD_REQUIREMENTS = f"{BUILD_DIR}/build-requirements.txt"  # pinned by hash
+SDISTS_DIR = f"{BUILD_DIR}/sdists"
 SYSTEM_STAGE = "system-packages"
+SDIST_STAGE = "sdists"
 # In the system-packages stage: every file dpkg created or changed, laid out from /.
 SYSTEM_ROOT = "/tmp/daskbox/root"
-PROJECT_DIR = "project"  # the project's wheels, installed on the host into a venv overlay
-ENTRYPOINT_DIR = "daskbox"
+ENTRYPOINT_DIR = "daskbox"  # the entrypoint's files, relative to ENTRYPOINT_ROOT
+# Printed before each sdist's build, so a failure can be pinned on its package.
+BUILDING_MARKER = "daskbox-building:"
 
 # Values that differ per build without changing the image's content come in as build args,
 # so the Dockerfile (part of the content tag) stays the same.
@@ -51,51 +60,36 @@ REVISION_ARG = "DASKBOX_REVISION"
 class DockerfilePlan:
     """Everything the template needs; assert on this, the template only does layout."""
 
-    base_image: str
+    base_image: str  # what FROM names (a local name, or name@sha256:<platform manifest>)
+    platform: str  # linux/amd64 or linux/arm64
+    interpreter: str  # the base image's python3.X, which builds the sdists
     lock_hash: str
     groups: tuple[str, ...]
-    project_wheels: tuple[str, ...]  # wheel file names, installed into the project layer
+    has_project_layer: bool = False  # the project (or its path/git dependencies) is installed
     apt_packages: tuple[str, ...] = ()  # installed from .debs in the context
+    sdists: tuple[tuple[str, str], ...] = ()  # (name, sdist file name) built in the image
+    build_apt_packages: tuple[str, ...] = ()  # besides build-essential, for the sdists only
+    pip_wheel: str = ""  # file name of pip's wheel, when there are sdists
     labels: tuple[tuple[str, str], ...] = ()
 
-    @property
-    def has_project_layer(self) -> bool:
-        """Whether the project (or its path/git dependencies) adds the last layer."""
-        return bool(self.project_wheels)
-
-
-_PIP = f"python -m pip --isolated --disable-pip-version-check --python {VENV}/bin/python"
 
 _TEMPLATE = """\
-# Rendered by daskbox {version}. Built with `docker build --network none` by the classic
-# builder: every file is in the context, fetched on the host and checked against poetry.lock.
+# Rendered by daskbox {version} for {platform}. Built with `docker build --network none` by the
+# classic builder: every file is in the context, fetched on the host and checked against
+# poetry.lock; every runtime layer was prepared on the host (no step runs in the image).
 
-# Builder: a venv with exactly the locked distributions, installed offline with hash checks.
-FROM {base_image} AS environment
-COPY {requirements} /tmp/daskbox/{requirements}
-COPY {wheels}/ /tmp/daskbox/{wheels}/
-# Locked distributions without a wheel for the target: their hash-checked sdists, built here
-# with their build requirements (target wheels) also from the context. Usually empty.
-COPY {sdists}/ /tmp/daskbox/{sdists}/
-COPY {build_wheels}/ /tmp/daskbox/{build_wheels}/
-RUN python -m venv --without-pip {venv} \\
- && {pip} install --no-index --no-deps --require-hashes --no-cache-dir \\
-      --find-links /tmp/daskbox/{wheels} --find-links /tmp/daskbox/{sdists} \\
-      --find-links /tmp/daskbox/{build_wheels} --requirement /tmp/daskbox/{requirements}
-
-{system_stage}# Runtime: the base image, a non-root user, the venv, the entrypoint, the project.
-FROM {base_image}
-{system_copy}RUN useradd --create-home --uid {uid} --user-group --shell /usr/sbin/nologin {user}
-USER {user}
+{sdist_stage}{system_stage}FROM {base_image}
+ADD {user_layer} /
+{system_copy}ADD {venv_layer} /
+{sdist_copy}ADD {entrypoint_layer} /
+{project_add}USER {user}
 WORKDIR /home/{user}
 EXPOSE {ports}
 ENV PATH={venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
     PYTHONPATH={entrypoint_root} \\
     PYTHONUNBUFFERED=1
 ENTRYPOINT {entrypoint_argv}
-COPY --from=environment {venv} {venv}
-COPY {entrypoint}/ {entrypoint_root}/daskbox/
-{project_copy}ARG {tag_arg}=unknown {revision_arg}=unknown
+ARG {tag_arg}=unknown {revision_arg}=unknown
 ENV {lock_hash_env}={lock_hash} \\
     {groups_env}={groups} \\
     {image_tag_env}=${tag_arg}
@@ -106,10 +100,12 @@ LABEL {labels} \\
 
 # dpkg runs in a stage of its own and only what it created or changed (ctime after a marker:
 # dpkg keeps the archives' mtimes, but ctime is always "now") moves on to the runtime stage,
-# so no .deb is left in any layer of the image.
+# with fixed mtimes, so no .deb is left in any layer and the layer is the same every time.
 _SYSTEM_STAGE = """\
-# apt-packages: {packages} (downloaded on the host, installed here by dpkg).
+# apt-packages: {packages} (downloaded on the host, installed here by dpkg; this stage runs
+# {platform} binaries, under emulation when the host is another platform).
 FROM {base_image} AS {stage}
+ADD {user_layer} /
 COPY {apt}/ /tmp/daskbox/{apt}/
 RUN touch /tmp/daskbox/before-dpkg \\
  && dpkg --install --recursive /tmp/daskbox/{apt} \\
@@ -117,47 +113,97 @@ RUN touch /tmp/daskbox/before-dpkg \\
  && find . -xdev -mindepth 1 \\( -path ./tmp -o -path ./proc -o -path ./sys -o -path ./dev \\
       -o -path ./var/log -o -path ./var/cache -o -path ./etc/hosts -o -path ./etc/hostname \\
       -o -path ./etc/resolv.conf \\) -prune -o -cnewer /tmp/daskbox/before-dpkg -print \\
-    | tar --create --no-recursion --files-from - | tar --extract --directory {root}
+    | tar --create --no-recursion --files-from - | tar --extract --directory {root} \\
+ && find {root} -exec touch --no-dereference --date=@0 {{}} +
+
+"""
+
+# Locked distributions without a wheel for the target: built from their hash-checked sdists
+# in the target platform (emulated on another host), with build-essential and the pinned
+# build requirements, all from the context. Each builds in a fixed folder with
+# SOURCE_DATE_EPOCH set, so the layer holding the results is the same every time.
+_SDIST_STAGE = """\
+# Locked sdists: {names}. Built in {platform} with build-essential{extra_packages}
+# (under emulation when the host is another platform).
+FROM {base_image} AS {stage}
+COPY {build}/ /tmp/daskbox/{build}/
+RUN set -e; cd /tmp/daskbox/{build}; dpkg --install --recursive {debs} > /dev/null; \\
+    {python} -m venv --without-pip /tmp/daskbox/env; \\
+    pip() {{ /tmp/daskbox/env/bin/python {pip}/{pip_wheel}/pip --isolated \\
+      --disable-pip-version-check --no-input "$@"; }}; \\
+    pip install --no-index --no-deps --require-hashes --find-links {wheels} \\
+      --requirement {requirements} > /dev/null; \\
+    export SOURCE_DATE_EPOCH=0; \\
+    build() {{ mkdir -p /tmp/daskbox/src/$1; \\
+      tar --extract --file {sdists}/$2 --directory /tmp/daskbox/src/$1 --strip-components 1; \\
+      echo "{marker} $1"; \\
+      pip wheel --no-index --no-deps --no-build-isolation --wheel-dir /tmp/daskbox/built \\
+        /tmp/daskbox/src/$1; }}; \\
+{builds}    {python} -m venv --without-pip {venv}; \\
+    pip --python {venv}/bin/python install --no-index --no-deps --no-compile \\
+      /tmp/daskbox/built/*.whl; \\
+    rm -rf {venv}/pyvenv.cfg {venv}/lib64 {venv}/bin/python*; rmdir {venv}/include || true; \\
+    PYTHONHASHSEED=0 {python} -m compileall -q --invalidation-mode unchecked-hash {venv}/lib; \\
+    find {venv} -exec touch --no-dereference --date=@0 {{}} +
 
 """
 
 
 def render(plan: DockerfilePlan) -> str:
     """Return the Dockerfile for ``plan`` (pure)."""
-    project_copy = system_stage = system_copy = ""
+    system_stage = system_copy = sdist_stage = sdist_copy = project_add = ""
     if plan.apt_packages:
         system_stage = _SYSTEM_STAGE.format(
             base_image=plan.base_image,
+            platform=plan.platform,
             packages=" ".join(plan.apt_packages),
             stage=SYSTEM_STAGE,
+            user_layer=USER_LAYER,
             apt=APT_DIR,
             root=SYSTEM_ROOT,
         )
-        # Before useradd: a package's maintainer script may have written /etc/passwd.
         system_copy = f"COPY --from={SYSTEM_STAGE} {SYSTEM_ROOT}/ /\n"
+    if plan.sdists:
+        extra = "".join(f", {name}" for name in plan.build_apt_packages)
+        sdist_stage = _SDIST_STAGE.format(
+            names=", ".join(name for name, _ in plan.sdists),
+            platform=plan.platform,
+            extra_packages=extra,
+            base_image=plan.base_image,
+            stage=SDIST_STAGE,
+            build=BUILD_DIR,
+            debs=BUILD_DEBS.removeprefix(f"{BUILD_DIR}/"),
+            python=plan.interpreter,
+            pip=BUILD_PIP.removeprefix(f"{BUILD_DIR}/"),
+            pip_wheel=plan.pip_wheel,
+            wheels=BUILD_WHEELS.removeprefix(f"{BUILD_DIR}/"),
+            requirements=BUILD_REQUIREMENTS.removeprefix(f"{BUILD_DIR}/"),
+            sdists=SDISTS_DIR.removeprefix(f"{BUILD_DIR}/"),
+            marker=BUILDING_MARKER,
+            builds="".join(f"    build {name} {filename}; \\\n" for name, filename in plan.sdists),
+            venv=VENV,
+        )
+        sdist_copy = f"COPY --from={SDIST_STAGE} {VENV}/ {VENV}/\n"
     if plan.has_project_layer:
-        # Installed on the host (daskbox.images.wheels.install_overlay): no RUN step, so a
-        # code change costs one small COPY layer.
-        project_copy = f"COPY {PROJECT_DIR}/ {VENV}/\n"
+        project_add = f"ADD {PROJECT_LAYER} /\n"
     labels = " \\\n      ".join(f"{key}={json.dumps(value)}" for key, value in plan.labels)
     return _TEMPLATE.format(
         version=__version__,
+        platform=plan.platform,
         base_image=plan.base_image,
-        requirements=REQUIREMENTS_FILE,
-        wheels=WHEELS_DIR,
-        sdists=SDISTS_DIR,
-        build_wheels=BUILD_WHEELS_DIR,
-        venv=VENV,
-        pip=_PIP,
-        project_copy=project_copy,
+        sdist_stage=sdist_stage,
         system_stage=system_stage,
+        user_layer=USER_LAYER,
         system_copy=system_copy,
-        uid=IMAGE_UID,
+        venv_layer=VENV_LAYER,
+        sdist_copy=sdist_copy,
+        entrypoint_layer=ENTRYPOINT_LAYER,
+        project_add=project_add,
+        venv=VENV,
         user=IMAGE_USER,
         lock_hash_env=ENV_LOCK_HASH,
         groups_env=ENV_GROUPS,
         image_tag_env=ENV_IMAGE_TAG,
-        entrypoint=ENTRYPOINT_DIR,
         entrypoint_root=ENTRYPOINT_ROOT,
         ports=" ".join(str(port) for port in PORTS),
         tag_arg=IMAGE_TAG_ARG,

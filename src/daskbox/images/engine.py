@@ -7,14 +7,18 @@ including credential helpers (e.g. gcloud's for Artifact Registry).   [side effe
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
+import tarfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
 import docker
 import docker.errors
 import requests.exceptions
+from dask.utils import format_bytes
 
 from daskbox._tasks import Progress
 from daskbox.errors import DockerUnavailable, ImageBuildError, PushError
@@ -33,6 +37,8 @@ _DENIED = re.compile(
     r"incorrect username or password|forbidden",
     re.IGNORECASE,
 )
+# The classic builder's line after each finished step: " ---> 3f2a9c0d1e4b".
+_STEP_IMAGE = re.compile(r"^ ---> ([0-9a-f]{12})$")
 _INVALID_NAME = re.compile(r"invalid reference format|repository name|NAME_INVALID", re.IGNORECASE)
 
 
@@ -45,6 +51,8 @@ class LocalImage:
     layers: tuple[str, ...]
     labels: Mapping[str, str]
     size: int
+    platform: str = ""  # "linux/amd64": the image's os/architecture
+    env: Mapping[str, str] = field(default_factory=dict)  # the image config's ENV
 
 
 @dataclass(frozen=True)
@@ -84,11 +92,16 @@ class ContainerEngine(Protocol):
         build_args: Mapping[str, str],
         progress: Progress,
         no_cache: bool = False,
+        platform: str | None = None,
     ) -> str: ...
     def tag(self, image_id: str, reference: ImageRef) -> None: ...
-    def pull(self, reference: ImageRef) -> None: ...
+    def pull(self, reference: ImageRef, platform: str | None = None) -> None: ...
     def image_id(self, reference: str) -> str: ...
-    def run(self, image: str, command: list[str], mounts: Mapping[str, str]) -> None: ...
+    def run(
+        self, image: str, command: list[str], mounts: Mapping[str, str], platform: str | None = None
+    ) -> None: ...
+    def read_paths(self, image: str, paths: list[str]) -> dict[str, tarfile.TarFile | None]: ...
+    def remove_image(self, image_id: str) -> None: ...
     def remote_digest(self, reference: ImageRef) -> str | None: ...
     def push(self, reference: ImageRef, progress: Progress) -> PushResult: ...
 
@@ -115,6 +128,12 @@ class DockerEngine:
             layers=tuple(attributes.get("RootFS", {}).get("Layers") or ()),
             labels=dict(attributes.get("Config", {}).get("Labels") or {}),
             size=int(attributes.get("Size") or 0),
+            platform=f"{attributes.get('Os', '')}/{attributes.get('Architecture', '')}",
+            env=dict(
+                item.split("=", 1)
+                for item in attributes.get("Config", {}).get("Env") or ()
+                if "=" in item
+            ),
         )
 
     def build(
@@ -124,8 +143,14 @@ class DockerEngine:
         build_args: Mapping[str, str],
         progress: Progress,
         no_cache: bool = False,
+        platform: str | None = None,
     ) -> str:
-        """Build the context with no network at all; stream the builder's lines; return the id."""
+        """Build the context with no network at all; stream the builder's lines; return the id.
+
+        A failed build leaves no image behind: the engine removes its intermediate containers
+        (``forcerm``) and this removes the images of the steps that finished.
+        """
+        steps: list[str] = []
         try:
             stream: Iterator[dict[str, Any]] = self.client.api.build(
                 fileobj=context,
@@ -138,23 +163,31 @@ class DockerEngine:
                 pull=False,
                 nocache=no_cache,
                 decode=True,
+                platform=platform,
             )
             image_id = None
+            output: list[str] = []
             for chunk in stream:
                 if "error" in chunk:
-                    raise ImageBuildError(
-                        f"docker build failed: {_first_line(chunk['error'])}: "
-                        "see the build output above (`invoke dockerfile` shows the Dockerfile)"
-                    )
+                    self._remove_steps(steps)
+                    raise BuildStepFailed(_first_line(chunk["error"]), output[-200:])
                 text = str(chunk.get("stream", "")).rstrip()
                 if text:
                     progress(text)
+                    output.extend(text.splitlines())
+                    step = _STEP_IMAGE.match(text)
+                    if step:
+                        steps.append(step[1])
                 if "aux" in chunk and "ID" in chunk["aux"]:
                     image_id = chunk["aux"]["ID"]
         except docker.errors.APIError as error:
+            self._remove_steps(steps)
             raise ImageBuildError(f"docker build failed: {_first_line(error)}") from None
         except requests.exceptions.ConnectionError as error:
             raise ImageBuildError(f"Docker engine connection lost during build: {error}") from None
+        except BaseException:
+            self._remove_steps(steps)  # Ctrl-C: nothing half-made stays behind
+            raise
         if image_id is None:
             image = self.local_image(tag)
             if image is None:
@@ -168,11 +201,25 @@ class DockerEngine:
             raise ValueError(f"cannot tag {image_id} as {reference}: the reference has no tag")
         self.client.api.tag(image_id, reference.repository, reference.tag)
 
-    def pull(self, reference: ImageRef) -> None:
-        """Pull ``reference`` (the base image) with the user's credentials."""
+    def _remove_steps(self, steps: list[str]) -> None:
+        """Remove the untagged images of finished steps (newest first), unless still used."""
+        for image in reversed(steps):
+            # A cached step another image or tag still uses stays.
+            with contextlib.suppress(docker.errors.APIError):
+                self.client.api.remove_image(image, noprune=False)
+
+    def remove_image(self, image_id: str) -> None:
+        """Remove a local image and its untagged parents; absent or in use is not an error."""
+        with contextlib.suppress(docker.errors.APIError):
+            self.client.api.remove_image(image_id, noprune=False)
+
+    def pull(self, reference: ImageRef, platform: str | None = None) -> None:
+        """Pull ``reference`` (the base image) for ``platform`` with the user's credentials."""
         try:
             self.client.api.pull(
-                reference.repository, tag=reference.digest or reference.tag or "latest"
+                reference.repository,
+                tag=reference.digest or reference.tag or "latest",
+                platform=platform,
             )
         except docker.errors.APIError as error:
             raise ImageBuildError(
@@ -187,18 +234,39 @@ class DockerEngine:
             raise ImageBuildError(f"image {reference} not found locally: `docker pull {reference}`")
         return image.id
 
-    def run(self, image: str, command: list[str], mounts: Mapping[str, str]) -> None:
+    def run(
+        self, image: str, command: list[str], mounts: Mapping[str, str], platform: str | None = None
+    ) -> None:
         """Run a throwaway root container on the host network (host dir -> container dir)."""
         try:
             self.client.containers.run(
                 image, command, entrypoint=[], user="0", network_mode="host", remove=True,
                 volumes={host: {"bind": inside, "mode": "rw"} for host, inside in mounts.items()},
+                platform=platform,
             )  # fmt: skip
         except docker.errors.ContainerError as error:
             stderr = error.stderr.decode(errors="replace") if error.stderr else str(error)
             raise ImageBuildError((stderr.strip().splitlines() or ["failed"])[-1]) from None
         except docker.errors.APIError as error:
             raise ImageBuildError(_first_line(error)) from None
+
+    def read_paths(self, image: str, paths: list[str]) -> dict[str, tarfile.TarFile | None]:
+        """Each path of ``image`` as a tar (``docker cp``), None when absent. The container is
+        created, never started: no emulation is needed for a foreign platform's image."""
+        container = self.client.api.create_container(image, command=["true"], entrypoint=[])
+        found: dict[str, tarfile.TarFile | None] = {}
+        try:
+            for path in paths:
+                try:
+                    stream, _ = self.client.api.get_archive(container["Id"], path)
+                except docker.errors.NotFound:
+                    found[path] = None
+                    continue
+                data = io.BytesIO(b"".join(stream))
+                found[path] = tarfile.open(fileobj=data)  # noqa: SIM115  (in memory; returned)
+        finally:
+            self.client.api.remove_container(container["Id"], force=True)
+        return found
 
     def remote_digest(self, reference: ImageRef) -> str | None:
         """The registry's manifest digest for ``reference`` (a HEAD request); None if absent."""
@@ -230,7 +298,7 @@ class DockerEngine:
                 if status == "Pushing" and layer:
                     uploaded[layer] = int(chunk.get("progressDetail", {}).get("current") or 0)
                 elif status == "Pushed" and layer:
-                    progress(f"pushed layer {layer} ({_human(uploaded.get(layer, 0))})")
+                    progress(f"pushed layer {layer} ({format_bytes(uploaded.get(layer, 0))})")
                 elif status == "Layer already exists" and layer:
                     skipped.add(layer)
                 if "aux" in chunk and "Digest" in chunk["aux"]:
@@ -245,6 +313,17 @@ class DockerEngine:
             layers_skipped=len(skipped),
             bytes_uploaded=sum(uploaded.values()),
         )
+
+
+class BuildStepFailed(ImageBuildError):
+    """A Dockerfile step failed; ``output`` holds the build's last lines for diagnosis."""
+
+    def __init__(self, message: str, output: list[str]) -> None:
+        super().__init__(
+            f"docker build failed: {message}: see the build output above "
+            "(`invoke dockerfile` shows the Dockerfile)"
+        )
+        self.output = output
 
 
 def registry_error(reference: ImageRef, message: str) -> PushError:
@@ -274,13 +353,3 @@ def _first_line(error: object) -> str:
     else:
         text = str(error)
     return (text.strip().splitlines() or [""])[0]
-
-
-def _human(size: float) -> str:
-    if size < 1024:
-        return f"{size:.0f} B"
-    for unit in ("KiB", "MiB"):
-        size /= 1024
-        if size < 1024:
-            return f"{size:.1f} {unit}"
-    return f"{size / 1024:.1f} GiB"

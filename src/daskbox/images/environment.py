@@ -13,9 +13,14 @@ from urllib.parse import unquote, urlsplit
 
 from packaging.markers import Marker
 from packaging.tags import Tag, compatible_tags, cpython_tags
-from packaging.utils import NormalizedName, canonicalize_name
+from packaging.utils import (
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_wheel_filename,
+)
 
-from daskbox.contract import PLATFORM_MACHINES
+from daskbox.contract import DEFAULT_PLATFORM, PLATFORM_MACHINES
 from daskbox.record import ImageRecord, LockedDistribution
 
 # The default base image is Debian bookworm, whose glibc is 2.36.
@@ -26,16 +31,21 @@ REQUIRED_DISTRIBUTIONS = ("distributed", "psutil")
 
 @dataclass(frozen=True)
 class Platform:
-    """The platform the image runs on: linux/amd64 and the local CPython version."""
+    """The platform the image runs on: linux/amd64 or linux/arm64, and its CPython version."""
 
     python_version: str  # "3.11.7"
-    machine: str = "x86_64"
+    machine: str = PLATFORM_MACHINES[DEFAULT_PLATFORM]
     glibc: tuple[int, int] = DEFAULT_GLIBC
 
     @classmethod
-    def local(cls) -> Platform:
-        """The target matching this interpreter, so the image's Python equals the local one."""
-        return cls(python_version=platform.python_version())
+    def local(cls, oci: str = DEFAULT_PLATFORM) -> Platform:
+        """``oci`` ("linux/arm64") with this interpreter's CPython version."""
+        return cls.of(oci, platform.python_version())
+
+    @classmethod
+    def of(cls, oci: str, python_version: str) -> Platform:
+        """The target ``oci`` ("linux/amd64" or "linux/arm64") running ``python_version``."""
+        return cls(python_version=python_version, machine=PLATFORM_MACHINES[oci])
 
     @property
     def oci(self) -> str:
@@ -117,6 +127,14 @@ class Requirement:
     url: str | None = None  # for DIRECTORY / VCS / URL
     hashes: tuple[str, ...] = ()  # "sha256:<hex>", sorted
     marker: str = ""  # the export's PEP 508 marker ("" when unconditional)
+    files: tuple[str, ...] = ()  # names of the locked files (from poetry.lock) for these hashes
+
+    def has_wheel_for(self, target: Platform) -> bool:
+        """Whether the lock holds a wheel that installs on ``target`` (else: its sdist).
+        Without file names (an old cache) every requirement is taken to have one."""
+        if not self.files:
+            return True
+        return any(fits(name, target) for name in self.files if name.endswith(".whl"))
 
     def applies_to(self, target: Platform) -> bool:
         """Whether the lock installs this distribution on ``target``."""
@@ -198,6 +216,7 @@ class Environment:
         digest = hashlib.sha256()
         for part in (
             self.target.python_version,
+            self.target.machine,
             self.lock_hash,
             ",".join(self.groups),
             ",".join(self.extras),
@@ -206,6 +225,15 @@ class Environment:
         ):
             digest.update(part.encode() + b"\0")
         return digest.hexdigest()
+
+
+def fits(filename: str, target: Platform) -> bool:
+    """Whether the wheel ``filename`` installs on ``target`` (its tags meet the target's)."""
+    try:
+        tags = parse_wheel_filename(filename)[3]
+    except InvalidWheelFilename:
+        return False
+    return not tags.isdisjoint(target.tags)
 
 
 def file_url_path(url: str) -> Path:

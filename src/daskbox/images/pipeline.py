@@ -11,29 +11,53 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import platform
+import re
 import shutil
 import subprocess
-import tempfile
+import tarfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from dask.utils import format_bytes
 from packaging.utils import parse_wheel_filename
 
 from daskbox import __version__, contract
 from daskbox._files import write_atomically
 from daskbox._tasks import Progress
 from daskbox.contract import STATE_DIR
-from daskbox.errors import ConfigError, DaskboxError, ImageBuildError, PushError
+from daskbox.errors import ConfigError, DaskboxError, DockerfileError, ImageBuildError, PushError
 from daskbox.image_ref import ImageRef
 from daskbox.images import dockerfile as layout
-from daskbox.images.apt import fetch_debs
+from daskbox.images.apt import deb_paths, fetch_debs
+from daskbox.images.base import BaseImage, resolve_base
+from daskbox.images.cache import CacheLimits, prune
 from daskbox.images.context import ContextFile, write_context
 from daskbox.images.dockerfile import DockerfilePlan, render
-from daskbox.images.engine import ContainerEngine, DockerEngine, LocalImage, PushResult
-from daskbox.images.environment import Environment, Platform, Source, installed_set_digest
+from daskbox.images.engine import (
+    BuildStepFailed,
+    ContainerEngine,
+    DockerEngine,
+    LocalImage,
+    PushResult,
+)
+from daskbox.images.environment import (
+    Environment,
+    Platform,
+    Source,
+    fits,
+    installed_set_digest,
+)
+from daskbox.images.layers import LAYERS_FORMAT, entrypoint_layer, user_layer, venv_layer
+from daskbox.images.libraries import (
+    describe_missing,
+    elf_files_in_tar,
+    missing_libraries,
+    tar_paths,
+)
 from daskbox.images.lock import export_environment
 from daskbox.images.settings import ImageSettings, load_settings
 from daskbox.images.wheels import (
@@ -41,7 +65,8 @@ from daskbox.images.wheels import (
     FetchedDistributions,
     build_local_wheels,
     fetch_index_distributions,
-    install_overlay,
+    is_sdist,
+    pip_version,
     wheel_content_digest,
 )
 from daskbox.record import ImageRecord, read_record, write_record
@@ -61,19 +86,29 @@ class ImagePlan:
 
     project_root: Path
     settings: ImageSettings
+    base: BaseImage
     environment: Environment
     image: ImageRef  # repository:contenttag
     dockerfile_plan: DockerfilePlan
     dockerfile: str
     local_wheels: tuple[Artifact, ...]
     entrypoint_files: tuple[tuple[str, bytes], ...]
-    base_digest: str  # the base image's registry digest, or its local id when it has none
     installed: Mapping[str, str]  # name -> version of every distribution the image installs
 
     @property
     def reference(self) -> str:
         """``repository:contenttag`` as text (what gcloud's launch looks up)."""
         return str(self.image)
+
+    @property
+    def base_digest(self) -> str:
+        """The base image's content identity (platform manifest digest, or local id)."""
+        return self.base.digest
+
+    @property
+    def platform(self) -> str:
+        """The target platform, e.g. ``linux/arm64``."""
+        return self.environment.target.oci
 
     @property
     def lock_hash(self) -> str:
@@ -94,16 +129,17 @@ class ImagePlan:
 def plan_image(
     project_root: Path,
     overrides: Mapping[str, Any] | None = None,
-    target: Platform | None = None,
     progress: Progress | None = None,
     engine: ContainerEngine | None = None,
 ) -> ImagePlan:
-    """Export the environment, build the project's wheels and render the Dockerfile.
+    """Resolve the base for the target platform, export the environment, build the project's
+    wheels and render the Dockerfile.
 
     ``overrides`` holds task flags / invoke config under [tool.daskbox]'s key names. Docker
-    is only asked for the base image's identity (pulling it when it is not local), which the
-    content tag covers. The project's wheels land in a content-addressed cache folder, so
-    concurrent plans of one project never touch each other's files.
+    is asked for the base image's identity and files (pulling it for the platform when it is
+    not local); both are cached, so a plan with nothing changed needs no network. The
+    project's wheels land in a content-addressed cache folder, so concurrent plans of one
+    project never touch each other's files.
     """
     project_root = project_root.resolve()
     settings = load_settings(project_root, overrides)
@@ -113,56 +149,85 @@ def plan_image(
             f"[tool.daskbox] repository {settings.repository!r} must not carry a tag or digest: "
             "daskbox tags images by content"
         )
-    base = ImageRef.parse(settings.base_image)
-    target = target or Platform.local()
     progress = progress or _quiet
+    base = resolve_base(engine or DockerEngine(), settings.base_image, settings.platform, progress)
+    target = Platform.of(settings.platform, base.python_version)
+    _check_python(base, target)
     environment = export_environment(project_root, target, settings.groups, settings.extras)
     local_wheels = _local_wheels(project_root, environment, progress)
-    base_digest = base_image_digest(engine or DockerEngine(), base, progress)
+    refuse_host_only_wheels(local_wheels, target)
     entrypoint_files = image_entrypoint_files()
     installed = _installed(environment, local_wheels)
     dockerfile_plan = DockerfilePlan(
-        base_image=settings.base_image,
+        base_image=base.from_reference,
+        platform=target.oci,
+        interpreter=base.interpreter,
         lock_hash=environment.lock_hash,
         groups=environment.groups,
-        project_wheels=tuple(w.filename for w in local_wheels),
+        has_project_layer=bool(local_wheels),
         apt_packages=settings.apt_packages,
-        labels=_labels(environment, settings, installed, base_digest),
+        sdists=_sdists(environment),
+        build_apt_packages=settings.build_apt_packages,
+        pip_wheel=f"pip-{pip_version()}-py3-none-any.whl",
+        labels=_labels(environment, settings, installed, base.digest),
     )
     text = render(dockerfile_plan)
-    tag = _content_tag(environment, base_digest, text, entrypoint_files, local_wheels)
+    tag = _content_tag(environment, base.digest, text, entrypoint_files, local_wheels)
     return ImagePlan(
         project_root=project_root,
         settings=settings,
+        base=base,
         environment=environment,
         image=repository.with_tag(tag),
         dockerfile_plan=dockerfile_plan,
         dockerfile=text,
         local_wheels=local_wheels,
         entrypoint_files=entrypoint_files,
-        base_digest=base_digest,
         installed=installed,
     )
 
 
-def base_image_digest(engine: ContainerEngine, base: ImageRef, progress: Progress) -> str:
-    """What identifies the base image's content: the digest it was pulled by (stable across
-    machines), else its local image id (a base built locally). Pulls a missing base."""
-    if base.digest is not None:
-        return base.digest
-    image = engine.local_image(str(base))
-    if image is None:
-        # The daemon pulls the base; the build itself then runs without network.
-        progress(f"pulling base image {base}")
-        engine.pull(base)
-        image = engine.local_image(str(base))
-        if image is None:
-            raise ImageBuildError(f"base image {base} is still missing after a pull")
-    for repo_digest in image.repo_digests:
-        repository, _, digest = repo_digest.partition("@")
-        if repository == base.repository:
-            return digest
-    return image.id
+def _check_python(base: BaseImage, target: Platform) -> None:
+    """The project's wheels and the venv's bytecode are made by the local CPython, and the
+    environment check compares versions: the image's minor version must be the local one."""
+    local = ".".join(platform.python_version().split(".")[:2])
+    if target.python_minor != local:
+        raise ConfigError(
+            f"base image {base.name} has CPython {base.python_version} but daskbox runs on "
+            f"{platform.python_version()}: use python:{platform.python_version()}-slim-bookworm "
+            f"as base-image, or run daskbox from CPython {target.python_minor}"
+        )
+
+
+def _sdists(environment: Environment) -> tuple[tuple[str, str], ...]:
+    """(name, sdist file) of each index distribution the lock has no target wheel for."""
+    found = []
+    for requirement in environment.index_requirements:
+        if requirement.has_wheel_for(environment.target):
+            continue
+        sdists = [name for name in requirement.files if is_sdist(name)]
+        if not sdists:
+            raise DockerfileError(
+                f"poetry.lock has neither a {environment.target.label} wheel nor an sdist of "
+                f"{requirement.name}=={requirement.version} (it has {', '.join(requirement.files)}"
+                "): pin a version with linux wheels (`poetry add NAME@VERSION`) or drop it "
+                "from the image's groups"
+            )
+        found.append((str(requirement.name), sdists[0]))
+    return tuple(found)
+
+
+def refuse_host_only_wheels(wheels: tuple[Artifact, ...], target: Platform) -> None:
+    """Wheels built on the host (the project, path/git/URL dependencies) must install on the
+    target: a compiled one built for this machine is refused by name."""
+    for wheel in wheels:
+        if not fits(wheel.filename, target):
+            name = parse_wheel_filename(wheel.filename)[0]
+            raise DockerfileError(
+                f"{name} was built on this machine as {wheel.filename}, which does not install "
+                f"on {target.label}: build the image for this machine's platform, or publish "
+                f"{name} with {target.oci} wheels (or an sdist) and lock it from an index"
+            )
 
 
 def _local_wheels(
@@ -246,6 +311,7 @@ def _content_tag(
     entrypoint and the project's wheels (blind to zip timestamps)."""
     content = hashlib.sha256()
     for part in (
+        f"layers-{LAYERS_FORMAT}",
         environment.fingerprint,
         base_digest,
         dockerfile,
@@ -277,34 +343,61 @@ def image_entrypoint_files() -> tuple[tuple[str, bytes], ...]:
     return tuple(files)
 
 
+@dataclass(frozen=True)
+class PreparedLayers:
+    """The runtime layers, made on the host (each a deterministic tar)."""
+
+    user: Artifact
+    venv: Artifact
+    entrypoint: Artifact
+    project: Artifact | None
+
+
+def prepare_layers(plan: ImagePlan, fetched: FetchedDistributions) -> PreparedLayers:
+    """Make (or find cached) every layer the runtime image ADDs."""
+    return PreparedLayers(
+        user=user_layer(plan.base),
+        venv=venv_layer(fetched.wheels, plan.base),
+        entrypoint=entrypoint_layer(plan.entrypoint_files, contract.ENTRYPOINT_ROOT),
+        project=venv_layer(plan.local_wheels, plan.base, skeleton=False)
+        if plan.local_wheels else None,
+    )  # fmt: skip
+
+
 def context_files(
     plan: ImagePlan,
+    layers: PreparedLayers,
     fetched: FetchedDistributions,
-    project_overlay: Path | None,
     debs: tuple[Artifact, ...] = (),
+    build_debs: tuple[Artifact, ...] = (),
 ) -> dict[str, ContextFile]:
-    """The build context: Dockerfile, hashed requirements, wheels and sdists, entrypoint,
-    and the project installed into a venv overlay."""
+    """The build context: Dockerfile, the prepared layers, and what the stages need."""
     files = {
         "Dockerfile": ContextFile(data=plan.dockerfile.encode()),
-        layout.REQUIREMENTS_FILE: ContextFile(data=plan.environment.requirements_txt().encode()),
+        layout.USER_LAYER: ContextFile(path=layers.user.path),
+        layout.VENV_LAYER: ContextFile(path=layers.venv.path),
+        layout.ENTRYPOINT_LAYER: ContextFile(path=layers.entrypoint.path),
     }
-    for folder, artifacts in (
-        (layout.WHEELS_DIR, fetched.wheels),
-        (layout.SDISTS_DIR, fetched.sdists),
-        (layout.BUILD_WHEELS_DIR, fetched.build_wheels),
-        *([(layout.APT_DIR, debs)] if plan.settings.apt_packages else []),
-    ):
-        files[f"{folder}/"] = ContextFile()  # present even when empty: COPY needs it
-        for artifact in artifacts:
-            files[f"{folder}/{artifact.filename}"] = ContextFile(path=artifact.path)
-    if project_overlay is not None:
-        for path in sorted(project_overlay.rglob("*")):
-            if path.is_file():
-                name = f"{layout.PROJECT_DIR}/{path.relative_to(project_overlay).as_posix()}"
-                files[name] = ContextFile(path=path, executable=bool(path.stat().st_mode & 0o111))
-    for name, data in plan.entrypoint_files:
-        files[name] = ContextFile(data=data)
+    if layers.project is not None:
+        files[layout.PROJECT_LAYER] = ContextFile(path=layers.project.path)
+    if plan.settings.apt_packages:
+        files[f"{layout.APT_DIR}/"] = ContextFile()
+        for deb in debs:
+            files[f"{layout.APT_DIR}/{deb.filename}"] = ContextFile(path=deb.path)
+    if plan.dockerfile_plan.sdists:
+        pinned = fetched.build_requirements_txt().encode()
+        files[layout.BUILD_REQUIREMENTS] = ContextFile(data=pinned)
+        assert fetched.pip_wheel is not None
+        groups = (
+            (layout.BUILD_DEBS, build_debs),
+            (layout.BUILD_WHEELS, fetched.build_wheels),
+            (layout.BUILD_PIP, (fetched.pip_wheel,)),
+            (layout.SDISTS_DIR, tuple(sdist for _, sdist in fetched.sdists)),
+        )
+        for folder, artifacts in groups:
+            files[f"{folder}/"] = ContextFile()
+            for artifact in artifacts:
+                files[f"{folder}/{artifact.filename}"] = ContextFile(path=artifact.path)
     return files
 
 
@@ -325,7 +418,9 @@ def build_image(
 ) -> BuildResult:
     """Build ``plan`` unless its content tag exists locally; tag it also as ``latest``.
 
-    ``force`` rebuilds without Docker's layer cache.
+    ``force`` rebuilds without Docker's layer cache (the prepared layers are the same bytes,
+    so the registry still has them). The compiled extensions' libraries are checked before
+    anything is built; a failed build leaves no image.
     """
     engine = engine or DockerEngine()
     existing = None if force else engine.local_image(plan.reference)
@@ -334,42 +429,131 @@ def build_image(
         _record_build(plan, existing.id)
         progress(f"{plan.reference} is up to date")
         return BuildResult(existing.id, plan.image, built=False)
-    base = ImageRef.parse(plan.settings.base_image)
-    if base_image_digest(engine, base, progress) != plan.base_digest:
+    base = resolve_base(engine, plan.settings.base_image, plan.platform, progress)
+    if base.digest != plan.base.digest:
         # The tag names the planned base; building on another would break that promise.
         raise ImageBuildError(
-            f"base image {base} changed since the plan ({plan.base_digest[:19]}): "
-            "run the build again"
+            f"base image {plan.settings.base_image} changed since the plan "
+            f"({plan.base.digest[:19]}): run the build again"
         )
     fetched = fetch_index_distributions(plan.environment, progress)
     debs: tuple[Artifact, ...] = ()
+    build_debs: tuple[Artifact, ...] = ()
     if plan.settings.apt_packages:
-        debs = fetch_debs(engine, plan.settings.base_image, plan.settings.apt_packages,
-                          progress)  # fmt: skip
+        debs = fetch_debs(engine, base.from_reference, plan.settings.apt_packages, progress,
+                          plan.platform)  # fmt: skip
+    if plan.dockerfile_plan.sdists:
+        build_debs = fetch_debs(engine, base.from_reference,
+                                ("build-essential", *plan.settings.build_apt_packages),
+                                progress, plan.platform)  # fmt: skip
+    layers = prepare_layers(plan, fetched)
+    check_libraries(plan, layers, debs)
+    files = context_files(plan, layers, fetched, debs, build_debs)
+    size = sum(f.path.stat().st_size if f.path else len(f.data or b"") for f in files.values())
     progress(
-        f"building {plan.reference} ({len(fetched.wheels)} locked wheels, "
-        f"{len(fetched.sdists)} sdists, {len(plan.local_wheels)} project wheels, network: none)"
+        f"building {plan.reference} for {plan.platform} ({len(fetched.wheels)} locked wheels, "
+        f"{len(fetched.sdists)} sdists, {len(plan.local_wheels)} project wheels; context "
+        f"{format_bytes(size)}, network: none)"
     )
-    with tempfile.TemporaryDirectory(prefix="daskbox-overlay-") as scratch:
-        overlay = None
-        if plan.local_wheels:
-            overlay = install_overlay(plan.local_wheels, plan.environment.target, Path(scratch))
-        context = write_context(context_files(plan, fetched, overlay, debs))
-    with context:
-        image_id = engine.build(
-            context,
-            plan.reference,
-            {
-                layout.IMAGE_TAG_ARG: plan.image.tag or "",
-                layout.REVISION_ARG: source_revision(plan.project_root),
-            },
-            progress,
-            no_cache=force,
-        )
+    with write_context(files) as context:
+        try:
+            image_id = engine.build(
+                context,
+                plan.reference,
+                {
+                    layout.IMAGE_TAG_ARG: plan.image.tag or "",
+                    layout.REVISION_ARG: source_revision(plan.project_root),
+                },
+                progress,
+                no_cache=force,
+                platform=plan.platform,
+            )
+        except BuildStepFailed as failure:
+            raise _diagnose(plan, failure) from None
+    if plan.dockerfile_plan.sdists:
+        _check_built_libraries(plan, engine, image_id, layers, debs)
     engine.tag(image_id, plan.moving)
     _record_build(plan, image_id)
+    prune(CacheLimits.resolve(plan.settings.cache))
     progress(f"built {plan.reference} ({image_id[:19]})")
     return BuildResult(image_id, plan.image, built=True)
+
+
+def _image_files(
+    plan: ImagePlan, layers: PreparedLayers, debs: tuple[Artifact, ...]
+) -> set[str]:
+    """Absolute paths of the files the image will hold in library folders or the venv."""
+    files = {f"{d}/{name}" for d in plan.base.library_dirs for name in plan.base.libraries}
+    for deb in debs:
+        files |= deb_paths(deb.path)
+    for layer in (layers.venv, layers.project):
+        if layer is not None:
+            with tarfile.open(layer.path) as archive:
+                files |= tar_paths(archive)
+    return files
+
+
+def check_libraries(plan: ImagePlan, layers: PreparedLayers, debs: tuple[Artifact, ...]) -> None:
+    """Refuse, before building, a venv whose compiled extensions need a library the image
+    will not have (the soname and, when known, the Debian package to add)."""
+    elves = []
+    for layer in (layers.venv, layers.project):
+        if layer is not None:
+            with tarfile.open(layer.path) as archive:
+                elves += list(elf_files_in_tar(archive))
+    missing = missing_libraries(elves, _image_files(plan, layers, debs), plan.base.library_dirs)
+    if missing:
+        raise ImageBuildError(describe_missing(missing, plan.platform))
+
+
+def _check_built_libraries(
+    plan: ImagePlan,
+    engine: ContainerEngine,
+    image_id: str,
+    layers: PreparedLayers,
+    debs: tuple[Artifact, ...],
+) -> None:
+    """The same check for what the sdist stage compiled, read back from the built image."""
+    (venv,) = engine.read_paths(image_id, [contract.VENV]).values()
+    if venv is None:
+        return
+    parent = str(PurePosixPath(contract.VENV).parent)
+    files = _image_files(plan, layers, debs) | tar_paths(venv, parent)
+    assert venv.fileobj is not None
+    venv.fileobj.seek(0)
+    with tarfile.open(fileobj=venv.fileobj) as archive:
+        elves = list(elf_files_in_tar(archive, parent))
+    missing = missing_libraries(elves, files, plan.base.library_dirs)
+    if missing:
+        engine.remove_image(image_id)
+        raise ImageBuildError(describe_missing(missing, plan.platform))
+
+
+def _diagnose(plan: ImagePlan, failure: BuildStepFailed) -> DaskboxError:
+    """A failed sdist build as one line: the package, what was missing, the fix."""
+    lines = failure.output
+    marks = [i for i, line in enumerate(lines) if line.startswith(layout.BUILDING_MARKER)]
+    if not marks:
+        return failure
+    package = lines[marks[-1]].split(":", 1)[1].strip()
+    after = lines[marks[-1] + 1 :]
+    text = "\n".join(after)
+    header = re.search(r"fatal error: ([\w./+-]+): No such file or directory", text)
+    tool = re.search(r"(?:command|No such file or directory:) '([\w./+-]+)'", text)
+    if header:
+        cause = f"the header {header[1]} is missing"
+        fix = ("add the Debian -dev package that provides it to [tool.daskbox] "
+               "build-apt-packages (`apt-file search " + header[1] + "`)")  # fmt: skip
+    elif tool:
+        cause = f"the program {tool[1]} failed or is missing"
+        fix = "add the Debian package that provides it to [tool.daskbox] build-apt-packages"
+    else:
+        errors = [line.strip() for line in after if "error" in line.lower()]
+        cause = (errors or [failure.args[0]])[0][:300]
+        fix = "see the build output above; pin a version with wheels for " + plan.platform
+    return ImageBuildError(
+        f"building the sdist of {package} for {plan.platform} failed: {cause}: {fix}"
+    )
 
 
 def image_record(plan: ImagePlan, image_id: str) -> ImageRecord:

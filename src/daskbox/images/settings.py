@@ -5,15 +5,17 @@ from __future__ import annotations
 import difflib
 import platform
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from daskbox._pyproject import daskbox_table, project_name
+from daskbox.contract import DEFAULT_PLATFORM, PLATFORM_MACHINES
 from daskbox.errors import ConfigError
 
 # The keys of [tool.daskbox] this component reads; sub-tables belong to other components.
-KEYS = ("repository", "base-image", "groups", "extras", "apt-packages")
+KEYS = ("repository", "base-image", "platform", "groups", "extras", "apt-packages",
+        "build-apt-packages", "cache-max-size", "cache-max-age")  # fmt: skip
 _SUBTABLES = ("gcloud",)
 
 
@@ -26,6 +28,9 @@ class ImageSettings:
     groups: tuple[str, ...] = ("main",)
     extras: tuple[str, ...] = ()
     apt_packages: tuple[str, ...] = ()
+    platform: str = DEFAULT_PLATFORM  # linux/amd64 or linux/arm64
+    build_apt_packages: tuple[str, ...] = ()  # for building locked sdists only
+    cache: Mapping[str, str] = field(default_factory=dict)  # cache-max-size / cache-max-age
 
 
 def default_base_image() -> str:
@@ -50,7 +55,20 @@ def load_settings(project_root: Path, overrides: Mapping[str, Any] | None = None
         groups=_names(merged, "groups") or ("main",),
         extras=_names(merged, "extras"),
         apt_packages=_names(merged, "apt-packages"),
+        platform=_platform(merged),
+        build_apt_packages=_names(merged, "build-apt-packages"),
+        cache={k: str(merged[k]) for k in ("cache-max-size", "cache-max-age") if k in merged},
     )
+
+
+def _platform(table: Mapping[str, Any]) -> str:
+    value = _text(table, "platform") or DEFAULT_PLATFORM
+    if value in PLATFORM_MACHINES:
+        return value
+    aliases = {"amd64": "linux/amd64", "x86_64": "linux/amd64", "arm64": "linux/arm64",
+               "aarch64": "linux/arm64"}  # fmt: skip
+    hint = aliases.get(value.rpartition("/")[2]) or ", ".join(PLATFORM_MACHINES)
+    raise ConfigError(f"platform {value!r} is not supported: use {hint}")
 
 
 def _refuse_unknown_keys(table: Mapping[str, Any], source: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,12 +23,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+from dask.utils import format_bytes
+from packaging.utils import parse_wheel_filename
 
 from daskbox._pyproject import TOMLDecodeError, parse_toml
 from daskbox._tasks import Progress
 from daskbox.errors import DockerfileError
-from daskbox.images.environment import Environment, Platform, Requirement, Source, file_url_path
+from daskbox.images.cache import cache_dir, touch
+from daskbox.images.environment import (
+    Environment,
+    Platform,
+    Requirement,
+    Source,
+    file_url_path,
+    fits,
+)
 
 
 @dataclass(frozen=True)
@@ -43,56 +53,75 @@ class Artifact:
         return self.path.name
 
 
-def cache_root() -> Path:
-    """Where fetched wheels are kept by hash: ``$XDG_CACHE_HOME/daskbox/wheels``."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "daskbox" / "wheels"
-
-
 @dataclass(frozen=True)
 class FetchedDistributions:
-    """Everything the environment stage installs from, all on the host."""
+    """Everything the image installs from, all on the host."""
 
     wheels: tuple[Artifact, ...]  # one per index distribution that has a target wheel
-    sdists: tuple[Artifact, ...] = ()  # hash-checked sdists of the others
+    sdists: tuple[tuple[str, Artifact], ...] = ()  # (name, hash-checked sdist) of the others
     build_wheels: tuple[Artifact, ...] = ()  # the sdists' build requirements, as target wheels
+    pip_wheel: Artifact | None = None  # pip itself, which builds the sdists in the image
+
+    def build_requirements_txt(self) -> str:
+        """The sdists' build requirements pinned by hash (what the sdist stage installs)."""
+        lines = []
+        for wheel in self.build_wheels:
+            name, version, *_ = parse_wheel_filename(wheel.filename)
+            lines.append(f"{name}=={version} --hash=sha256:{wheel.sha256}\n")
+        return "".join(sorted(lines))
 
 
 def fetch_index_distributions(
     environment: Environment, progress: Progress = print, cache: Path | None = None
 ) -> FetchedDistributions:
-    """Return a hash-checked target wheel per index requirement, or its sdist if it has none.
+    """Return a hash-checked target wheel per index requirement, or its sdist if the lock has
+    no wheel for the target: one pip call for all missing wheels, one for all missing sdists.
 
-    Only what's missing from the cache is downloaded. Raises DockerfileError naming every
-    locked distribution that has neither a target wheel nor an sdist.
+    Only what's missing from the cache is downloaded. Raises DockerfileError naming the
+    locked distribution pip could not fetch, with pip's own reason.
     """
-    cache = cache or cache_root()
+    cache = cache or cache_dir("wheels")
     target = environment.target
+    wanted = environment.index_requirements
+    as_sdist = [r for r in wanted if not r.has_wheel_for(target)]
     found: dict[str, Artifact] = {}
-    missing: list[Requirement] = []
-    for requirement in environment.index_requirements:
-        wheel = _cached(requirement, cache, lambda name: _fits(name, target))
-        if wheel is None:
-            missing.append(requirement)
-        else:
-            found[requirement.name] = wheel
-    if missing:
-        progress(f"downloading {len(missing)} wheel(s) for {target.label}")
-        with tempfile.TemporaryDirectory(prefix="daskbox-wheels-") as scratch:
-            downloaded, without_wheel = _download_wheels(missing, environment, Path(scratch))
-            for requirement in missing:
-                if requirement not in without_wheel:
-                    found[requirement.name] = _store(requirement, downloaded, cache)
-    sdist_requirements = [r for r in environment.index_requirements if r.name not in found]
-    if not sdist_requirements:
-        return FetchedDistributions(tuple(found[r.name] for r in environment.index_requirements))
-    sdists = tuple(_fetch_sdist(r, environment, cache, progress) for r in sdist_requirements)
-    build_wheels = _fetch_build_requirements(sdists, environment, cache, progress)
-    return FetchedDistributions(
-        tuple(found[r.name] for r in environment.index_requirements if r.name in found),
-        sdists,
-        build_wheels,
+    for requirement in wanted:
+        accept = is_sdist if requirement in as_sdist else (lambda name: fits(name, target))
+        cached = _cached(requirement, cache, accept)
+        if cached is not None:
+            found[requirement.name] = cached
+    missing_wheels = [r for r in wanted if r.name not in found and r not in as_sdist]
+    missing_sdists = [r for r in as_sdist if r.name not in found]
+    for batch, kind, options in (
+        (missing_wheels, "wheel", _target_options(target)),
+        (missing_sdists, "sdist", ["--no-binary=:all:"]),
+    ):
+        if not batch:
+            continue
+        progress(f"downloading {len(batch)} {kind}(s) for {target.label}")
+        with tempfile.TemporaryDirectory(prefix="daskbox-download-") as scratch:
+            folder = Path(scratch)
+            result = _pip_download(
+                [r.pip_line for r in batch], folder, "--no-deps", "--require-hashes", *options,
+                index_options=environment.index_options,
+            )  # fmt: skip
+            if result.returncode != 0:
+                _raise_not_fetched(batch, target, kind, result.stderr)
+            downloaded = sorted((folder / "out").glob("*"))
+            for requirement in batch:
+                found[requirement.name] = _store(requirement, downloaded, cache)
+        size = sum(found[r.name].path.stat().st_size for r in batch)
+        progress(f"downloaded {len(batch)} {kind}(s), {format_bytes(size)}")
+    for artifact in found.values():
+        touch(artifact.path.parent)
+    wheels = tuple(found[r.name] for r in wanted if r not in as_sdist)
+    if not as_sdist:
+        return FetchedDistributions(wheels)
+    sdists = tuple((str(r.name), found[r.name]) for r in as_sdist)
+    build_wheels = _fetch_build_requirements(
+        tuple(s for _, s in sdists), environment, cache.parent / "build-requirements", progress
     )
+    return FetchedDistributions(wheels, sdists, build_wheels, _pip_itself(cache.parent, progress))
 
 
 def _cached(
@@ -109,15 +138,7 @@ def _cached(
     return None
 
 
-def _fits(filename: str, target: Platform) -> bool:
-    try:
-        tags = parse_wheel_filename(filename)[3]
-    except InvalidWheelFilename:
-        return False
-    return not tags.isdisjoint(target.tags)
-
-
-def _is_sdist(filename: str) -> bool:
+def is_sdist(filename: str) -> bool:
     return filename.endswith((".tar.gz", ".zip", ".tar.bz2", ".tgz"))
 
 
@@ -146,81 +167,65 @@ def _target_options(target: Platform) -> list[str]:
     return options
 
 
-def _download_wheels(
-    requirements: list[Requirement], environment: Environment, folder: Path
-) -> tuple[list[Path], list[Requirement]]:
-    """Download target wheels; return them and the requirements that have no target wheel."""
-    options = ["--no-deps", "--require-hashes", *_target_options(environment.target)]
-    lines = [r.pip_line for r in requirements]
-    index_options = environment.index_options
-    if _pip_download(lines, folder, *options, index_options=index_options).returncode == 0:
-        return sorted((folder / "out").glob("*.whl")), []
-    # Find the ones without a wheel one by one (pip stops at the first).
-    without_wheel = []
-    for requirement in requirements:
-        probe = folder / f"probe-{requirement.name}"
-        probed = _pip_download([requirement.pip_line], probe, *options, index_options=index_options)
-        if probed.returncode != 0:
-            without_wheel.append(requirement)
-            continue
-        for path in (probe / "out").glob("*.whl"):
-            (folder / "out").mkdir(exist_ok=True)
-            shutil.move(path, folder / "out" / path.name)
-    return sorted((folder / "out").glob("*.whl")), without_wheel
-
-
-def _fetch_sdist(
-    requirement: Requirement, environment: Environment, cache: Path, progress: Progress
-) -> Artifact:
-    cached = _cached(requirement, cache, _is_sdist)
-    if cached is not None:
-        return cached
-    progress(f"{requirement.name}=={requirement.version} has no wheel for "
-             f"{environment.target.label}: fetching its sdist")  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="daskbox-sdist-") as scratch:
-        folder = Path(scratch)
-        result = _pip_download(
-            [requirement.pip_line], folder, "--no-deps", "--require-hashes", "--no-binary=:all:",
-            index_options=environment.index_options,
-        )  # fmt: skip
-        downloaded = [p for p in (folder / "out").glob("*") if _is_sdist(p.name)]
-        if result.returncode != 0 or not downloaded:
-            _raise_no_wheel([requirement], environment.target, result.stderr)
-        return _store(requirement, downloaded, cache)
-
-
 def _fetch_build_requirements(
     sdists: tuple[Artifact, ...], environment: Environment, cache: Path, progress: Progress
 ) -> tuple[Artifact, ...]:
-    """Platform wheels for the sdists' [build-system] requires (resolved, not locked)."""
+    """Target wheels for the sdists' [build-system] requires: resolved once per set of
+    requirements and target, then kept, and handed to the image pinned by their hashes."""
     requires: list[str] = []
     for sdist in sdists:
         requires += [r for r in _build_requires(sdist.path) if r not in requires]
-    progress(f"downloading build requirements for sdists: {', '.join(requires)}")
-    folder = (
-        cache
-        / "build-requirements"
-        / hashlib.sha256(
-            "\0".join([environment.target.python_version, *sorted(requires)]).encode()
-        ).hexdigest()[:24]
-    )
+    folder = cache / hashlib.sha256(
+        "\0".join([environment.target.python_version, environment.target.machine,
+                   *sorted(requires)]).encode()
+    ).hexdigest()[:24]  # fmt: skip
     if not (folder / "out").is_dir():
+        progress(f"downloading build requirements for sdists: {', '.join(requires)}")
         scratch = folder.with_suffix(".part")
         shutil.rmtree(scratch, ignore_errors=True)
         result = _pip_download(
-            requires, scratch, *_target_options(environment.target),
+            requires, scratch, "--only-binary=:all:", *_target_options(environment.target),
             index_options=environment.index_options,
         )  # fmt: skip
         if result.returncode != 0:
             shutil.rmtree(scratch, ignore_errors=True)
-            last = (result.stderr.strip().splitlines() or [""])[-1]
             raise DockerfileError(
                 f"cannot fetch build requirements {', '.join(requires)} for "
-                f"{', '.join(s.filename for s in sdists)}: {last}"
+                f"{', '.join(s.filename for s in sdists)}: {_pip_reason(result.stderr)}"
             )
         shutil.rmtree(folder, ignore_errors=True)
         scratch.replace(folder)
+    touch(folder)
     return tuple(Artifact(p, file_sha256(p)) for p in sorted((folder / "out").glob("*.whl")))
+
+
+def pip_version() -> str:
+    """The version of the pip running here (whose wheel builds sdists in the image)."""
+    from importlib.metadata import version
+
+    return version("pip")
+
+
+def _pip_itself(cache: Path, progress: Progress) -> Artifact:
+    """pip's own wheel (the version running here): it builds the sdists in the image, whose
+    base need not have pip."""
+    folder = cache / "build-requirements" / f"pip-{pip_version()}"
+    if not folder.is_dir():
+        progress(f"downloading pip {pip_version()} to build sdists in the image")
+        scratch = folder.with_suffix(".part")
+        shutil.rmtree(scratch, ignore_errors=True)
+        result = _pip_download([f"pip=={pip_version()}"], scratch, "--no-deps",
+                               "--only-binary=:all:")  # fmt: skip
+        if result.returncode != 0:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise DockerfileError(
+                f"cannot download pip {pip_version()} ({_pip_reason(result.stderr)}): "
+                "check the network or the package index"
+            )
+        scratch.replace(folder)
+    touch(folder)
+    (wheel,) = sorted((folder / "out").glob("pip-*.whl"))
+    return Artifact(wheel, file_sha256(wheel))
 
 
 def _build_requires(sdist: Path) -> list[str]:
@@ -242,17 +247,34 @@ def _build_requires(sdist: Path) -> list[str]:
     return [str(r) for r in requires] if isinstance(requires, list) else default
 
 
-def _raise_no_wheel(requirements: list[Requirement], target: Platform, stderr: str) -> None:
-    names = ", ".join(f"{r.name}=={r.version}" for r in requirements)
-    detail = next(
-        (line.strip() for line in reversed(stderr.splitlines()) if line.startswith("ERROR")), ""
-    )
-    hint = "" if not detail else f" ({detail.removeprefix('ERROR: ')})"
+def _raise_not_fetched(
+    requirements: list[Requirement], target: Platform, kind: str, stderr: str
+) -> None:
+    """One line naming the distribution pip could not fetch (pip stops at the first) and why."""
+    reason = _pip_reason(stderr)
+    named = [r for r in requirements if re.search(rf"\b{re.escape(r.name)}\b", reason, re.I)]
+    names = ", ".join(f"{r.name}=={r.version}" for r in (named or requirements))
     raise DockerfileError(
-        f"no hash-matching wheel or sdist for {target.label} of {names}{hint}: "
-        "pin a version that has linux wheels (`poetry add NAME@VERSION`) "
-        "or drop it from the image's groups"
+        f"no hash-matching {kind} for {target.label} of {names} ({reason}): "
+        "check the network and the lock's index (`poetry lock` if a file changed), pin a "
+        "version that has linux wheels (`poetry add NAME@VERSION`), or drop it from the "
+        "image's groups"
     )
+
+
+def _pip_reason(stderr: str) -> str:
+    """pip's real reason in one line: its ERROR line, or the deepest network error; never its
+    "note"/"hint" lines."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    network = [line for line in lines if "NewConnectionError" in line or "Errno" in line]
+    if network:
+        cause = re.search(r"\[Errno -?\d+\] ([^')\]]+)", network[-1])
+        return cause[1] if cause else network[-1][:200]
+    errors = [line for line in lines if line.startswith("ERROR:")]
+    if errors:
+        return errors[0].removeprefix("ERROR: ")[:300]
+    kept = [line for line in lines if not line.startswith(("note:", "hint:", "╰─>", "│"))]
+    return (kept or ["no output"])[-1][:300]
 
 
 def _store(requirement: Requirement, downloaded: list[Path], cache: Path) -> Artifact:
@@ -426,35 +448,3 @@ def wheel_content_digest(path: Path) -> str:
         for name in sorted(archive.namelist()):
             digest.update(name.encode() + b"\0" + archive.read(name) + b"\0")
     return digest.hexdigest()
-
-
-def install_overlay(wheels: tuple[Artifact, ...], target: Platform, folder: Path) -> Path:
-    """Install ``wheels`` into ``folder`` laid out as the image's venv (an overlay of /opt/venv).
-
-    Uses ``installer`` (the library pip and Poetry install wheels with), with the image's
-    interpreter in script shebangs, so the image needs no RUN step for the project layer.
-    No bytecode is written: sources from the context have fixed mtimes, so Python compiles
-    on import instead.
-    """
-    from installer import install
-    from installer.destinations import SchemeDictionaryDestination
-    from installer.sources import WheelFile
-
-    from daskbox.contract import VENV
-
-    site_packages = folder / "lib" / f"python{target.python_minor}" / "site-packages"
-    for wheel in wheels:
-        name = str(parse_wheel_filename(wheel.filename)[0])
-        scheme = {
-            "purelib": str(site_packages),
-            "platlib": str(site_packages),
-            "headers": str(folder / "include" / "site" / f"python{target.python_minor}" / name),
-            "scripts": str(folder / "bin"),
-            "data": str(folder),
-        }
-        destination = SchemeDictionaryDestination(
-            scheme, interpreter=f"{VENV}/bin/python", script_kind="posix"
-        )
-        with WheelFile.open(wheel.path) as source:
-            install(source, destination, {"INSTALLER": b"daskbox\n"})
-    return folder
