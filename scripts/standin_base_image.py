@@ -24,6 +24,8 @@ tag already exists (unless --force).
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import platform
 import shutil
 import subprocess
@@ -112,6 +114,45 @@ def debian_python(rootfs: Path) -> str:
     return DEBIAN_PYTHON
 
 
+def load_image(rootfs: Path, workdir: Path, tag: str, target: str, python_version: str) -> None:
+    """``docker load`` the root filesystem as a one-layer image whose config names ``target``
+    (``docker import --platform`` only records it on an experimental engine)."""
+    layer = workdir / "layer.tar"
+    subprocess.run(
+        ["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(layer), "."], check=True
+    )
+    digest = hashlib.sha256()
+    with layer.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    os_name, architecture = target.split("/")
+    config = {
+        "architecture": architecture,
+        "os": os_name,
+        "config": {
+            "Env": [
+                "PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
+                "LANG=C.UTF-8",
+                f"PYTHON_VERSION={python_version}",
+            ],
+            "Cmd": ["python3"],
+        },
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{digest.hexdigest()}"]},
+        "history": [{"created_by": "scripts/standin_base_image.py (debootstrap bookworm)"}],
+    }
+    (workdir / "config.json").write_text(json.dumps(config))
+    manifest = [{"Config": "config.json", "RepoTags": [tag], "Layers": ["layer.tar"]}]
+    (workdir / "manifest.json").write_text(json.dumps(manifest))
+    archive = workdir / "image.tar"
+    subprocess.run(
+        ["tar", "-C", str(workdir), "-cf", str(archive), "manifest.json", "config.json",
+         "layer.tar"],
+        check=True,
+    )  # fmt: skip
+    subprocess.run(["docker", "load", "--input", str(archive)], check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+
+
 def build(tag: str, mirror: str, target: str = NATIVE_PLATFORM) -> None:
     native = target == NATIVE_PLATFORM
     packages = RUNTIME_PACKAGES if native else [*RUNTIME_PACKAGES, "python3"]
@@ -132,9 +173,9 @@ def build(tag: str, mirror: str, target: str = NATIVE_PLATFORM) -> None:
             stdout=subprocess.DEVNULL,
         )
         if native:
-            print(f"[standin] copying CPython {platform.python_version()} to /usr/local", flush=True)
-            copy_interpreter(rootfs)
             python_version = platform.python_version()
+            print(f"[standin] copying CPython {python_version} to /usr/local", flush=True)
+            copy_interpreter(rootfs)
         else:
             python_version = debian_python(rootfs)
         # Slim images keep no apt lists, docs or man pages.
@@ -153,33 +194,8 @@ def build(tag: str, mirror: str, target: str = NATIVE_PLATFORM) -> None:
             ],
             check=True,
         )
-        print(f"[standin] importing as {tag}", flush=True)
-        tar = subprocess.Popen(
-            ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE
-        )
-        subprocess.run(
-            [
-                "docker",
-                "import",
-                "--change",
-                "ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "--change",
-                "ENV LANG=C.UTF-8",
-                "--platform",
-                target,
-                "--change",
-                f"ENV PYTHON_VERSION={python_version}",
-                "--change",
-                'CMD ["python3"]',
-                "-",
-                tag,
-            ],
-            stdin=tar.stdout,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        if tar.wait() != 0:
-            raise SystemExit("[standin] tar of the root filesystem failed")
+        print(f"[standin] loading as {tag} ({target})", flush=True)
+        load_image(rootfs, Path(workdir), tag, target, python_version)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ everything else is started here and stopped when the session ends.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import platform
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from daskbox_services import Registry, docker_login, running_registry
+from daskbox_services import Registry, docker_login, push_platform_index, running_registry
 from pipeline_image import PipelineImage, build_fixture_image
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +57,41 @@ def base_image(docker_client: docker.DockerClient) -> str:
         check=True,
     )
     return DEFAULT_BASE_IMAGE
+
+
+def _standin_script():  # the script's own naming of the stand-ins
+    spec = importlib.util.spec_from_file_location(
+        "standin_base_image", REPO_ROOT / "scripts" / "standin_base_image.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def arm64_base(docker_client: docker.DockerClient) -> str:
+    """A linux/arm64 stand-in base (Debian's python3 under /usr/local/bin), built when
+    missing; it runs here only under QEMU emulation (scripts/setup.sh enables it)."""
+    subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "standin_base_image.py"),
+         "--platform", "linux/arm64"],
+        check=True,
+    )  # fmt: skip
+    return str(_standin_script().default_tag("linux/arm64"))
+
+
+@pytest.fixture(scope="session")
+def platform_index_base(
+    registry: Registry, registry_login: Path, base_image: str, arm64_base: str
+) -> str:
+    """The two stand-ins pushed to the session registry under one multi-platform tag, as the
+    official python images are published: ``<registry>/python:<local x.y.z>-slim-bookworm``."""
+    name = DEFAULT_BASE_IMAGE
+    push_platform_index(
+        registry, name, {"linux/amd64": base_image, "linux/arm64": arm64_base}, docker.from_env()
+    )
+    return f"{registry.host}/{name}"
 
 
 @pytest.fixture(scope="session")

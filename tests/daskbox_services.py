@@ -16,6 +16,9 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import requests
 
 REGISTRY_BINARY = "docker-registry"  # Debian's package of distribution/distribution
 
@@ -114,3 +117,53 @@ def docker_login(registry: Registry, docker_config: Path) -> None:
         check=True,
         capture_output=True,
     )
+
+
+def push_platform_index(
+    registry: Registry, name: str, images: dict[str, str], client: Any
+) -> str:
+    """Push local ``images`` (platform -> local image) to ``registry`` under one
+    multi-platform tag ``name`` (``repo:tag``), as the official ``python:*`` tags are, and
+    return the index's digest. The engine pushes each platform's image; the index is PUT
+    through the registry API (``docker manifest`` is experimental on older CLIs)."""
+    repository, _, tag = name.partition(":")
+    auth = (registry.username, registry.password) if registry.username else None
+    entries = []
+    for platform, image in images.items():
+        platform_tag = f"{tag}-{platform.replace('/', '-')}"
+        client.api.tag(image, f"{registry.host}/{repository}", platform_tag)
+        for chunk in client.api.push(
+            f"{registry.host}/{repository}", tag=platform_tag, stream=True, decode=True
+        ):
+            if "error" in chunk:
+                raise RuntimeError(f"push of {platform_tag} failed: {chunk['error']}")
+        response = requests.get(
+            f"{registry.url}/v2/{repository}/manifests/{platform_tag}",
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+            auth=auth,
+            timeout=30,
+        )
+        response.raise_for_status()
+        os_name, architecture = platform.split("/")
+        entries.append(
+            {
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "digest": response.headers["Docker-Content-Digest"],
+                "size": len(response.content),
+                "platform": {"architecture": architecture, "os": os_name},
+            }
+        )
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.list.v2+json",
+        "manifests": entries,
+    }
+    put = requests.put(
+        f"{registry.url}/v2/{repository}/manifests/{tag}",
+        data=json.dumps(index),
+        headers={"Content-Type": index["mediaType"]},
+        auth=auth,
+        timeout=30,
+    )
+    put.raise_for_status()
+    return str(put.headers["Docker-Content-Digest"])

@@ -455,6 +455,12 @@ def build_image(
         f"{len(fetched.sdists)} sdists, {len(plan.local_wheels)} project wheels; context "
         f"{format_bytes(size)}, network: none)"
     )
+    lines: list[str] = []
+
+    def relay(line: str) -> None:
+        lines.append(line)
+        progress(line)
+
     with write_context(files) as context:
         try:
             image_id = engine.build(
@@ -464,12 +470,13 @@ def build_image(
                     layout.IMAGE_TAG_ARG: plan.image.tag or "",
                     layout.REVISION_ARG: source_revision(plan.project_root),
                 },
-                progress,
+                relay,
                 no_cache=force,
                 platform=plan.platform,
             )
         except BuildStepFailed as failure:
             raise _diagnose(plan, failure) from None
+    _keep_stages(plan, engine, lines)
     if plan.dockerfile_plan.sdists:
         _check_built_libraries(plan, engine, image_id, layers, debs)
     engine.tag(image_id, plan.moving)
@@ -477,6 +484,36 @@ def build_image(
     prune(CacheLimits.resolve(plan.settings.cache))
     progress(f"built {plan.reference} ({image_id[:19]})")
     return BuildResult(image_id, plan.image, built=True)
+
+
+_STAGE_START = re.compile(r"^Step \d+/\d+ : FROM \S+(?: AS (\S+))?", re.IGNORECASE)
+_STEP_DONE = re.compile(r"^ ---> ([0-9a-f]{12})$")
+STAGES_REPOSITORY = "daskbox-stages"
+
+
+def _keep_stages(plan: ImagePlan, engine: ContainerEngine, lines: list[str]) -> None:
+    """Tag each builder stage's image (``daskbox-stages/<project>:<stage>-<os>-<arch>``), so
+    it serves as the next build's cache without being a dangling image; the image that
+    tag named before is removed (unless something else still uses it)."""
+    stages: dict[str, str] = {}
+    current = None
+    for line in lines:
+        start = _STAGE_START.match(line)
+        if start:
+            current = start[1]
+            continue
+        done = _STEP_DONE.match(line)
+        if done and current:
+            stages[current] = done[1]
+    for stage, image in stages.items():
+        name = ImageRef(
+            f"{STAGES_REPOSITORY}/{plan.environment.project_name}",
+            f"{stage}-{plan.platform.replace('/', '-')}",
+        )
+        previous = engine.local_image(str(name))
+        engine.tag(image, name)
+        if previous is not None and previous.id != engine.image_id(image):
+            engine.remove_image(previous.id)
 
 
 def _image_files(

@@ -14,6 +14,7 @@ from invoke.tasks import task
 
 from daskbox._pyproject import find_project_root
 from daskbox._tasks import Progress, one_line_errors
+from daskbox.errors import ConfigError
 
 if TYPE_CHECKING:  # the pipeline (and Poetry behind it) loads only when a task runs
     from daskbox.images.pipeline import ImagePlan
@@ -27,6 +28,8 @@ _IMAGE_HELP = {
     "Config: [tool.daskbox] base-image; default python:<local x.y.z>-slim-bookworm.",
     "repository": "Image repository, e.g. europe-docker.pkg.dev/proj/repo/name. "
     "Config: [tool.daskbox] repository; default localhost:5000/<project name>.",
+    "platform": "Target platform: linux/amd64 or linux/arm64 (e.g. for Axion/T2A VMs). "
+    "Config: [tool.daskbox] platform; default linux/amd64.",
 }
 
 
@@ -50,6 +53,7 @@ def _overrides(
     extras: list[str] | None,
     base_image: str | None,
     repository: str | None,
+    platform: str | None = None,
 ) -> dict[str, Any]:
     """Task flags and invoke config as [tool.daskbox]-style overrides for ``root``."""
     config: Any = c.config.get("daskbox", {}) or {}
@@ -63,6 +67,7 @@ def _overrides(
         "extras": list(dict.fromkeys([*configured.extras, *(extras or [])])),
         "base-image": base_image,
         "repository": repository,
+        "platform": platform,
     }
 
 
@@ -76,16 +81,29 @@ def _plan(
     extras: list[str] | None,
     base_image: str | None,
     repository: str | None,
+    platform: str | None = None,
     reuse: bool = False,
     progress: Progress = print_progress,
 ) -> ImagePlan:
     from daskbox.images.pipeline import plan_image
 
     root = find_project_root()
-    if reuse and not (with_ or extras or base_image or repository) and root in _LAST_PLANS:
-        return _LAST_PLANS[root]
-    overrides = _overrides(c, root, with_, extras, base_image, repository)
+    flags = [f"--{name} {value}" for name, values in
+             (("with", with_), ("extras", extras), ("base-image", base_image),
+              ("repository", repository), ("platform", platform))
+             for value in ([values] if isinstance(values, str) else values or [])]  # fmt: skip
+    built = _LAST_PLANS.get(root) if reuse else None
+    if built is not None and not flags:
+        return built
+    overrides = _overrides(c, root, with_, extras, base_image, repository, platform)
     plan = plan_image(root, overrides, progress=progress)
+    if built is not None and plan.reference != built.reference:
+        # invoke hands flags written after the last task name to that task only.
+        raise ConfigError(
+            f"`invoke build push {' '.join(flags)}` gives those flags to push only, so build "
+            f"made another image than push would push: write `invoke build {' '.join(flags)} "
+            "push`"
+        )
     _LAST_PLANS[root] = plan
     return plan
 
@@ -104,14 +122,20 @@ def build(
     extras: list[str] | None = None,
     base_image: str | None = None,
     repository: str | None = None,
+    platform: str | None = None,
     force: bool = False,
     dry_run: bool = False,
 ) -> None:
-    """Build the image holding exactly this project's locked Poetry environment."""
+    """Build the image holding exactly this project's locked Poetry environment.
+
+    Every layer of a wheel-only lock is prepared on this machine for the target platform, so
+    an arm64 image builds here at native speed; locked sdists build in a stage of the target
+    platform (emulated when it is not this machine's: QEMU binfmt, or Docker Desktop's).
+    """
     from daskbox.images.pipeline import build_image
 
     with one_line_errors():
-        plan = _plan(c, with_, extras, base_image, repository)
+        plan = _plan(c, with_, extras, base_image, repository, platform)
         if dry_run:
             print(plan.dockerfile)
             print_progress(
@@ -136,17 +160,19 @@ def push(
     extras: list[str] | None = None,
     base_image: str | None = None,
     repository: str | None = None,
+    platform: str | None = None,
     dry_run: bool = False,
 ) -> None:
     """Push the built image (content tag and latest) with your Docker credentials.
 
-    Without flags, right after ``build`` in the same command, it pushes what build built.
+    Right after ``build`` in the same command it pushes what build built; flags that would
+    make push plan another image are refused with the spelling that gives them to both.
     """
     from daskbox.images.engine import DockerEngine
     from daskbox.images.pipeline import find_pushed, push_image
 
     with one_line_errors():
-        plan = _plan(c, with_, extras, base_image, repository, reuse=True)
+        plan = _plan(c, with_, extras, base_image, repository, platform, reuse=True)
         if dry_run:
             pinned = find_pushed(plan.reference, DockerEngine())
             print_progress(
@@ -168,13 +194,50 @@ def dockerfile(
     extras: list[str] | None = None,
     base_image: str | None = None,
     repository: str | None = None,
+    platform: str | None = None,
     output: str | None = None,
 ) -> None:
     """Print (or write) the Dockerfile daskbox builds, for review."""
     with one_line_errors():
-        plan = _plan(c, with_, extras, base_image, repository, progress=progress_to_stderr)
+        plan = _plan(c, with_, extras, base_image, repository, platform,
+                     progress=progress_to_stderr)  # fmt: skip
         if output:
             Path(output).write_text(plan.dockerfile, encoding="utf-8")
             print_progress(f"wrote {output} for {plan.reference}")
         else:
             print(plan.dockerfile, end="")
+
+
+@task(
+    help={
+        "prune": "Remove entries unused for longer than the maximum age, then the least "
+        "recently used until the cache fits the maximum size.",
+        "max_size": "Largest total size, e.g. 5GB. Config: invoke daskbox.cache-max-size or "
+        "DASKBOX_CACHE_MAX_SIZE; default 10GB.",
+        "max_age": "Longest time an entry may stay unused, e.g. 14d. Config: invoke "
+        "daskbox.cache-max-age or DASKBOX_CACHE_MAX_AGE; default 30d.",
+    }
+)
+def cache(
+    c: Context, prune: bool = False, max_size: str | None = None, max_age: str | None = None
+) -> None:
+    """Show (and with --prune, trim) daskbox's download and layer cache, ~/.cache/daskbox.
+
+    Builds prune it after they finish, so it stays within its limits on its own.
+    """
+    from dask.utils import format_bytes
+
+    from daskbox.images import cache as store
+
+    with one_line_errors():
+        config: Any = c.config.get("daskbox", {}) or {}
+        limits = store.CacheLimits.resolve(
+            {**dict(config), "cache-max-size": max_size, "cache-max-age": max_age}
+        )
+        if prune:
+            removed = store.prune(limits)
+            print_progress(
+                f"removed {len(removed)} entries, {format_bytes(sum(e.size for e in removed))}"
+            )
+        for line in store.describe(store.entries(), limits):
+            print(line)
