@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from daskbox.image_ref import ImageRef
-from daskbox.images.engine import DockerEngine, _human, registry_error
+from daskbox.images.engine import DockerEngine, registry_error
 
 REFERENCE = ImageRef.parse("127.0.0.1:5000/app:abc")
 
@@ -33,9 +33,3 @@ def test_registry_errors_name_their_kind(message, kind):
 def test_tag_needs_a_tag(docker_client):
     with pytest.raises(ValueError, match="has no tag"):
         DockerEngine(docker_client).tag("sha256:" + "0" * 64, ImageRef.parse("localhost:5000/x"))
-
-
-def test_human_sizes():
-    assert [_human(n) for n in (0, 1023, 1024, 5 * 1024**2, 3 * 1024**3, 5000 * 1024**3)] == [
-        "0 B", "1023 B", "1.0 KiB", "5.0 MiB", "3.0 GiB", "5000.0 GiB",
-    ]  # fmt: skip

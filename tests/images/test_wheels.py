@@ -58,7 +58,7 @@ def test_every_wheel_fits_the_target_and_matches_a_locked_hash(tmp_path):
 def test_a_file_not_matching_the_lock_is_refused_by_name(tmp_path):
     tampered = Requirement("docopt", "0.6.2", Source.INDEX, hashes=("sha256:" + "0" * 64,))
     with pytest.raises(
-        DockerfileError, match=r"no hash-matching wheel or sdist .* docopt==0\.6\.2"
+        DockerfileError, match=r"no hash-matching wheel for .* of docopt==0\.6\.2 \("
     ):
         fetch_index_distributions(environment_of(tampered), lambda _: None, tmp_path / "cache")
 
@@ -145,4 +145,4 @@ def test_failed_build_requirement_fetch_leaves_no_partial_folder(tmp_path):
         _fetch_build_requirements(
             (Artifact(sdist, file_sha256(sdist)),), environment_of(), cache, lambda _: None
         )
-    assert list((cache / "build-requirements").iterdir()) == []
+    assert not cache.exists() or list(cache.iterdir()) == []
