@@ -66,8 +66,20 @@ def default_tag(target: str = NATIVE_PLATFORM) -> str:
     return f"python:{version}-slim-bookworm"
 
 
-def image_exists(tag: str) -> bool:
-    return subprocess.run(["docker", "image", "inspect", tag], capture_output=True).returncode == 0
+# Bumped when the stand-in gains what the official image has (2: C headers, the platform in
+# the image config), so an older stand-in is rebuilt.
+STANDIN_VERSION = "2"
+VERSION_LABEL = "dev.daskbox.standin-version"
+
+
+def image_is_current(tag: str) -> bool:
+    """Whether ``tag`` exists and was made by this version of the script."""
+    label = f'{{{{index .Config.Labels "{VERSION_LABEL}"}}}}'
+    found = subprocess.run(
+        ["docker", "image", "inspect", "--format", label, tag],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return found.returncode == 0 and found.stdout.strip() == STANDIN_VERSION
 
 
 def copy_interpreter(rootfs: Path) -> None:
@@ -88,6 +100,9 @@ def copy_interpreter(rootfs: Path) -> None:
     for entry in host_site.iterdir():
         if entry.name == "pip" or (entry.name.startswith("pip-") and entry.suffix == ".dist-info"):
             shutil.copytree(entry, site / entry.name, symlinks=True)
+    # The C headers (the official image has them: sdists with C code compile against them).
+    headers = prefix / "include" / f"python{version}"
+    shutil.copytree(headers, target / "include" / f"python{version}", symlinks=True)
     for library in (prefix / "lib").glob("libpython*"):
         shutil.copy2(library, target / "lib" / library.name, follow_symlinks=False)
     binary = target / "bin"
@@ -136,6 +151,7 @@ def load_image(rootfs: Path, workdir: Path, tag: str, target: str, python_versio
                 f"PYTHON_VERSION={python_version}",
             ],
             "Cmd": ["python3"],
+            "Labels": {VERSION_LABEL: STANDIN_VERSION},
         },
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{digest.hexdigest()}"]},
         "history": [{"created_by": "scripts/standin_base_image.py (debootstrap bookworm)"}],
@@ -155,7 +171,8 @@ def load_image(rootfs: Path, workdir: Path, tag: str, target: str, python_versio
 
 def build(tag: str, mirror: str, target: str = NATIVE_PLATFORM) -> None:
     native = target == NATIVE_PLATFORM
-    packages = RUNTIME_PACKAGES if native else [*RUNTIME_PACKAGES, "python3"]
+    # A foreign stand-in gets Debian's python3 and its headers (libpython3-dev).
+    packages = RUNTIME_PACKAGES if native else [*RUNTIME_PACKAGES, "python3", "libpython3-dev"]
     with tempfile.TemporaryDirectory(prefix="daskbox-standin-") as workdir:
         rootfs = Path(workdir) / "rootfs"
         print(f"[standin] debootstrap {target} bookworm into {rootfs} ...", flush=True)
@@ -209,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="rebuild even when the tag exists")
     args = parser.parse_args(argv)
     tag = args.tag or default_tag(args.platform)
-    if image_exists(tag) and not args.force:
+    if image_is_current(tag) and not args.force:
         print(f"[standin] {tag} already present")
         return 0
     build(tag, args.mirror, args.platform)

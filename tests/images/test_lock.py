@@ -193,3 +193,15 @@ def test_missing_poetry_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(LockfileError, match=r"the poetry command is not on PATH: install Poetry"):
         export_environment(project, TARGET)
+
+
+def test_a_lock_the_export_walker_rejects_is_one_line_with_the_fix(tmp_path):
+    """An old-format lock with six locked twice and conflicting ranges of it (fixture notes)."""
+    project = copy_project("walker_rejects", tmp_path)
+    with pytest.raises(LockfileError) as failed:
+        export_environment(project, TARGET)
+    assert str(failed.value) == (
+        f"{project / 'poetry.lock'} is in the old lock format and Poetry's export cannot pick "
+        "one version of six (it elects six (1.17.0) but six (<1.16) is also required): relock "
+        "with Poetry 2 (`poetry lock`) so the lock records groups and markers"
+    )

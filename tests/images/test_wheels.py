@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import tarfile
 import zipfile
+from dataclasses import replace
 
 import pytest
 from packaging.utils import parse_wheel_filename
@@ -146,3 +148,82 @@ def test_failed_build_requirement_fetch_leaves_no_partial_folder(tmp_path):
             (Artifact(sdist, file_sha256(sdist)),), environment_of(), cache, lambda _: None
         )
     assert not cache.exists() or list(cache.iterdir()) == []
+
+
+def test_git_dependencies_are_fetched_once_per_locked_commit(tmp_path):
+    """Built once, the wheel of a locked commit is reused with the repository gone (as a
+    no-op build or a dry run without network)."""
+    repository = tmp_path / "git-lib"
+    (repository / "src" / "git_lib").mkdir(parents=True)
+    (repository / "pyproject.toml").write_text(
+        '[project]\nname = "git-lib"\nversion = "1.0"\n[tool.poetry]\n'
+        'packages = [{ include = "git_lib", from = "src" }]\n[build-system]\n'
+        'requires = ["poetry-core>=2.0"]\nbuild-backend = "poetry.core.masonry.api"\n'
+    )
+    (repository / "src" / "git_lib" / "__init__.py").write_text("VALUE = 1\n")
+    for args in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "lib"]):
+        subprocess.run(["git", "-C", str(repository), "-c", "user.name=t", "-c", "user.email=t@t",
+                        *args], check=True)  # fmt: skip
+    commit = subprocess.run(["git", "-C", str(repository), "rev-parse", "HEAD"],
+                            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    locked = environment_of(
+        Requirement("git-lib", None, Source.VCS, url=f"git+file://{repository}@{commit}")
+    )
+    messages: list[str] = []
+    (first,) = build_local_wheels(tmp_path, locked, tmp_path / "wheels", messages.append)
+    assert any("fetching git-lib" in m for m in messages)
+    (repository / ".git").rename(tmp_path / "moved-away")  # the remote is unreachable now
+    messages.clear()
+    (again,) = build_local_wheels(tmp_path, locked, tmp_path / "wheels", messages.append)
+    assert again == first and messages == []
+
+
+@pytest.mark.parametrize(
+    ("url", "cause"),
+    [
+        ("git+https://git.daskbox.invalid/lib.git",
+         r"Could not resolve host: git\.daskbox\.invalid"),
+        ("git+http://127.0.0.1:9/lib.git", r"Failed to connect to 127\.0\.0\.1 port 9"),
+    ],
+)
+def test_an_unreachable_git_dependency_is_one_line_with_the_real_cause(tmp_path, url, cause):
+    locked = environment_of(Requirement("git-lib", None, Source.VCS, url=f"{url}@{'a' * 40}"))
+    with pytest.raises(DockerfileError) as failed:
+        build_local_wheels(tmp_path, locked, tmp_path / "wheels", lambda _: None)
+    message = str(failed.value)
+    assert re.match(rf"cannot fetch git-lib from {re.escape(url)}@a+: .*{cause}", message)
+    assert message.endswith("(each locked commit is fetched once, then cached)")
+    assert "\n" not in message and "note:" not in message
+
+
+def test_a_missing_package_folder_is_named_with_the_fix(tmp_path):
+    project = copy_project("package_mode", tmp_path)
+    (project / "src" / "fixture_app" / "__init__.py").unlink()
+    (project / "src" / "fixture_app").rmdir()
+    environment = replace(environment_of(), package_mode=True)
+    with pytest.raises(DockerfileError) as failed:
+        build_local_wheels(project, environment, tmp_path / "wheels", lambda _: None)
+    assert re.fullmatch(
+        r"cannot build the project \(\S+\): the declared package folder is missing \(.*"
+        r"fixture_app.*\): create that folder or fix `packages` in \[tool\.poetry\] of its "
+        r"pyproject\.toml",
+        str(failed.value),
+    )
+
+
+def test_a_failing_dynamic_version_is_reported_with_the_backends_exception(tmp_path):
+    """setuptools reads the version from the package at build time, and the attribute is gone."""
+    project = tmp_path / "dynamic"
+    (project / "dynamic_app").mkdir(parents=True)
+    (project / "dynamic_app" / "__init__.py").write_text("# __version__ was removed\n")
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "dynamic-app"\ndynamic = ["version"]\n'
+        '[tool.setuptools.dynamic]\nversion = { attr = "dynamic_app.__version__" }\n'
+        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
+    )
+    environment = replace(environment_of(), package_mode=True)
+    with pytest.raises(DockerfileError) as failed:
+        build_local_wheels(project, environment, tmp_path / "wheels", lambda _: None)
+    message = str(failed.value)
+    assert message.startswith(f"cannot build the project ({project}): AttributeError: ")
+    assert "__version__" in message and "hint:" not in message and "note:" not in message

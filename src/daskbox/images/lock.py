@@ -224,6 +224,16 @@ def _export_failure(project_root: Path, output: str) -> str:
     text = " ".join(lines)
     if "export does not exist" in text or 'command "export" is not defined' in text:
         return f"your poetry has no export command: run {PLUGIN_FIX}"
+    walker = re.search(r"The `([^`]+)` package has the following compatible candidates `(.*?)`;"
+                       r".*?previously elected `([^`]+)`.*?dependency `([^`]+)`", text)  # fmt: skip
+    if walker or "Dependency walk failed at" in text:
+        detail = (f"it elects {walker[3]} but {walker[4]} is also required" if walker
+                  else text.split("Dependency walk failed at", 1)[1].strip()[:120])  # fmt: skip
+        return (
+            f"{project_root / 'poetry.lock'} is in the old lock format and Poetry's export "
+            f"cannot pick one version of {walker[1] if walker else 'a package'} ({detail}): "
+            "relock with Poetry 2 (`poetry lock`) so the lock records groups and markers"
+        )
     if "changed significantly since poetry.lock was last generated" in text:
         return f"{project_root / 'poetry.lock'} is stale against pyproject.toml: run `poetry lock`"
     # Poetry prints a traceback-free message; keep its lines, not its blank layout.

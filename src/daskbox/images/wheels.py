@@ -327,7 +327,7 @@ def _built(key: str, source: Requirement | Path, cache: Path, progress: Progress
     try:
         if isinstance(source, Path):
             progress(f"building a wheel for {source}")
-            _pip_wheel(str(source), scratch)
+            _pip_wheel(str(source), scratch, "the project")
         else:
             _build_wheel(source, scratch, progress)
         shutil.rmtree(folder, ignore_errors=True)
@@ -381,12 +381,12 @@ def _build_wheel(requirement: Requirement, folder: Path, progress: Progress) -> 
     if requirement.source is Source.DIRECTORY:
         directory = file_url_path(requirement.url)
         progress(f"building a wheel for {directory}")
-        return _pip_wheel(str(directory), folder)
+        return _pip_wheel(str(directory), folder, requirement.name)
     if requirement.source is Source.URL:
         return _build_url(requirement, folder, progress)
     # A git dependency: the export pins the commit, which is what identifies its content.
-    progress(f"building a wheel for {requirement.name} from {requirement.url}")
-    return _pip_wheel(requirement.url, folder)
+    progress(f"fetching {requirement.name} from {requirement.url} (once per locked commit)")
+    return _pip_wheel(requirement.url, folder, requirement.name, git=True)
 
 
 def _build_url(requirement: Requirement, folder: Path, progress: Progress) -> Artifact:
@@ -413,23 +413,50 @@ def _build_url(requirement: Requirement, folder: Path, progress: Progress) -> Ar
             path = folder / archive.name
             shutil.move(archive, path)
             return Artifact(path, file_sha256(path))
-        return _pip_wheel(str(archive), folder)
+        return _pip_wheel(str(archive), folder, requirement.name)
 
 
-def _pip_wheel(requirement: str, folder: Path) -> Artifact:
+def _pip_wheel(source: str, folder: Path, name: str, git: bool = False) -> Artifact:
     """``pip wheel --no-deps`` (the project's own PEP 517 backend, in pip's isolated build
-    environment) into ``folder``."""
+    environment) of ``source`` into ``folder``; a failure is one line with the real cause."""
     with tempfile.TemporaryDirectory(prefix="daskbox-build-") as scratch:
         command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
-                   "--disable-pip-version-check", "--wheel-dir", scratch, requirement]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+                   "--disable-pip-version-check", "--wheel-dir", scratch, source]  # fmt: skip
+        # SOURCE_DATE_EPOCH: backends that honour it write the same wheel every time.
+        env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800", "GIT_TERMINAL_PROMPT": "0"}
+        result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
         built = sorted(Path(scratch).glob("*.whl"))
         if result.returncode != 0 or len(built) != 1:
-            last = (result.stderr.strip().splitlines() or ["no wheel produced"])[-1]
-            raise DockerfileError(f"cannot build a wheel for {requirement}: {last}")
+            raise DockerfileError(_build_failure(name, source, result.stderr, git))
         path = folder / built[0].name
         shutil.move(built[0], path)
     return Artifact(path, file_sha256(path))
+
+
+_EXCEPTION_LINE = re.compile(r"\b(\w+(?:Error|Exception)): (.+)$")
+
+
+def _build_failure(name: str, source: str, stderr: str, git: bool) -> str:
+    """What went wrong building ``name``, from pip's output: git's ``fatal:`` line, the
+    backend's exception, or pip's ERROR line (never its "note"/"hint" lines), and the fix."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    fatal = [line.removeprefix("fatal: ") for line in lines if line.startswith("fatal: ")]
+    raised = [m for m in map(_EXCEPTION_LINE.search, lines) if m]
+    if git and fatal:
+        return (f"cannot fetch {name} from {source}: {fatal[-1]}: check the network and the "
+                "git URL in pyproject.toml (each locked commit is fetched once, then cached)")
+    if raised:
+        kind, detail = raised[-1][1], raised[-1][2]
+        # poetry-core: a declared package folder that is missing, or that is empty.
+        empty = detail.endswith("does not contain any element")
+        if kind == "ModuleOrPackageNotFoundError" or empty:
+            return (f"cannot build {name} ({source}): the declared package folder is missing "
+                    f"({detail}): create that folder or fix `packages` in [tool.poetry] of its "
+                    "pyproject.toml")
+        return (f"cannot build {name} ({source}): {kind}: {detail}: fix its build "
+                f"(`pip wheel --no-deps {source}` shows the backend's whole output)")
+    return (f"cannot build {name} ({source}): {_pip_reason(stderr)}: fix its build "
+            f"(`pip wheel --no-deps {source}` shows the backend's whole output)")  # fmt: skip
 
 
 def file_sha256(path: Path) -> str:
