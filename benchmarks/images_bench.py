@@ -73,10 +73,9 @@ def copy_quickstart(scratch: Path, host: str) -> Path:
     for name in ("pyproject.toml", "README.md", "src"):
         (tree / name).symlink_to(REPO / name)
     pyproject = project / "pyproject.toml"
+    configured = 'repository = "localhost:5000/quickstart"'
     text = pyproject.read_text()
-    pyproject.write_text(
-        text.replace('repository = "localhost:5000/quickstart"', f'repository = "{host}/quickstart"')
-    )
+    pyproject.write_text(text.replace(configured, f'repository = "{host}/quickstart"'))
     return project
 
 
