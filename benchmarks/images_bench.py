@@ -182,7 +182,7 @@ def add_git_dependency(project: Path, scratch: Path, env: dict[str, str]) -> str
     git("add", ".")
     git("commit", "-q", "-m", "lib")
     poetry = os.environ.get("POETRY", "poetry")
-    added = subprocess.run([poetry, "add", f"git+file://{library}"], cwd=project, env=env,
+    added = subprocess.run([poetry, "add", f"gitlib @ git+file://{library}"], cwd=project, env=env,
                            capture_output=True, text=True, check=False)  # fmt: skip
     if added.returncode != 0:
         return (added.stderr.strip().splitlines() or ["failed"])[-1]

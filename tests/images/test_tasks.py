@@ -46,9 +46,12 @@ def options_with_help(help_text: str) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("name", "flags"),
     [
-        ("build", {"--with", "--extras", "--base-image", "--repository", "--force", "--dry-run"}),
-        ("push", {"--with", "--extras", "--base-image", "--repository", "--dry-run"}),
-        ("dockerfile", {"--with", "--extras", "--base-image", "--repository", "--output"}),
+        ("build", {"--with", "--extras", "--base-image", "--repository", "--platform", "--force",
+                   "--dry-run"}),
+        ("push", {"--with", "--extras", "--base-image", "--repository", "--platform",
+                  "--dry-run"}),
+        ("dockerfile", {"--with", "--extras", "--base-image", "--repository", "--platform",
+                        "--output"}),
     ],
 )
 def test_every_flag_has_help(tmp_path, name, flags):
@@ -67,7 +70,7 @@ def test_list_shows_every_daskbox_task(tmp_path):
     assert listed.returncode == 0, listed.stderr
     names = re.findall(r"^  (\w+) ", listed.stdout, flags=re.MULTILINE)
     assert sorted(names) == sorted(
-        ["build", "push", "dockerfile", "launch", "teardown", "status", "check"]
+        ["build", "push", "dockerfile", "cache", "launch", "teardown", "status", "check"]
     )
 
 
