@@ -179,7 +179,10 @@ def test_entrypoint_is_copied_without_bytecode(built):
         if "__pycache__" not in path.parts
     }
     assert "/opt/daskbox/daskbox/entrypoint/idle.py" in expected  # the scheduler preload
-    assert set(listed) == expected | {"/opt/daskbox/daskbox/__init__.py"}
+    assert set(listed) == expected | {
+        "/opt/daskbox/daskbox/__init__.py",
+        "/opt/daskbox/daskbox/contract.py",
+    }
     assert not [name for name in listed if "__pycache__" in name or name.endswith(".pyc")]
     preload = run_in_image(
         built["plan"].reference, "/opt/venv/bin/python", "-c",
