@@ -74,3 +74,18 @@ def test_a_library_bundled_next_to_the_extension_is_found_through_its_runpath(tm
 def test_files_that_are_not_elf_are_skipped(data):
     with layer({"opt/venv/README": data}) as archive:
         assert list(elf_files_in_tar(archive)) == []
+
+
+def test_a_layer_is_scanned_once_and_read_back_the_same(tmp_path):
+    from daskbox.images.libraries import scan_layer
+
+    path = tmp_path / "venv-layer.tar"
+    with tarfile.open(path, "w") as archive:
+        data = compiled(tmp_path)
+        info = tarfile.TarInfo("opt/venv/omp/ext.so")
+        info.size = len(data)
+        archive.addfile(info, io.BytesIO(data))
+    first = scan_layer(path)
+    assert (tmp_path / "venv-layer.tar.scan.json").is_file()
+    assert first.paths == {"/opt/venv/omp/ext.so"} and "libgomp.so.1" in first.elves[0].needed
+    assert scan_layer(path) == first

@@ -11,10 +11,12 @@ and, where known, the Debian package that provides it.   [pure, apart from readi
 from __future__ import annotations
 
 import io
+import json
 import posixpath
 import tarfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.dynamic import DynamicSection
@@ -143,6 +145,39 @@ def missing_libraries(
 def tar_paths(archive: tarfile.TarFile, prefix: str = "/") -> set[str]:
     """Absolute paths of the files and links in a layer tar."""
     return {posixpath.join(prefix, m.name) for m in archive if not m.isdir()}
+
+
+@dataclass(frozen=True)
+class LayerScan:
+    """What the check needs from one layer tar: its paths and its ELF files."""
+
+    paths: frozenset[str]
+    elves: tuple[ElfFile, ...]
+
+
+def scan_layer(layer: Path) -> LayerScan:
+    """Scan a prepared layer once; the result sits next to it (``<layer>.scan.json``), so a
+    code-only rebuild does not read the unchanged venv layer again."""
+    sidecar = layer.with_name(layer.name + ".scan.json")
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+        return LayerScan(
+            frozenset(data["paths"]),
+            tuple(ElfFile(e["path"], tuple(e["needed"]), tuple(e["search"]))
+                  for e in data["elves"]),
+        )  # fmt: skip
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    with tarfile.open(layer) as archive:
+        paths = tar_paths(archive)
+    with tarfile.open(layer) as archive:
+        elves = tuple(elf_files_in_tar(archive))
+    scan = LayerScan(frozenset(paths), elves)
+    partial = sidecar.with_suffix(".part")
+    partial.write_text(json.dumps({"paths": sorted(paths),
+                                   "elves": [asdict(e) for e in elves]}))  # fmt: skip
+    partial.replace(sidecar)
+    return scan
 
 
 def describe_missing(missing: list[MissingLibrary], platform: str) -> str:

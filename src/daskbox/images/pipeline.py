@@ -56,6 +56,7 @@ from daskbox.images.libraries import (
     describe_missing,
     elf_files_in_tar,
     missing_libraries,
+    scan_layer,
     tar_paths,
 )
 from daskbox.images.lock import export_environment
@@ -525,19 +526,15 @@ def _image_files(
         files |= deb_paths(deb.path)
     for layer in (layers.venv, layers.project):
         if layer is not None:
-            with tarfile.open(layer.path) as archive:
-                files |= tar_paths(archive)
+            files |= scan_layer(layer.path).paths
     return files
 
 
 def check_libraries(plan: ImagePlan, layers: PreparedLayers, debs: tuple[Artifact, ...]) -> None:
     """Refuse, before building, a venv whose compiled extensions need a library the image
     will not have (the soname and, when known, the Debian package to add)."""
-    elves = []
-    for layer in (layers.venv, layers.project):
-        if layer is not None:
-            with tarfile.open(layer.path) as archive:
-                elves += list(elf_files_in_tar(archive))
+    elves = [elf for layer in (layers.venv, layers.project) if layer is not None
+             for elf in scan_layer(layer.path).elves]  # fmt: skip
     missing = missing_libraries(elves, _image_files(plan, layers, debs), plan.base.library_dirs)
     if missing:
         raise ImageBuildError(describe_missing(missing, plan.platform))
