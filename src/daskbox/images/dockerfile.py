@@ -85,12 +85,12 @@ ADD {user_layer} /
 {project_add}USER {user}
 WORKDIR /home/{user}
 EXPOSE {ports}
-ENV PATH={venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
-    PYTHONPATH={entrypoint_root} \\
-    PYTHONUNBUFFERED=1
 ENTRYPOINT {entrypoint_argv}
 ARG {tag_arg}=unknown {revision_arg}=unknown
-ENV {lock_hash_env}={lock_hash} \\
+ENV PATH={venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \\
+    PYTHONPATH={entrypoint_root} \\
+    PYTHONUNBUFFERED=1 \\
+    {lock_hash_env}={lock_hash} \\
     {groups_env}={groups} \\
     {image_tag_env}=${tag_arg}
 LABEL {labels} \\
