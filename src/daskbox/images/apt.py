@@ -15,11 +15,9 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from dask.utils import format_bytes
-
 from daskbox._tasks import Progress
 from daskbox.errors import DockerfileError, ImageBuildError
-from daskbox.images.cache import cache_dir, touch
+from daskbox.images.cache import cache_dir, format_bytes, touch
 from daskbox.images.engine import ContainerEngine
 from daskbox.images.wheels import Artifact, file_sha256
 

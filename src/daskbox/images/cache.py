@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dask.utils import format_bytes, parse_bytes, parse_timedelta
-
 from daskbox.errors import ConfigError
 
 KINDS = ("wheels", "layers", "debs", "build-requirements", "git", "base")
@@ -28,6 +26,14 @@ DEFAULT_MAX_SIZE = "10GB"
 DEFAULT_MAX_AGE = "30d"
 ENV_MAX_SIZE = "DASKBOX_CACHE_MAX_SIZE"
 ENV_MAX_AGE = "DASKBOX_CACHE_MAX_AGE"
+
+
+def format_bytes(size: int) -> str:
+    """``dask.utils.format_bytes``, imported only when a size is shown (dask takes a third
+    of a second to import, too much for a no-op build)."""
+    from dask.utils import format_bytes as dask_format_bytes
+
+    return str(dask_format_bytes(size))
 
 
 def cache_root() -> Path:
@@ -59,6 +65,8 @@ class CacheLimits:
     @classmethod
     def resolve(cls, config: Mapping[str, Any] | None = None) -> CacheLimits:
         """Flag/invoke config (``cache-max-size``, ``cache-max-age``) > environment > default."""
+        from dask.utils import parse_bytes, parse_timedelta
+
         config = config or {}
         size = config.get("cache-max-size") or os.environ.get(ENV_MAX_SIZE) or DEFAULT_MAX_SIZE
         age = config.get("cache-max-age") or os.environ.get(ENV_MAX_AGE) or DEFAULT_MAX_AGE

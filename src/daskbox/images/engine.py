@@ -18,11 +18,11 @@ from typing import IO, Any, Protocol
 import docker
 import docker.errors
 import requests.exceptions
-from dask.utils import format_bytes
 
 from daskbox._tasks import Progress
 from daskbox.errors import DockerUnavailable, ImageBuildError, PushError
 from daskbox.image_ref import ImageRef
+from daskbox.images.cache import format_bytes
 
 # Transport failures only: a bare "timeout" or "EOF" also appears in other errors, which
 # would then get the "start it or fix the host" hint.

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import platform
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from functools import cached_property
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -77,17 +77,10 @@ class Platform:
         tags += [f"{name}_{self.machine}" for m, name in legacy.items() if m <= minor]
         return (*tags, f"linux_{self.machine}")
 
-    @cached_property
+    @property
     def tags(self) -> frozenset[Tag]:
         """The wheel tags pip would accept on the target."""
-        version = tuple(int(part) for part in self.python_minor.split("."))
-        platforms = list(self.platforms)
-        return frozenset(
-            [
-                *cpython_tags(version, abis=[self.abi], platforms=platforms),
-                *compatible_tags(version, interpreter=self.abi, platforms=platforms),
-            ]
-        )
+        return _tags(self.python_minor, self.abi, self.platforms)
 
     @property
     def marker_environment(self) -> dict[str, str]:
@@ -225,6 +218,17 @@ class Environment:
         ):
             digest.update(part.encode() + b"\0")
         return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _tags(python_minor: str, abi: str, platforms: tuple[str, ...]) -> frozenset[Tag]:
+    version = tuple(int(part) for part in python_minor.split("."))
+    return frozenset(
+        [
+            *cpython_tags(version, abis=[abi], platforms=list(platforms)),
+            *compatible_tags(version, interpreter=abi, platforms=list(platforms)),
+        ]
+    )
 
 
 def fits(filename: str, target: Platform) -> bool:

@@ -18,10 +18,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from elftools.common.exceptions import ELFError
-from elftools.elf.dynamic import DynamicSection
-from elftools.elf.elffile import ELFFile
-
 # sonames that manylinux wheels may not bundle or often leave out, and the bookworm
 # package providing each (the fix names it for apt-packages).
 DEBIAN_PACKAGES = {
@@ -101,6 +97,12 @@ def elf_files_in_tar(archive: tarfile.TarFile, prefix: str = "/") -> Iterator[El
 
 
 def _dynamic(data: io.BytesIO, path: str) -> ElfFile | None:
+    # Imported here: pyelftools takes a third of a second to import, and a no-op build
+    # checks nothing.
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.dynamic import DynamicSection
+    from elftools.elf.elffile import ELFFile
+
     try:
         elf = ELFFile(data)
         needed: list[str] = []

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from dask.utils import format_bytes
 from packaging.utils import parse_wheel_filename
 
 from daskbox import __version__, contract
@@ -34,7 +33,7 @@ from daskbox.image_ref import ImageRef
 from daskbox.images import dockerfile as layout
 from daskbox.images.apt import deb_paths, fetch_debs
 from daskbox.images.base import BaseImage, resolve_base
-from daskbox.images.cache import CacheLimits, prune
+from daskbox.images.cache import CacheLimits, format_bytes, prune
 from daskbox.images.context import ContextFile, write_context
 from daskbox.images.dockerfile import DockerfilePlan, render
 from daskbox.images.engine import (

@@ -225,8 +225,6 @@ def cache(
 
     Builds prune it after they finish, so it stays within its limits on its own.
     """
-    from dask.utils import format_bytes
-
     from daskbox.images import cache as store
 
     with one_line_errors():
@@ -237,7 +235,8 @@ def cache(
         if prune:
             removed = store.prune(limits)
             print_progress(
-                f"removed {len(removed)} entries, {format_bytes(sum(e.size for e in removed))}"
+                f"removed {len(removed)} entries, "
+                f"{store.format_bytes(sum(e.size for e in removed))}"
             )
         for line in store.describe(store.entries(), limits):
             print(line)

@@ -23,13 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dask.utils import format_bytes
 from packaging.utils import parse_wheel_filename
 
 from daskbox._pyproject import TOMLDecodeError, parse_toml
 from daskbox._tasks import Progress
 from daskbox.errors import DockerfileError
-from daskbox.images.cache import cache_dir, touch
+from daskbox.images.cache import cache_dir, format_bytes, touch
 from daskbox.images.environment import (
     Environment,
     Platform,
