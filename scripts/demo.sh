@@ -52,7 +52,7 @@ if [[ ! -x $QUICKSTART/.venv/bin/python ]] || [[ $QUICKSTART/poetry.lock -nt $QU
     grep -v -e '^daskbox @' -e '^-e ' >"$requirements"
   python3 -m venv "$QUICKSTART/.venv"
   "$QUICKSTART/.venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$requirements"
-  "$QUICKSTART/.venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation \
+  "$QUICKSTART/.venv/bin/pip" install -q --disable-pip-version-check --no-deps \
     -e "$ROOT" -e "$QUICKSTART"
   rm -f "$requirements"
   touch "$QUICKSTART/.venv/.installed"
