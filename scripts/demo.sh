@@ -59,7 +59,9 @@ if [[ ! -x $QUICKSTART/.venv/bin/python ]] || [[ $QUICKSTART/poetry.lock -nt $QU
 fi
 
 cd "$QUICKSTART"
-export PATH=$QUICKSTART/.venv/bin:$PATH
+# The quickstart's own environment first; daskbox reads the lock with the user's own `poetry`
+# (with poetry-plugin-export): here the one in daskbox's development environment.
+export PATH=$QUICKSTART/.venv/bin:$PATH:$ROOT/.venv/bin
 
 say "invoke build push"
 invoke build push
