@@ -170,7 +170,8 @@ def files_per_layer(reference: str) -> list[set[str]]:
 
 
 def test_entrypoint_is_copied_without_bytecode(built):
-    """/opt/daskbox holds exactly daskbox/__init__.py and the entrypoint's sources."""
+    """/opt/daskbox holds exactly daskbox/__init__.py, the contract module and the
+    entrypoint's sources."""
     listed = run_in_image(built["plan"].reference, "find", "/opt/daskbox", "-type", "f").split()
     source = REPO_ROOT / "src" / "daskbox" / "entrypoint"
     expected = {

@@ -19,8 +19,9 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from daskbox._docker import docker_client, first_line
 from daskbox._tasks import Progress
-from daskbox.errors import DockerUnavailable, ImageBuildError, PushError
+from daskbox.errors import ImageBuildError, PushError
 from daskbox.image_ref import ImageRef
 from daskbox.images.cache import format_bytes
 
@@ -65,22 +66,6 @@ class PushResult:
     bytes_uploaded: int
 
 
-def docker_client() -> docker.DockerClient:
-    """Connect to the Docker engine the environment names (DOCKER_HOST, ...) and ping it.
-
-    The one place a missing engine becomes a one-line ``DockerUnavailable``.
-    """
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as error:
-        raise DockerUnavailable(
-            f"Docker engine not reachable ({_first_line(error)}): start Docker "
-            "(e.g. `sudo systemctl start docker`) or point DOCKER_HOST at it"
-        ) from None
-    return client
-
-
 class ContainerEngine(Protocol):
     """What the images pipeline needs from a container engine (``DockerEngine`` implements it)."""
 
@@ -121,7 +106,7 @@ class DockerEngine:
         except docker.errors.APIError as error:
             if error.status_code in (400, 404):
                 return None
-            raise ImageBuildError(f"cannot inspect {reference}: {_first_line(error)}") from None
+            raise ImageBuildError(f"cannot inspect {reference}: {first_line(error)}") from None
         return LocalImage(
             id=attributes["Id"],
             repo_digests=tuple(attributes.get("RepoDigests") or ()),
@@ -170,7 +155,7 @@ class DockerEngine:
             for chunk in stream:
                 if "error" in chunk:
                     self._remove_steps(steps)
-                    raise BuildStepFailed(_first_line(chunk["error"]), output[-200:])
+                    raise BuildStepFailed(first_line(chunk["error"]), output[-200:])
                 text = str(chunk.get("stream", "")).rstrip()
                 if text:
                     progress(text)
@@ -182,7 +167,7 @@ class DockerEngine:
                     image_id = chunk["aux"]["ID"]
         except docker.errors.APIError as error:
             self._remove_steps(steps)
-            raise ImageBuildError(f"docker build failed: {_first_line(error)}") from None
+            raise ImageBuildError(f"docker build failed: {first_line(error)}") from None
         except requests.exceptions.ConnectionError as error:
             raise ImageBuildError(f"Docker engine connection lost during build: {error}") from None
         except BaseException:
@@ -223,7 +208,7 @@ class DockerEngine:
             )
         except docker.errors.APIError as error:
             raise ImageBuildError(
-                f"cannot pull base image {reference} ({_first_line(error)}): "
+                f"cannot pull base image {reference} ({first_line(error)}): "
                 f"check the name in [tool.daskbox] base-image or `docker pull {reference}`"
             ) from None
 
@@ -248,7 +233,7 @@ class DockerEngine:
             stderr = error.stderr.decode(errors="replace") if error.stderr else str(error)
             raise ImageBuildError((stderr.strip().splitlines() or ["failed"])[-1]) from None
         except docker.errors.APIError as error:
-            raise ImageBuildError(_first_line(error)) from None
+            raise ImageBuildError(first_line(error)) from None
 
     def read_paths(self, image: str, paths: list[str]) -> dict[str, tarfile.TarFile | None]:
         """Each path of ``image`` as a tar (``docker cp``), None when absent. The container is
@@ -275,7 +260,7 @@ class DockerEngine:
         except docker.errors.NotFound:
             return None
         except docker.errors.APIError as error:
-            message = _first_line(error)
+            message = first_line(error)
             if "manifest unknown" in message or "not found" in message.lower():
                 return None
             raise registry_error(reference, message) from None
@@ -292,7 +277,7 @@ class DockerEngine:
             )
             for chunk in stream:
                 if "error" in chunk:
-                    raise registry_error(reference, _first_line(chunk["error"]))
+                    raise registry_error(reference, first_line(chunk["error"]))
                 status = str(chunk.get("status", ""))
                 layer = str(chunk.get("id", ""))
                 if status == "Pushing" and layer:
@@ -304,7 +289,7 @@ class DockerEngine:
                 if "aux" in chunk and "Digest" in chunk["aux"]:
                     digest = str(chunk["aux"]["Digest"])
         except docker.errors.APIError as error:
-            raise registry_error(reference, _first_line(error)) from None
+            raise registry_error(reference, first_line(error)) from None
         if digest is None:
             raise PushError(f"push of {reference} finished without a digest from the registry")
         return PushResult(
@@ -345,11 +330,3 @@ def registry_error(reference: ImageRef, message: str) -> PushError:
             "[tool.daskbox] repository"
         )
     return PushError(f"registry {registry} error for {reference}: {message}")
-
-
-def _first_line(error: object) -> str:
-    if isinstance(error, docker.errors.APIError) and error.explanation:
-        text = str(error.explanation)
-    else:
-        text = str(error)
-    return (text.strip().splitlines() or [""])[0]
