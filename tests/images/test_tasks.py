@@ -123,3 +123,19 @@ def test_errors_are_one_line_with_a_non_zero_exit(tmp_path):
     project = copy_project("package_mode", tmp_path)
     bad_name = invoke(project, "dockerfile", "--repository", "Bad Name")
     assert bad_name.returncode == 1 and "invalid image reference 'Bad Name'" in bad_name.stderr
+
+
+def test_build_push_refuses_flags_that_reach_push_only(tmp_path):
+    """invoke hands flags after `push` to push alone: build would make another image."""
+    project = copy_project("extras_groups_markers", tmp_path)
+    refused = invoke(project, "build", "--dry-run", "push", "--dry-run", "--extras", "tables")
+    assert refused.returncode == 1
+    assert refused.stderr.strip() == (
+        "error: `invoke build push --extras tables` gives those flags to push only, so build "
+        "made another image than push would push: write `invoke build --extras tables push`"
+    )
+    given_to_both = invoke(project, "build", "--dry-run", "--extras", "tables", "push",
+                           "--dry-run")  # fmt: skip
+    # Both plan the same image (push --dry-run then asks the registry, absent here).
+    assert "would build" in given_to_both.stdout
+    assert "gives those flags" not in given_to_both.stderr
