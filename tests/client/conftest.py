@@ -127,6 +127,18 @@ def wait_for_workers(connection_file: Path, count: int, cluster: TLSCluster) -> 
             time.sleep(0.5)
 
 
+def table_rows(message: str) -> list[list[str]]:
+    """The mismatch table's rows (after the header), split on runs of two or more spaces."""
+    lines = message.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["package", "local"])
+    rows = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("  ") or line.startswith("      "):
+            break
+        rows.append([cell.strip() for cell in line.strip().split("  ") if cell.strip()])
+    return rows
+
+
 ClusterFactory = Callable[..., tuple[TLSCluster, Path]]
 
 

@@ -18,7 +18,7 @@ from client.client_clusters import (
     build_environment,
     copy_project,
 )
-from client.conftest import CHANGED_PACKAGE, OTHER_PATCH_PYTHON, OTHER_RELEASE
+from client.conftest import CHANGED_PACKAGE, OTHER_PATCH_PYTHON, OTHER_RELEASE, table_rows
 from daskbox import EnvironmentMismatch, connect
 from daskbox.client.connection import (
     ConnectionFile,
@@ -35,18 +35,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 DASKBOX_CLI = Path(sys.executable).parent / "daskbox"
 # Its extra "tables" adds tabulate to the main group (and six is locked for Linux only).
 WITH_EXTRAS = FIXTURE_PROJECTS / "extras_groups_markers"
-
-
-def table_rows(message: str) -> list[list[str]]:
-    """The mismatch table's rows (after the header), split on runs of two or more spaces."""
-    lines = message.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["package", "local"])
-    rows = []
-    for line in lines[start + 1 :]:
-        if not line.startswith("  ") or line.startswith("      "):
-            break
-        rows.append([cell.strip() for cell in line.strip().split("  ") if cell.strip()])
-    return rows
 
 
 def wait_until(predicate, what: str, timeout: float = 60) -> None:

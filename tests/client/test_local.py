@@ -36,19 +36,21 @@ def test_lock_hash_and_the_records_names_for_the_image_groups(tmp_path):
     local = local_environment(project, connection_for(project))
     assert local.lock_hash == hashlib.sha256((project / "poetry.lock").read_bytes()).hexdigest()
     assert local.note is None
-    assert {"distributed", "psutil", "toolz"} <= local.locked
-    assert "pytest" not in local.locked  # dev group: local-only
-    assert "colorama" not in local.locked  # locked for Windows only: not expected on Linux
+    assert {"distributed", "psutil", "toolz"} <= local.locked.image.keys()
+    assert "pytest" not in local.locked.image  # dev group: local-only
+    assert "colorama" not in local.locked.image  # locked for Windows only: not expected on Linux
+    # This interpreter is Linux too: the lock gives both sides the same set.
+    assert local.locked.local == local.locked.image
 
 
 def test_extras_the_image_was_built_with_are_expected_on_the_cluster(tmp_path):
     project = copy_project(WITH_EXTRAS, tmp_path / "extras")
     without = local_environment(project, connection_for(project))
-    assert "tabulate" not in without.locked and without.extras == ()
+    assert "tabulate" not in without.locked.image and without.extras == ()
     local = local_environment(project, connection_for(project, extras=("tables",)))
     assert local.note is None
     assert local.extras == ("tables",)
-    assert local.locked == without.locked | {"tabulate"}
+    assert local.locked.image.keys() == without.locked.image.keys() | {"tabulate"}
 
 
 def test_without_a_record_local_only_packages_are_not_told_apart(tmp_path):
