@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 POETRY_VERSION=2.5.1            # only used to export poetry.lock into hashed requirements
 EXPORT_PLUGIN_VERSION=1.10.1
-APT_PACKAGES=(docker.io docker-registry debootstrap apache2-utils cloud-init curl git)
+APT_PACKAGES=(docker.io docker-registry debootstrap apache2-utils cloud-init curl git chromium)
 
 say() { printf '[setup] %s\n' "$*"; }
 

@@ -9,9 +9,11 @@ a ``poetry update toolz``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -34,6 +36,7 @@ from client.client_clusters import (
 from daskbox.client.connect import security_for
 from daskbox.client.connection import read_connection_file
 from daskbox.gcloud.tls import TLSMaterial, make_tls_material
+from daskbox_services import free_port
 
 CHANGED_PACKAGE = "toolz"
 # A release other than the locked one; resolved through pip's ordinary index configuration.
@@ -137,6 +140,24 @@ def table_rows(message: str) -> list[list[str]]:
             break
         rows.append([cell.strip() for cell in line.strip().split("  ") if cell.strip()])
     return rows
+
+
+@contextlib.contextmanager
+def running_dashboard(*args: str, cwd: Path | None = None) -> Iterator[tuple[int, str]]:
+    """``daskbox dashboard ARGS --port <free> --no-browser`` until the block ends (Ctrl-C);
+    yields the port and the line it printed."""
+    port = free_port()
+    process = subprocess.Popen(
+        [Path(sys.executable).parent / "daskbox", "dashboard", *args, "--port", str(port),
+         "--no-browser"],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        yield port, process.stdout.readline()
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0 and "Traceback" not in stderr, stderr
 
 
 ClusterFactory = Callable[..., tuple[TLSCluster, Path]]

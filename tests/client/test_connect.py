@@ -52,7 +52,9 @@ def test_matching_environment_connects_and_reports_the_count(
     client = connect(path=path)
     try:
         locked = export_environment(project, Platform.local(), ("main",)).names()
-        line = capsys.readouterr().out.strip().splitlines()[-1]
+        check_line, dashboard_line = capsys.readouterr().out.strip().splitlines()[-2:]
+        assert dashboard_line == f"dashboard: {client.dashboard_link}"
+        line = check_line
         assert line.startswith(
             f"environment check: {len(locked)} packages match on scheduler and 2 workers "
             "(groups: main); local-only: "

@@ -54,8 +54,9 @@ def test_demo_runs_the_grid_search_on_the_cluster_and_serially(
 
     lines = output.splitlines()
     assert lines[0].startswith("environment check: ") and "2 workers" in lines[0]
+    assert lines[1].startswith("dashboard: http://127.0.0.1:")
     summary = f"grid search of {len(ALPHAS)} penalties: best alpha {best_alpha:.4g} "
-    assert lines[1].startswith(summary)
+    assert lines[2].startswith(summary)
     assert f"on the cluster (2 workers): {result.cluster_seconds:.2f} s" in output
     assert f"serially here:             {result.serial_seconds:.2f} s" in output
 
