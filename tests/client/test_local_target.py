@@ -6,10 +6,12 @@ steps (the coordinator's test runs it).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,6 +177,15 @@ def test_the_dashboard_opens_in_a_browser_through_invoke_dashboard_and_shows_the
             addresses = page.get_by_text(re.compile(r"^tls://127\.0\.0\.1:\d+$"))
             addresses.first.wait_for(timeout=60_000)
             assert len(set(addresses.all_inner_texts())) == 2
+            # JupyterLab's dask-labextension, given this URL, strips "/status", checks it with
+            # <url>/individual-plots.json and shows each plot in a pane at its own path.
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/individual-plots.json", timeout=30
+            ) as response:
+                plots = json.load(response)
+            assert plots["Individual Task Stream"] == "/individual-task-stream"
+            page.goto(f"http://127.0.0.1:{port}{plots['Individual Task Stream']}")
+            page.wait_for_selector("canvas", timeout=60_000)
 
 
 def test_the_containers_own_dashboard_refuses_a_browser_and_curl_without_the_certificate(
