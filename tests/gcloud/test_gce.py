@@ -129,7 +129,7 @@ def test_idle_vm_powers_itself_off(method, project, cluster_image, emulator, gcl
     instance = _settings(project)["instance"]
     daskbox(
         project, gcloud_env, "launch", "--image", cluster_image.reference, "--method", method,
-        "--source-range", CALLER, "--idle-timeout", "3s",
+        "--source-range", CALLER, "--idle-timeout", "20s",  # launch must see it first
     )  # fmt: skip
     try:
         [vm] = emulator.instances.values()

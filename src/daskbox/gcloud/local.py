@@ -21,6 +21,7 @@ import docker
 import docker.errors
 from docker.models.containers import Container
 
+from daskbox._docker import docker_client
 from daskbox._tasks import Progress
 from daskbox.client.connection import (
     ConnectionFile,
@@ -47,7 +48,6 @@ from daskbox.gcloud.spec import (
     tls_files,
 )
 from daskbox.gcloud.tls import TLSMaterial
-from daskbox.images.engine import docker_client
 
 
 class LocalLaunchError(DaskboxError):
