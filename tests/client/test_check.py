@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import platform
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from daskbox.client.check import (
     Difference,
@@ -15,7 +17,7 @@ from daskbox.client.check import (
     check_reports,
     compare,
 )
-from daskbox.entrypoint.environment import environment_report
+from daskbox.entrypoint.environment import environment_report, installed_distributions
 
 
 def report(python="3.11.7", platform_="Linux-x86_64", lock_hash="a" * 64, **distributions):
@@ -237,6 +239,14 @@ def test_environment_report_describes_this_interpreter():
     assert parsed.python == platform.python_version()
     assert parsed.distributions["distributed"] == __import__("distributed").__version__
     assert parsed.distributions["daskbox"]  # installed here (editable), never in the image
+
+
+def test_the_fast_metadata_read_agrees_with_the_full_parser():
+    full: dict[str, str] = {}
+    for distribution in importlib.metadata.distributions():
+        full.setdefault(canonicalize_name(distribution.metadata["Name"]), distribution.version)
+    assert installed_distributions() == dict(sorted(full.items()))
+    assert len(full) > 50  # this interpreter's whole environment, dev group included
 
 
 @pytest.mark.parametrize("groups", ["main", "main, gpu", ""])
