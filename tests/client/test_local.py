@@ -79,7 +79,7 @@ def test_a_stale_lock_still_gives_its_hash_without_poetry(tmp_path):
     assert local.note is None
 
 
-def test_the_light_client_imports_neither_poetry_nor_docker(tmp_path):
+def test_the_light_client_imports_neither_poetry_nor_docker_nor_invoke(tmp_path):
     """``from daskbox import connect`` and the local side of ``connect()``, in a fresh process."""
     project = copy_project(WITH_EXTRAS, tmp_path / "extras")
     path = tmp_path / "connection.json"
@@ -92,7 +92,7 @@ def test_the_light_client_imports_neither_poetry_nor_docker(tmp_path):
         "from daskbox.client.local import local_environment\n"
         "connection = read_connection_file(Path(sys.argv[1]))\n"
         "local_environment(Path(sys.argv[2]), connection)\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'poetry', 'docker', 'cleo'}))\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'poetry', 'docker', 'cleo', 'invoke'}))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe, str(path), str(project)],
