@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from packaging.utils import canonicalize_name
 
 from client.client_clusters import (
     FIXTURE_PROJECTS,
@@ -18,7 +16,14 @@ from client.client_clusters import (
     build_environment,
     copy_project,
 )
-from client.conftest import CHANGED_PACKAGE, OTHER_PATCH_PYTHON, OTHER_RELEASE, table_rows
+from client.conftest import (
+    CHANGED_PACKAGE,
+    OTHER_PATCH_PYTHON,
+    OTHER_RELEASE,
+    connect_in_a_session,
+    synced_site,
+    table_rows,
+)
 from daskbox import EnvironmentMismatch, connect
 from daskbox.client.connection import (
     ConnectionFile,
@@ -203,16 +208,6 @@ def test_cluster_that_cannot_report_is_not_a_daskbox_image(
         connect(path=path)
 
 
-def connect_in_a_session(path: Path, site: Path) -> subprocess.CompletedProcess[str]:
-    """``connect()`` from this interpreter with ``site`` also on sys.path (its packages count)."""
-    python_path = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
-    return subprocess.run(
-        [sys.executable, "-c", "import sys; from daskbox import connect; "
-         "connect(path=sys.argv[1]).close()", str(path)],
-        env={**os.environ, "PYTHONPATH": python_path}, capture_output=True, text=True, check=False,
-    )
-
-
 def test_an_extra_installed_in_the_image_matches_a_local_session_that_has_it(
     tls_cluster, tmp_path
 ):
@@ -223,15 +218,8 @@ def test_an_extra_installed_in_the_image_matches_a_local_session_that_has_it(
     exported = export_environment(project, Platform.local(), ("main",), ("tables",))
     assert "tabulate" in exported.names()
     # The local session: this interpreter plus the locked packages it lacks (tabulate, six).
-    site = tmp_path / "site"
-    installed = {canonicalize_name(d.metadata["Name"]) for d in importlib.metadata.distributions()}
-    missing = [f"{r.name}=={r.version}" for r in exported.requirements if r.name not in installed]
-    assert any(requirement.startswith("tabulate==") for requirement in missing)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
-         "--disable-pip-version-check", *missing],
-        check=True,
-    )
+    site = synced_site(image.record, tmp_path / "site")
+    assert list(site.glob("tabulate-*.dist-info"))
     confirmation = (
         f"environment check: {len(exported.names())} packages match on scheduler and 1 worker "
         "(groups: main; extras: tables); local-only: "

@@ -92,7 +92,8 @@ def test_the_light_client_imports_neither_poetry_nor_docker_nor_invoke(tmp_path)
         "from daskbox.client.local import local_environment\n"
         "connection = read_connection_file(Path(sys.argv[1]))\n"
         "local_environment(Path(sys.argv[2]), connection)\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'poetry', 'docker', 'cleo', 'invoke'}))\n"
+        "heavy = {'poetry', 'docker', 'cleo', 'invoke'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe, str(path), str(project)],

@@ -13,9 +13,7 @@ is the real thing.
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import platform
-import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
@@ -24,7 +22,6 @@ from pathlib import Path
 import pytest
 from distributed.versions import VersionMismatchWarning
 from packaging.markers import default_environment
-from packaging.utils import canonicalize_name
 
 from client.client_clusters import (
     FIXTURE_PROJECTS,
@@ -32,7 +29,7 @@ from client.client_clusters import (
     build_environment,
     copy_project,
 )
-from client.conftest import table_rows
+from client.conftest import connect_in_a_session, synced_site, table_rows
 from daskbox import EnvironmentMismatch, connect
 from daskbox.client.check import EnvironmentReport, PlatformDifference
 from daskbox.client.connect import DaskboxClient, check_environment
@@ -158,23 +155,8 @@ def test_a_real_mismatch_on_a_laptop_still_fails(laptop, client, linux_cluster, 
 def test_this_hosts_environment_synced_from_the_lock_connects(linux_cluster, platform_image,
                                                                tmp_path):
     """``connect()`` itself, from this interpreter plus the lock's packages it lacks."""
-    installed = {canonicalize_name(d.metadata["Name"]) for d in importlib.metadata.distributions()}
-    missing = [f"{name}=={version}" for name, version in
-               platform_image.record.image_distributions.items() if name not in installed]
-    site = tmp_path / "site"
-    if missing:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
-             str(site), "--disable-pip-version-check", *missing],
-            check=True,
-        )  # fmt: skip
-    python_path = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
-    result = subprocess.run(
-        [sys.executable, "-c", "import sys; from daskbox import connect; "
-         "connect(path=sys.argv[1]).close()", str(linux_cluster)],
-        env={**os.environ, "PYTHONPATH": python_path}, capture_output=True, text=True,
-        check=False,
-    )  # fmt: skip
+    site = synced_site(platform_image.record, tmp_path / "site")
+    result = connect_in_a_session(linux_cluster, site)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("environment check: ")
     assert "expected difference" not in result.stdout  # same platform: nothing to explain
