@@ -1,4 +1,5 @@
-"""Connection file -> ``distributed.Client`` over TLS -> proof that the environments match.
+"""Connection file -> ``distributed.Client`` over TLS -> proof that the environments match
+-> the dashboard at a plain local URL.
 
 ``connect()`` is daskbox's public entry point for a Python session::
 
@@ -10,7 +11,9 @@ It compares the local environment with the scheduler's and every worker's (see
 ``daskbox.client.check``) and raises ``EnvironmentMismatch`` before any job can fail
 halfway. Workers that join later report through a worker plugin; since nothing can be
 raised at that point, a mismatch there is warned about (``EnvironmentMismatchWarning``)
-and recorded in ``client.daskbox_mismatches``.
+and recorded in ``client.daskbox_mismatches``. Then it forwards the cluster's dashboard,
+which only the launch's client certificate may read, to ``http://127.0.0.1:<port>`` for as
+long as the client is open (``daskbox.client.dashboard``).
 """
 
 from __future__ import annotations
@@ -53,7 +56,14 @@ from daskbox.errors import (
     EnvironmentMismatchWarning,
 )
 
-__all__ = ["DaskboxClient", "connect", "open_connection_file", "security_for", "start_dashboard"]
+__all__ = [
+    "DaskboxClient",
+    "connect",
+    "open_connection_file",
+    "security_for",
+    "start_dashboard",
+    "unreachable",
+]
 
 logger = logging.getLogger(__name__)
 
