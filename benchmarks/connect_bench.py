@@ -7,12 +7,16 @@ environment: a fresh venv holding exactly daskbox's own locked main group, built
 the image installs it (tests/client/client_clusters.py). The local side is this
 interpreter, so the full check compares every distribution and finds them equal.
 
-Prints, each as the median of ``--repeat`` runs:
-1. a fresh ``python`` process: import daskbox.connect + connect(), with Poetry's export
-   cache cold (first connect after a lock change) and warm (every later one);
-2. connect() in a running session, split into its stages: TLS Client, local side
-   (lock hash + cached export), reports from scheduler and workers, comparison,
-   plugin registration.
+Prints, each as the median of ``--repeat`` runs, all measured in the same run against the
+same cluster:
+1. a fresh ``python`` process, from its first line to a connected client, imports
+   included: ``from daskbox import connect; connect()`` (the cross-platform environment
+   check and the dashboard forwarder included) against a bare
+   ``from distributed import Client; Client(address, security=...)`` with the same
+   certificates, and their ratio (issue 12: at most 1.2x; issue 10: connect() at most 1 s);
+2. connect() in a running session, split into its stages: TLS Client, local side (lock
+   hash + the record's markers evaluated for both platforms), reports from scheduler and
+   workers, comparison, plugin registration, dashboard forwarder.
 """
 
 from __future__ import annotations
@@ -35,8 +39,14 @@ from distributed.versions import VersionMismatchWarning  # noqa: E402
 from client.client_clusters import TLSCluster, build_environment, copy_project  # noqa: E402
 from daskbox.client import connect as connect_module  # noqa: E402
 from daskbox.client.check import check_reports  # noqa: E402
-from daskbox.client.connect import DaskboxClient, connect, security_for  # noqa: E402
+from daskbox.client.connect import (  # noqa: E402
+    DaskboxClient,
+    connect,
+    security_for,
+    start_dashboard,
+)
 from daskbox.client.connection import read_connection_file  # noqa: E402
+from daskbox.client.dashboard import served_dashboard_port  # noqa: E402
 from daskbox.client.local import local_environment, project_root_of  # noqa: E402
 from daskbox.entrypoint.environment import REPORT_TOPIC, EnvironmentReporter  # noqa: E402
 from daskbox.gcloud.tls import make_tls_material  # noqa: E402
@@ -47,15 +57,31 @@ started = time.perf_counter()
 from daskbox import connect
 imported = time.perf_counter()
 client = connect(path=sys.argv[1])
-done = time.perf_counter()
+print(imported - started, time.perf_counter() - imported)
 client.close()
-print(imported - started, done - imported)
+"""
+
+BARE_PROCESS = """
+import json, sys, time
+started = time.perf_counter()
+from distributed import Client
+from distributed.security import Security
+imported = time.perf_counter()
+connection = json.load(open(sys.argv[1]))
+tls = connection["tls"]
+client = Client(connection["scheduler_address"], security=Security(
+    require_encryption=True, tls_ca_file=tls["ca_pem"], tls_client_cert=tls["cert_pem"],
+    tls_client_key=tls["key_pem"]))
+print(imported - started, time.perf_counter() - imported)
+client.close()
 """
 
 
-def fresh_process(path: Path) -> tuple[float, float]:
+def fresh_process(code: str, path: Path) -> tuple[float, float]:
+    """Seconds from the process's first line to the import done, then to a connected client."""
     output = subprocess.run(
-        [sys.executable, "-c", FRESH_PROCESS, str(path)], check=True, capture_output=True, text=True
+        [sys.executable, "-W", "ignore", "-c", code, str(path)],
+        check=True, capture_output=True, text=True,
     ).stdout.split()
     return float(output[-2]), float(output[-1])
 
@@ -76,7 +102,7 @@ def stages(path: Path) -> dict[str, float]:
         warnings.simplefilter("ignore", VersionMismatchWarning)  # as connect() does
         client = DaskboxClient(connection.scheduler_address, security=security_for(connection))
     lap("TLS client")
-    local = local_environment(project_root_of(path), connection.groups, connection.extras)
+    local = local_environment(project_root_of(path), connection)
     lap("local side")
     reports = connect_module.gather_reports(client)
     lap(f"reports ({len(reports)} processes)")
@@ -85,6 +111,11 @@ def stages(path: Path) -> dict[str, float]:
     lap("comparison")
     client.register_plugin(EnvironmentReporter(), name=REPORT_TOPIC)
     lap("plugin")
+    served = served_dashboard_port(client.scheduler_info())
+    assert served is not None
+    forwarder = start_dashboard(connection, security_for(connection), served, 0)
+    lap("dashboard forwarder")
+    forwarder.close()
     client.close()
     return times
 
@@ -115,12 +146,13 @@ def main() -> None:
                     raise
                 time.sleep(0.5)
 
-        cache = project / ".daskbox" / "cache"
-        cold, warm = [], []
-        for _ in range(arguments.repeat):
-            shutil.rmtree(cache, ignore_errors=True)
-            cold.append(fresh_process(path))
-            warm.append(fresh_process(path))
+        daskbox_runs, bare_runs = [], []
+        # Interleaved, so both see the same machine load, and each goes first every other
+        # round (the second of two back-to-back processes finds more of the files cached).
+        for round_ in range(arguments.repeat):
+            pair = [(FRESH_PROCESS, daskbox_runs), (BARE_PROCESS, bare_runs)]
+            for code, runs in pair if round_ % 2 == 0 else reversed(pair):
+                runs.append(fresh_process(code, path))
         session = []
         for _ in range(arguments.repeat):
             started = time.perf_counter()
@@ -131,12 +163,16 @@ def main() -> None:
         def median(values: list[float]) -> str:
             return f"{statistics.median(values):.3f} s"
 
+        daskbox_total = [sum(run) for run in daskbox_runs]
+        bare_total = [sum(run) for run in bare_runs]
+        ratio = statistics.median(daskbox_total) / statistics.median(bare_total)
         print(f"\nconnect() with the full environment check, {arguments.workers}-worker TLS "
               f"cluster, median of {arguments.repeat}:")
-        print(f"  fresh process, export cache cold: import {median([c[0] for c in cold])}"
-              f" + connect() {median([c[1] for c in cold])}")
-        print(f"  fresh process, export cache warm: import {median([w[0] for w in warm])}"
-              f" + connect() {median([w[1] for w in warm])}")
+        print(f"  fresh process, imports included: connect() {median(daskbox_total)}, "
+              f"bare distributed.Client {median(bare_total)}, ratio {ratio:.2f}x")
+        for label, runs in (("connect()", daskbox_runs), ("bare Client", bare_runs)):
+            print(f"    {label:<12} import {median([run[0] for run in runs])}"
+                  f" + connect {median([run[1] for run in runs])}")
         print(f"  in a running session:            connect() {median(session)}")
         for stage in breakdown[0]:
             print(f"    {stage:<24} {median([b[stage] for b in breakdown])}")

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from invoke.exceptions import Exit
-
 from daskbox.errors import DaskboxError
 
 # Where long steps report progress: one human-readable line per call.
@@ -22,4 +20,8 @@ def one_line_errors() -> Iterator[None]:
     try:
         yield
     except DaskboxError as error:
+        # Imported here: connect() shares this module's Progress type, and importing
+        # invoke would add ~70 ms to every fresh session's `from daskbox import connect`.
+        from invoke.exceptions import Exit
+
         raise Exit(f"error: {error}", code=error.exit_code) from None

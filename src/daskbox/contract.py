@@ -30,10 +30,22 @@ ENV_DASHBOARD_PORT: Final = "DASKBOX_DASHBOARD_PORT"
 ENV_TLS_CA_FILE: Final = "DASKBOX_TLS_CA_FILE"
 ENV_TLS_CERT_FILE: Final = "DASKBOX_TLS_CERT_FILE"
 ENV_TLS_KEY_FILE: Final = "DASKBOX_TLS_KEY_FILE"
+# The address scheduler, workers and dashboard listen on: unset = every interface (a VM,
+# behind its firewall), 127.0.0.1 for the local target (nothing on the LAN reaches it).
+ENV_LISTEN_HOST: Final = "DASKBOX_LISTEN_HOST"
+LOOPBACK: Final = "127.0.0.1"
 # The original recipe's names, still accepted by the entrypoint.
 LEGACY_ENV_WORKERS: Final = "NUM_WORKERS"
 LEGACY_ENV_THREADS_PER_WORKER: Final = "THREADS_PER_WORKER"
 LEGACY_ENV_MEMORY_PER_WORKER: Final = "MEMORY_PER_WORKER"
+
+# -- the dashboard ----------------------------------------------------------------------------
+# host:port the scheduler's dashboard preload serves on; set by the entrypoint for it.
+ENV_SERVE_DASHBOARD: Final = "DASKBOX_SERVE_DASHBOARD"
+DASHBOARD_PATH: Final = "/status"
+# `invoke dashboard` and connect() forward http://127.0.0.1:<this port> to the cluster's
+# dashboard over mutual TLS (not 8787: the local target's own dashboard may hold that one).
+DEFAULT_DASHBOARD_FORWARD_PORT: Final = 8788
 
 # -- set in the image by its build (ENV), read by the environment report --------------------
 ENV_LOCK_HASH: Final = "DASKBOX_LOCK_HASH"
@@ -54,6 +66,13 @@ TLS_DIR: Final = "/etc/daskbox/tls"
 TLS_CA_FILE: Final = "ca.pem"
 TLS_CERT_FILE: Final = "server.pem"
 TLS_KEY_FILE: Final = "server-key.pem"
+
+# -- Google credentials on the local target (only with --application-credentials) ----------
+# The user's application-default credentials, mounted read-only where Google's client
+# libraries (gcsfs, google-cloud-storage, pandas through fsspec) look for them.
+GOOGLE_CREDENTIALS_DIR: Final = "/etc/daskbox/google"
+GOOGLE_CREDENTIALS_FILE: Final = "application_default_credentials.json"
+ENV_GOOGLE_CREDENTIALS: Final = "GOOGLE_APPLICATION_CREDENTIALS"
 
 # -- names daskbox gives what it runs -------------------------------------------------------
 CONTAINER_NAME: Final = "daskbox"  # the container on a VM

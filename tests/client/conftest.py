@@ -9,9 +9,12 @@ a ``poetry update toolz``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +26,7 @@ import pytest
 import tomlkit
 from distributed import Client
 from distributed.versions import VersionMismatchWarning
+from packaging.utils import canonicalize_name
 
 from client.client_clusters import (
     REPO_ROOT,
@@ -34,6 +38,8 @@ from client.client_clusters import (
 from daskbox.client.connect import security_for
 from daskbox.client.connection import read_connection_file
 from daskbox.gcloud.tls import TLSMaterial, make_tls_material
+from daskbox.record import ImageRecord
+from daskbox_services import free_port
 
 CHANGED_PACKAGE = "toolz"
 # A release other than the locked one; resolved through pip's ordinary index configuration.
@@ -125,6 +131,63 @@ def wait_for_workers(connection_file: Path, count: int, cluster: TLSCluster) -> 
             if time.monotonic() > deadline:
                 raise AssertionError(f"cluster did not start: {error}\n{cluster.logs()}") from None
             time.sleep(0.5)
+
+
+def table_rows(message: str) -> list[list[str]]:
+    """The mismatch table's rows (after the header), split on runs of two or more spaces."""
+    lines = message.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["package", "local"])
+    rows = []
+    for line in lines[start + 1 :]:
+        if not line.startswith("  ") or line.startswith("      "):
+            break
+        rows.append([cell.strip() for cell in line.strip().split("  ") if cell.strip()])
+    return rows
+
+
+@contextlib.contextmanager
+def running_dashboard(*args: str, cwd: Path | None = None) -> Iterator[tuple[int, str]]:
+    """``daskbox dashboard ARGS --port <free> --no-browser`` until the block ends (Ctrl-C);
+    yields the port and the line it printed."""
+    port = free_port()
+    process = subprocess.Popen(
+        [Path(sys.executable).parent / "daskbox", "dashboard", *args, "--port", str(port),
+         "--no-browser"],
+        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        yield port, process.stdout.readline()
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 0 and "Traceback" not in stderr, stderr
+
+
+def synced_site(record: ImageRecord, site: Path) -> Path:
+    """``site`` holding the image's locked distributions this interpreter lacks (pip
+    --target, no dependencies): with it on sys.path, this session has the whole locked set,
+    as a laptop has after ``poetry sync``."""
+    installed = {canonicalize_name(d.metadata["Name"]) for d in importlib.metadata.distributions()}
+    missing = [f"{name}=={version}" for name, version in record.image_distributions.items()
+               if name not in installed]  # fmt: skip
+    site.mkdir(parents=True, exist_ok=True)
+    if missing:
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
+             str(site), "--disable-pip-version-check", *missing],
+            check=True,
+        )  # fmt: skip
+    return site
+
+
+def connect_in_a_session(path: Path, site: Path) -> subprocess.CompletedProcess[str]:
+    """``connect()`` from this interpreter with ``site`` also on sys.path (its packages count)."""
+    python_path = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from daskbox import connect; "
+         "connect(path=sys.argv[1]).close()", str(path)],
+        env={**os.environ, "PYTHONPATH": python_path}, capture_output=True, text=True, check=False,
+    )  # fmt: skip
 
 
 ClusterFactory = Callable[..., tuple[TLSCluster, Path]]

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import platform
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from daskbox.client.check import (
     Difference,
     EnvironmentReport,
     LocalEnvironment,
+    LockedSides,
+    PlatformDifference,
     check_reports,
     compare,
 )
-from daskbox.entrypoint.environment import environment_report
+from daskbox.entrypoint.environment import environment_report, installed_distributions
 
 
 def report(python="3.11.7", platform_="Linux-x86_64", lock_hash="a" * 64, **distributions):
@@ -29,14 +33,18 @@ def report(python="3.11.7", platform_="Linux-x86_64", lock_hash="a" * 64, **dist
 
 def local(
     locked=("dask", "toolz"), lock_hash="a" * 64, platform_="Linux-x86_64", extras=(),
-    **distributions,
+    sides=None, **distributions,
 ):
+    """The local side; ``locked`` names what the lock gives both platforms (at any version),
+    ``sides`` replaces it with a LockedSides of its own."""
+    if sides is None and locked is not None:
+        sides = LockedSides(dict.fromkeys(locked), dict.fromkeys(locked))
     return LocalEnvironment(
         EnvironmentReport.from_dict(report(lock_hash=None, platform_=platform_, **distributions)),
         groups=("main",),
         extras=extras,
         lock_hash=lock_hash,
-        locked=frozenset(locked) if locked is not None else None,
+        locked=sides,
     )
 
 
@@ -63,12 +71,12 @@ class TestCompare:
             Difference("python", "python", "CPython 3.11.7", "CPython 3.11.2"),
         )
 
-    def test_platform_difference(self):
-        here = local(dask="2026.8.0")
-        remote = EnvironmentReport.from_dict(report(platform_="Linux-aarch64", dask="2026.8.0"))
-        assert compare(here, remote, "w").differences == (
-            Difference("platform", "platform", "Linux-x86_64", "Linux-aarch64"),
-        )
+    def test_another_os_and_cpu_alone_is_expected(self):
+        here = local(platform_="Darwin-arm64", dask="2026.8.0")
+        remote = EnvironmentReport.from_dict(report(dask="2026.8.0"))
+        comparison = compare(here, remote, "w")
+        assert comparison.differences == ()
+        assert comparison.platforms == ("Darwin-arm64", "Linux-x86_64")
 
     def test_lock_hash_difference(self):
         here = local(lock_hash="b" * 64, dask="1")
@@ -95,11 +103,94 @@ class TestCompare:
         assert comparison.matched == 1
 
     def test_without_the_lock_export_local_extras_are_local_only(self):
-        here = local(locked=None, dask="1", toolz="1")
+        here = local(locked=None, pandas="2", toolz="1")
         remote = EnvironmentReport.from_dict(report(toolz="1"))
         comparison = compare(here, remote, "w")
         assert comparison.differences == ()
-        assert comparison.local_only == ("dask",)
+        assert comparison.local_only == ("pandas",)
+
+
+# What a lock with platform markers gives a macOS laptop and the Linux image.
+MAC_AND_LINUX = LockedSides(
+    local={"dask": "1", "toolz": "1", "appdirs": "1.4.4", "tabulate": "0.8.10"},
+    image={"dask": "1", "toolz": "1", "six": "1.17.0", "tabulate": "0.10.0"},
+)
+
+
+def mac(**distributions):
+    return local(sides=MAC_AND_LINUX, platform_="Darwin-arm64", **distributions)
+
+
+class TestPlatforms:
+    def test_what_the_lock_gives_each_platform_alone_is_expected(self):
+        here = mac(dask="1", toolz="1", appdirs="1.4.4", tabulate="0.8.10", pytest="9")
+        remote = EnvironmentReport.from_dict(
+            report(dask="1", toolz="1", six="1.17.0", tabulate="0.10.0")
+        )
+        comparison = compare(here, remote, "scheduler")
+        assert comparison.differences == ()
+        assert comparison.matched == 2
+        assert comparison.local_only == ("pytest",)
+        assert comparison.platform_only == (
+            PlatformDifference("appdirs", "1.4.4", None),
+            PlatformDifference("six", None, "1.17.0"),
+            PlatformDifference("tabulate", "0.8.10", "0.10.0"),
+        )
+        assert comparison.platforms == ("Darwin-arm64", "Linux-x86_64")
+
+    @pytest.mark.parametrize(
+        ("laptop", "cluster", "difference"),
+        [
+            # tabulate: the lock gives macOS 0.8.10, and this laptop has another version.
+            ({"tabulate": "0.9.0"}, {}, Difference("package", "tabulate", "0.9.0", "0.10.0")),
+            # dask: the lock gives both platforms one version, so both sides must have it.
+            ({}, {"dask": "2"}, Difference("package", "dask", "1", "2")),
+        ],
+    )
+    def test_what_the_lock_does_not_explain_is_a_difference(self, laptop, cluster, difference):
+        here = mac(**{"dask": "1", "toolz": "1", "appdirs": "1.4.4", "tabulate": "0.8.10",
+                      **laptop})
+        remote = EnvironmentReport.from_dict(
+            report(**{"dask": "1", "toolz": "1", "six": "1.17.0", "tabulate": "0.10.0", **cluster})
+        )
+        assert compare(here, remote, "w").differences == (difference,)
+
+    def test_the_serialization_set_must_match_whatever_the_lock_says(self):
+        split = LockedSides(local={"cloudpickle": "3.0.0"}, image={"cloudpickle": "3.1.3"})
+        here = local(sides=split, platform_="Windows-AMD64", cloudpickle="3.0.0")
+        result = check_reports(here, {"scheduler": report(cloudpickle="3.1.3")})
+        assert [d.subject for d in result.differences] == ["cloudpickle"]
+        fixes = [line for line in result.mismatch_message().splitlines() if "fix:" in line]
+        assert len(fixes) == 1
+        assert fixes[0].startswith("fix: the lock gives cloudpickle another version on each ")
+        assert "require one version for every platform in pyproject.toml" in fixes[0]
+
+    def test_a_serialization_package_missing_on_one_side_is_a_difference(self):
+        only_image = LockedSides(local={}, image={"tornado": "6.5.10"})
+        here = local(sides=only_image, platform_="Darwin-arm64")
+        assert compare(here, EnvironmentReport.from_dict(report(tornado="6.5.10")), "w") \
+            .differences == (Difference("package", "tornado", None, "6.5.10"),)
+
+    def test_confirmation_names_both_platforms_and_the_expected_differences(self):
+        here = mac(dask="1", toolz="1", appdirs="1.4.4", tabulate="0.8.10", daskbox="0.1")
+        same = report(dask="1", toolz="1", six="1.17.0", tabulate="0.10.0")
+        result = check_reports(here, {"scheduler": same, "tls://w1": same})
+        assert result.ok
+        assert result.confirmation() == (
+            "environment check: 2 packages match on scheduler and 1 worker (groups: main); "
+            "Darwin-arm64 here, Linux-x86_64 there: 3 expected differences (appdirs here only, "
+            "six there only, tabulate 0.8.10 here / 0.10.0 there); local-only: 1 (daskbox)"
+        )
+
+    def test_a_mismatch_still_lists_the_expected_differences_apart(self):
+        here = mac(dask="1", toolz="2", appdirs="1.4.4", tabulate="0.8.10")
+        result = check_reports(
+            here, {"scheduler": report(dask="1", toolz="1", six="1.17.0", tabulate="0.10.0")}
+        )
+        message = result.mismatch_message()
+        assert [d.subject for d in result.differences] == ["toolz"]
+        assert "expected: Darwin-arm64 here, Linux-x86_64 there: 3 expected differences" in message
+        assert "strict=False" not in message
 
 
 class TestCheckResult:
@@ -142,30 +233,20 @@ class TestCheckResult:
             result.confirmation()
         )
 
-    def test_another_platform_says_the_image_is_linux_and_to_pass_strict_false(self):
-        here = local(platform_="Darwin-arm64", dask="2026.8.0")
-        result = check_reports(here, {"scheduler": report(dask="2026.8.0")})
-        assert not result.ok
-        fixes = [line for line in result.mismatch_message().splitlines() if "fix:" in line]
-        # Only the platform differs: rebuilding cannot help, connecting with strict=False does.
-        assert fixes == [
-            "fix: the image is linux/x86_64; connecting from another OS or CPU always differs "
-            "here, so pass `connect(strict=False)` to connect anyway"
-        ]
-
-    def test_another_platform_and_a_package_give_both_fixes(self):
-        here = local(platform_="Darwin-arm64", dask="2026.8.0", toolz="1.2.0")
-        result = check_reports(here, {"scheduler": report(dask="2026.8.0", toolz="1.1.0")})
-        message = result.mismatch_message()
-        assert "invoke build push" in message and "strict=False" in message
-
-
 def test_environment_report_describes_this_interpreter():
     data = environment_report()
     parsed = EnvironmentReport.from_dict(data)
     assert parsed.python == platform.python_version()
     assert parsed.distributions["distributed"] == __import__("distributed").__version__
     assert parsed.distributions["daskbox"]  # installed here (editable), never in the image
+
+
+def test_the_fast_metadata_read_agrees_with_the_full_parser():
+    full: dict[str, str] = {}
+    for distribution in importlib.metadata.distributions():
+        full.setdefault(canonicalize_name(distribution.metadata["Name"]), distribution.version)
+    assert installed_distributions() == dict(sorted(full.items()))
+    assert len(full) > 50  # this interpreter's whole environment, dev group included
 
 
 @pytest.mark.parametrize("groups", ["main", "main, gpu", ""])

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from packaging.utils import canonicalize_name
 
 from client.client_clusters import (
     FIXTURE_PROJECTS,
@@ -18,7 +16,14 @@ from client.client_clusters import (
     build_environment,
     copy_project,
 )
-from client.conftest import CHANGED_PACKAGE, OTHER_PATCH_PYTHON, OTHER_RELEASE
+from client.conftest import (
+    CHANGED_PACKAGE,
+    OTHER_PATCH_PYTHON,
+    OTHER_RELEASE,
+    connect_in_a_session,
+    synced_site,
+    table_rows,
+)
 from daskbox import EnvironmentMismatch, connect
 from daskbox.client.connection import (
     ConnectionFile,
@@ -37,18 +42,6 @@ DASKBOX_CLI = Path(sys.executable).parent / "daskbox"
 WITH_EXTRAS = FIXTURE_PROJECTS / "extras_groups_markers"
 
 
-def table_rows(message: str) -> list[list[str]]:
-    """The mismatch table's rows (after the header), split on runs of two or more spaces."""
-    lines = message.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["package", "local"])
-    rows = []
-    for line in lines[start + 1 :]:
-        if not line.startswith("  ") or line.startswith("      "):
-            break
-        rows.append([cell.strip() for cell in line.strip().split("  ") if cell.strip()])
-    return rows
-
-
 def wait_until(predicate, what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -64,7 +57,9 @@ def test_matching_environment_connects_and_reports_the_count(
     client = connect(path=path)
     try:
         locked = export_environment(project, Platform.local(), ("main",)).names()
-        line = capsys.readouterr().out.strip().splitlines()[-1]
+        check_line, dashboard_line = capsys.readouterr().out.strip().splitlines()[-2:]
+        assert dashboard_line == f"dashboard: {client.dashboard_link}"
+        line = check_line
         assert line.startswith(
             f"environment check: {len(locked)} packages match on scheduler and 2 workers "
             "(groups: main); local-only: "
@@ -213,16 +208,6 @@ def test_cluster_that_cannot_report_is_not_a_daskbox_image(
         connect(path=path)
 
 
-def connect_in_a_session(path: Path, site: Path) -> subprocess.CompletedProcess[str]:
-    """``connect()`` from this interpreter with ``site`` also on sys.path (its packages count)."""
-    python_path = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
-    return subprocess.run(
-        [sys.executable, "-c", "import sys; from daskbox import connect; "
-         "connect(path=sys.argv[1]).close()", str(path)],
-        env={**os.environ, "PYTHONPATH": python_path}, capture_output=True, text=True, check=False,
-    )
-
-
 def test_an_extra_installed_in_the_image_matches_a_local_session_that_has_it(
     tls_cluster, tmp_path
 ):
@@ -233,15 +218,8 @@ def test_an_extra_installed_in_the_image_matches_a_local_session_that_has_it(
     exported = export_environment(project, Platform.local(), ("main",), ("tables",))
     assert "tabulate" in exported.names()
     # The local session: this interpreter plus the locked packages it lacks (tabulate, six).
-    site = tmp_path / "site"
-    installed = {canonicalize_name(d.metadata["Name"]) for d in importlib.metadata.distributions()}
-    missing = [f"{r.name}=={r.version}" for r in exported.requirements if r.name not in installed]
-    assert any(requirement.startswith("tabulate==") for requirement in missing)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
-         "--disable-pip-version-check", *missing],
-        check=True,
-    )
+    site = synced_site(image.record, tmp_path / "site")
+    assert list(site.glob("tabulate-*.dist-info"))
     confirmation = (
         f"environment check: {len(exported.names())} packages match on scheduler and 1 worker "
         "(groups: main; extras: tables); local-only: "

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from client.client_clusters import build_environment
+from client.conftest import synced_site
 from daskbox.demo import main, run_demo
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
@@ -34,9 +35,11 @@ FOLDS = 3
 
 
 def test_demo_runs_the_grid_search_on_the_cluster_and_serially(
-    quickstart_environment, tls_cluster, monkeypatch, capsys
+    quickstart_environment, tls_cluster, monkeypatch, capsys, tmp_path
 ):
     monkeypatch.syspath_prepend(str(QUICKSTART / "src"))
+    # This session, as `poetry install` in the quickstart makes it (bokeh and its plots too).
+    monkeypatch.syspath_prepend(str(synced_site(quickstart_environment.record, tmp_path / "site")))
     from quickstart import cross_validated_error, make_data
 
     _, path = tls_cluster(quickstart_environment, workers=2, in_project=QUICKSTART)
@@ -54,8 +57,9 @@ def test_demo_runs_the_grid_search_on_the_cluster_and_serially(
 
     lines = output.splitlines()
     assert lines[0].startswith("environment check: ") and "2 workers" in lines[0]
+    assert lines[1].startswith("dashboard: http://127.0.0.1:")
     summary = f"grid search of {len(ALPHAS)} penalties: best alpha {best_alpha:.4g} "
-    assert lines[1].startswith(summary)
+    assert lines[2].startswith(summary)
     assert f"on the cluster (2 workers): {result.cluster_seconds:.2f} s" in output
     assert f"serially here:             {result.serial_seconds:.2f} s" in output
 

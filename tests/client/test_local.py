@@ -36,19 +36,21 @@ def test_lock_hash_and_the_records_names_for_the_image_groups(tmp_path):
     local = local_environment(project, connection_for(project))
     assert local.lock_hash == hashlib.sha256((project / "poetry.lock").read_bytes()).hexdigest()
     assert local.note is None
-    assert {"distributed", "psutil", "toolz"} <= local.locked
-    assert "pytest" not in local.locked  # dev group: local-only
-    assert "colorama" not in local.locked  # locked for Windows only: not expected on Linux
+    assert {"distributed", "psutil", "toolz"} <= local.locked.image.keys()
+    assert "pytest" not in local.locked.image  # dev group: local-only
+    assert "colorama" not in local.locked.image  # locked for Windows only: not expected on Linux
+    # This interpreter is Linux too: the lock gives both sides the same set.
+    assert local.locked.local == local.locked.image
 
 
 def test_extras_the_image_was_built_with_are_expected_on_the_cluster(tmp_path):
     project = copy_project(WITH_EXTRAS, tmp_path / "extras")
     without = local_environment(project, connection_for(project))
-    assert "tabulate" not in without.locked and without.extras == ()
+    assert "tabulate" not in without.locked.image and without.extras == ()
     local = local_environment(project, connection_for(project, extras=("tables",)))
     assert local.note is None
     assert local.extras == ("tables",)
-    assert local.locked == without.locked | {"tabulate"}
+    assert local.locked.image.keys() == without.locked.image.keys() | {"tabulate"}
 
 
 def test_without_a_record_local_only_packages_are_not_told_apart(tmp_path):
@@ -77,7 +79,7 @@ def test_a_stale_lock_still_gives_its_hash_without_poetry(tmp_path):
     assert local.note is None
 
 
-def test_the_light_client_imports_neither_poetry_nor_docker(tmp_path):
+def test_the_light_client_imports_neither_poetry_nor_docker_nor_invoke(tmp_path):
     """``from daskbox import connect`` and the local side of ``connect()``, in a fresh process."""
     project = copy_project(WITH_EXTRAS, tmp_path / "extras")
     path = tmp_path / "connection.json"
@@ -90,7 +92,8 @@ def test_the_light_client_imports_neither_poetry_nor_docker(tmp_path):
         "from daskbox.client.local import local_environment\n"
         "connection = read_connection_file(Path(sys.argv[1]))\n"
         "local_environment(Path(sys.argv[2]), connection)\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'poetry', 'docker', 'cleo'}))\n"
+        "heavy = {'poetry', 'docker', 'cleo', 'invoke'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe, str(path), str(project)],

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import psutil
 import pytest
@@ -255,11 +256,61 @@ def test_idle_timeout_waits_for_clients_then_exits_zero_by_itself():
 
 
 def test_scheduler_that_cannot_start_makes_the_entrypoint_exit_non_zero():
+    # An HTTP route module that does not exist: Scheduler() fails while the workers start.
+    routes = {"DASK_DISTRIBUTED__SCHEDULER__HTTP__ROUTES": '["no_such_daskbox_routes"]'}
+    with Entrypoint(entrypoint_environ(**routes)) as entrypoint:
+        code = entrypoint.wait(timeout=60)
+    assert code == 1
+    assert "entrypoint | scheduler exited with code 1: stopping" in entrypoint.lines
+
+
+@pytest.mark.parametrize(("variable", "what"), [
+    ("DASKBOX_SCHEDULER_PORT", "scheduler"), ("DASKBOX_DASHBOARD_PORT", "dashboard"),
+])  # fmt: skip
+@pytest.mark.parametrize("listen_host", ["", "127.0.0.1"])
+def test_a_port_in_use_is_named_before_anything_starts(variable, what, listen_host):
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with Entrypoint(entrypoint_environ(DASKBOX_SCHEDULER_PORT=str(port))) as entrypoint:
+        environ = entrypoint_environ(**{variable: str(port), "DASKBOX_LISTEN_HOST": listen_host})
+        with Entrypoint(environ) as entrypoint:
             code = entrypoint.wait(timeout=60)
-    assert code == 1
-    assert "entrypoint | scheduler exited with code 1: stopping" in entrypoint.lines
+    assert code == 2
+    assert entrypoint.lines[-1] == (
+        f"daskbox entrypoint: port {port} ({variable}, the {what}) is already in use on "
+        f"{listen_host or 'this machine'}: stop what listens there, or pick another port "
+        f"(`invoke launch --{what}-port N`)"
+    )
+    assert not any(line.startswith("entrypoint | started") for line in entrypoint.lines)
+
+
+def listening_addresses(entrypoint: Entrypoint) -> dict[int, str]:
+    """Port -> address of every socket the entrypoint and its descendants listen on."""
+    processes = [psutil.Process(entrypoint.process.pid), *entrypoint.descendants()]
+    return {
+        connection.laddr.port: connection.laddr.ip
+        for process in processes
+        for connection in process.net_connections(kind="inet")
+        if connection.status == psutil.CONN_LISTEN
+    }
+
+
+@pytest.mark.parametrize("listen_host", ["127.0.0.1", ""])
+def test_everything_listens_on_the_listen_host_and_the_dashboard_where_asked(listen_host):
+    with entrypoint_and_client(2, DASKBOX_LISTEN_HOST=listen_host) as (entrypoint, client):
+        # the scheduler reports the dashboard port that was asked for, the one it serves
+        assert client.scheduler_info()["services"] == {"dashboard": entrypoint.dashboard_port}
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{entrypoint.dashboard_port}/health", timeout=30
+        ) as response:
+            assert response.read() == b"ok"
+        addresses = listening_addresses(entrypoint)
+    # scheduler, dashboard, and per worker: nanny, worker, worker's HTTP server
+    assert len(addresses) >= 2 + 3 * 2
+    assert {entrypoint.scheduler_port, entrypoint.dashboard_port} <= addresses.keys()
+    if listen_host:
+        assert set(addresses.values()) == {listen_host}
+    else:
+        assert addresses[entrypoint.dashboard_port] in {"0.0.0.0", "::"}
+        assert addresses[entrypoint.scheduler_port] in {"0.0.0.0", "::"}

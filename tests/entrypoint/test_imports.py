@@ -1,5 +1,6 @@
 """The entrypoint package is copied into the image with daskbox's contract module only: it
-may import only the stdlib, psutil, dask, distributed, the contract and itself."""
+may import only the stdlib, psutil, dask, distributed (and its tornado), the contract and
+itself."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "src" / "daskbox" / "entrypoint"
-ALLOWED = set(sys.stdlib_module_names) | {"psutil", "dask", "distributed"}
+# tornado: distributed's own dependency, whose HTTP server the dashboard preload uses.
+ALLOWED = set(sys.stdlib_module_names) | {"psutil", "dask", "distributed", "tornado"}
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -83,6 +83,10 @@ BAD_SETTINGS = [
         "DASKBOX_MEMORY_PER_WORKER='3GiB' and MEMORY_PER_WORKER='3' are both set to different",
     ),
     (
+        {"DASKBOX_LISTEN_HOST": "localhost"},
+        "DASKBOX_LISTEN_HOST='localhost' is invalid: expected an IP address such as 127.0.0.1",
+    ),
+    (
         {"DASKBOX_SCHEDULER_PORT": "9786", "DASKBOX_DASHBOARD_PORT": "9786"},
         "DASKBOX_SCHEDULER_PORT and DASKBOX_DASHBOARD_PORT are both 9786: expected two "
         "different port numbers",

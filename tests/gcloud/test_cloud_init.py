@@ -55,10 +55,13 @@ def test_schema_check_catches_a_broken_user_data(tmp_path):
 
 
 def test_vm_and_local_run_the_same_container(tmp_path):
-    """The local target differs from the VM only in the TLS folder's host path and name."""
+    """The local target differs from the VM only in the TLS folder's host path and name,
+    and in listening on loopback only (host networking would put its ports on the LAN)."""
     spec = fixed_spec()
     vm = docker_run_argv(spec)
     local = local_argv(tmp_path, spec)
+    assert local[-3:-1] == ["--env", "DASKBOX_LISTEN_HOST=127.0.0.1"]
+    del local[-3:-1]
     runcmd = yaml.safe_load(render_user_data(spec))["runcmd"]
     [run] = [line for line in runcmd if line[2:4] == ["docker", "run"]]
     assert run[2:] == vm  # after `env HOME=...`

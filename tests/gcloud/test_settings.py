@@ -29,6 +29,16 @@ def test_flags_over_config_over_defaults(root):
     assert settings.instance == "daskbox-my-project"
 
 
+def test_service_account_and_scopes_from_flags(root):
+    account = "reader@p.iam.gserviceaccount.com"
+    settings = resolve_settings(root, {"service_account": account, "scopes": "storage-ro,bigquery"})
+    assert settings.service_account == account
+    assert settings.scopes == ("storage-ro", "bigquery")
+    # least privilege by default: the project's default account, two scopes
+    default = resolve_settings(root, {})
+    assert (default.service_account, default.scopes) == (None, ("logging-write", "storage-ro"))
+
+
 def test_local_instance_name_differs(root):
     assert resolve_settings(root, {}, local=True).instance == "daskbox-my-project-local"
 
@@ -49,6 +59,8 @@ def test_unknown_key_suggests_the_right_one(root):
         ({"max_run_duration": "eight hours"}, "max-run-duration 'eight hours' is invalid"),
         ({"method": "ssh"}, "method 'ssh' is unknown"),
         ({"scheduler_port": "8787"}, "must differ"),
+        ({"service_account": "data-reader"}, "service account 'data-reader' is not an email"),
+        ({"scopes": " , "}, "scopes is empty: the VM needs at least storage-ro"),
     ],
 )
 def test_invalid_values_are_refused(root, flags, message):

@@ -71,8 +71,27 @@ def test_list_shows_every_daskbox_task(tmp_path):
     assert listed.returncode == 0, listed.stderr
     names = re.findall(r"^  (\w+) ", listed.stdout, flags=re.MULTILINE)
     assert sorted(names) == sorted(
-        ["build", "push", "dockerfile", "cache", "launch", "teardown", "status", "check"]
+        ["build", "push", "dockerfile", "cache", "launch", "teardown", "status", "check",
+         "dashboard"]
     )
+
+
+@pytest.mark.docker  # planning asks the engine for the base image's identity
+def test_build_warns_once_when_the_image_has_no_bokeh(tmp_path, repo_root):
+    # Planned twice (build, then dockerfile), said once: by build.
+    without = invoke(copy_project("non_package", tmp_path), "build", "--dry-run", "dockerfile")
+    assert without.returncode == 0, without.stderr
+    assert [line for line in without.stderr.splitlines() if "bokeh" in line] == [
+        "warning: bokeh is not in the image, so its dashboard will be empty (\"Dask needs "
+        "bokeh\"): run `poetry add bokeh`, then `invoke build push`"
+    ]
+    # The quickstart has it.
+    quickstart = repo_root / "examples" / "quickstart"
+    with_bokeh = subprocess.run(
+        [INVOKE, "build", "--dry-run"], cwd=quickstart, capture_output=True, text=True, check=False
+    )
+    assert with_bokeh.returncode == 0, with_bokeh.stderr
+    assert "bokeh" not in with_bokeh.stderr
 
 
 @pytest.mark.docker  # planning asks the engine for the base image's identity

@@ -1,22 +1,27 @@
-"""Local environment vs the cluster's: every distribution, the Python, the platform, the lock.
+"""Local environment vs the cluster's: the Python, every distribution, the lock, per platform.
 
-Pure functions over plain reports (``daskbox.entrypoint.environment.environment_report``),
-so the whole comparison is testable without a cluster. ``connect.py`` gathers the
-reports and decides whether to raise or warn.
+Pure functions over plain reports (``daskbox.entrypoint.environment.environment_report``)
+and what the lock gives each platform, so the whole comparison is testable without a
+cluster. ``connect.py`` gathers the reports and decides whether to raise or warn.
 
-What counts as a difference, for each cluster process:
+The lock is the reference for both sides: the image record (``daskbox.record``) holds every
+line of its export with the markers, evaluated once for the local platform and once for the
+image's. For each cluster process, a difference is:
 
-- Python (implementation and full version) or platform (system-machine) differ.
-- The image's lock hash is not the sha256 of the local poetry.lock.
-- A distribution on the cluster is missing locally or has another version locally.
-- A distribution installed locally that the lock exports for the image's groups and extras
-  (markers evaluated for the image's platform) is missing on the cluster.
+- Python implementation or full version differ;
+- the image's lock hash is not the sha256 of the local poetry.lock;
+- a distribution the lock gives both platforms at one version has another version (or is
+  missing) on one side;
+- a distribution the lock gives both platforms at different versions (markers pinning it
+  per platform) does not have its own platform's locked version on one side;
+- a distribution locked for the image's platform, installed locally, missing on the cluster;
+- any difference at all in the serialization set (cloudpickle, msgpack, dask, distributed,
+  tornado, toolz): tasks and results cross between the two sides through them, whatever
+  the lock says.
 
-Other local distributions (the dev group, daskbox itself, the project in editable mode)
-are expected local-only ones: they are counted and named, not reported as differences.
-
-The platform is compared too, although the image is always Linux: a session on macOS or
-Windows sees it as a difference and connects with ``strict=False`` (the message says so).
+Expected, listed but not failures: the OS and CPU themselves; distributions the lock gives
+one platform only, or at another version per platform (``PlatformDifference``); and local
+distributions outside the image's groups (dev group, daskbox, Jupyter: *local-only*).
 """
 
 from __future__ import annotations
@@ -29,20 +34,26 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 __all__ = [
+    "SERIALIZATION",
     "CheckResult",
     "Comparison",
     "Difference",
     "EnvironmentReport",
     "LocalEnvironment",
+    "LockedSides",
+    "PlatformDifference",
     "check_reports",
     "compare",
 ]
 
 SCHEDULER = "scheduler"
 REBUILD_FIX = "fix: run `invoke build push`, then relaunch (`invoke teardown`, `invoke launch`)"
+# Whatever the lock says per platform, these must be equal on both sides: the client and
+# the cluster pickle tasks and results with them and speak distributed's protocol.
+SERIALIZATION = frozenset({"cloudpickle", "msgpack", "dask", "distributed", "tornado", "toolz"})
 
-Kind = Literal["python", "platform", "lock", "package"]
-_KIND_ORDER: dict[Kind, int] = {"python": 0, "platform": 1, "lock": 2, "package": 3}
+Kind = Literal["python", "lock", "package"]
+_KIND_ORDER: dict[Kind, int] = {"python": 0, "lock": 1, "package": 2}
 
 
 @dataclass(frozen=True)
@@ -71,19 +82,28 @@ class EnvironmentReport:
 
 
 @dataclass(frozen=True)
-class LocalEnvironment:
-    """This side of the comparison: the running interpreter plus what the local lock says.
+class LockedSides:
+    """What the lock gives each side: name -> locked version (None for a direct reference
+    whose version only its wheel knows), for the local platform and for the image's."""
 
-    ``locked`` holds the names the lock exports for the image's groups and extras on the
-    image's platform (markers evaluated). It is None when the lock could not be exported (``note``
-    says why); then only the cluster's distributions are checked against local ones.
+    local: Mapping[str, str | None]
+    image: Mapping[str, str | None]
+
+
+@dataclass(frozen=True)
+class LocalEnvironment:
+    """This side of the comparison: the running interpreter plus what the lock says.
+
+    ``locked`` is None when the image has no record of its lock (an explicit ``--image``;
+    ``note`` says so): then the cluster's distributions are checked against local ones,
+    and no difference can be told to be a platform's.
     """
 
     report: EnvironmentReport
     groups: tuple[str, ...]
     extras: tuple[str, ...] = ()
     lock_hash: str | None = None
-    locked: frozenset[str] | None = None
+    locked: LockedSides | None = None
     note: str | None = None
 
 
@@ -92,9 +112,26 @@ class Difference:
     """One row of the mismatch table; None means missing on that side."""
 
     kind: Kind
-    subject: str  # "python", "platform", "poetry.lock" or a distribution name
+    subject: str  # "python", "poetry.lock" or a distribution name
     local: str | None
     remote: str | None
+
+
+@dataclass(frozen=True)
+class PlatformDifference:
+    """An expected difference: the lock gives this distribution one platform only, or each
+    platform its own version, and each side has what the lock gives it."""
+
+    name: str
+    local: str | None
+    remote: str | None
+
+    def __str__(self) -> str:
+        if self.remote is None:
+            return f"{self.name} here only"
+        if self.local is None:
+            return f"{self.name} there only"
+        return f"{self.name} {self.local} here / {self.remote} there"
 
 
 @dataclass(frozen=True)
@@ -105,13 +142,43 @@ class Comparison:
     differences: tuple[Difference, ...]
     matched: int  # distributions on the cluster with the same version locally
     local_only: tuple[str, ...]  # expected: local distributions outside the image groups
+    platform_only: tuple[PlatformDifference, ...] = ()  # expected: the lock says so
+    platforms: tuple[str, str] | None = None  # (local, cluster) when the OS or CPU differ
+    # Serialization-set distributions the lock itself gives each platform another version of.
+    split_by_lock: tuple[str, ...] = ()
 
 
-def _same_version(local: str, remote: str) -> bool:
+def _same_version(local: str | None, remote: str | None) -> bool:
+    if local is None or remote is None:
+        return local is remote
     try:
         return Version(local) == Version(remote)
     except InvalidVersion:
         return local == remote
+
+
+def _is_locked_version(installed: str | None, locked: str | None) -> bool:
+    """``installed`` is what the lock gives (a direct reference's None matches anything)."""
+    return installed is not None and (locked is None or _same_version(installed, locked))
+
+
+def _platform_difference(
+    name: str, local: str | None, remote: str | None, sides: LockedSides
+) -> PlatformDifference | None:
+    """The difference between ``local`` and ``remote`` if the lock explains it, else None."""
+    if name in SERIALIZATION or (name not in sides.local and name not in sides.image):
+        return None
+    if name not in sides.image:  # locked for this platform only
+        explained = remote is None and _is_locked_version(local, sides.local[name])
+    elif name not in sides.local:  # locked for the image's platform only
+        explained = local is None and _is_locked_version(remote, sides.image[name])
+    else:  # locked for both, at a version per platform
+        explained = (
+            not _same_version(sides.local[name], sides.image[name])
+            and _is_locked_version(local, sides.local[name])
+            and _is_locked_version(remote, sides.image[name])
+        )
+    return PlatformDifference(name, local, remote) if explained else None
 
 
 def compare(local: LocalEnvironment, remote: EnvironmentReport, where: str) -> Comparison:
@@ -122,31 +189,53 @@ def compare(local: LocalEnvironment, remote: EnvironmentReport, where: str) -> C
     remote_python = f"{remote.implementation} {remote.python}"
     if local_python != remote_python:
         differences.append(Difference("python", "python", local_python, remote_python))
-    if here.platform != remote.platform:
-        differences.append(Difference("platform", "platform", here.platform, remote.platform))
     if local.lock_hash is not None and local.lock_hash != remote.lock_hash:
         differences.append(
             Difference("lock", "poetry.lock", _short(local.lock_hash), _short(remote.lock_hash))
         )
 
+    sides = local.locked
     matched = 0
-    for name, remote_version in remote.distributions.items():
-        local_version = here.distributions.get(name)
-        if local_version is not None and _same_version(local_version, remote_version):
-            matched += 1
-        else:
-            differences.append(Difference("package", name, local_version, remote_version))
-
-    expected_remotely = local.locked or frozenset()
     local_only: list[str] = []
-    for name, local_version in here.distributions.items():
-        if name in remote.distributions:
+    platform_only: list[PlatformDifference] = []
+    split_by_lock: list[str] = []
+    for name in sorted(set(here.distributions) | set(remote.distributions)):
+        local_version = here.distributions.get(name)
+        remote_version = remote.distributions.get(name)
+        if _same_version(local_version, remote_version):
+            matched += 1
             continue
-        if name in expected_remotely:
-            differences.append(Difference("package", name, local_version, None))
-        else:
-            local_only.append(name)
-    return Comparison(where, tuple(differences), matched, tuple(local_only))
+        locked_anywhere = sides is not None and (name in sides.local or name in sides.image)
+        if remote_version is None and not locked_anywhere and name not in SERIALIZATION:
+            local_only.append(name)  # not meant for the image (dev group, daskbox, ...)
+            continue
+        explained = (
+            _platform_difference(name, local_version, remote_version, sides)
+            if sides is not None
+            else None
+        )
+        if explained is not None:
+            platform_only.append(explained)
+            continue
+        differences.append(Difference("package", name, local_version, remote_version))
+        if (
+            name in SERIALIZATION
+            and sides is not None
+            and name in sides.local
+            and name in sides.image
+            and not _same_version(sides.local[name], sides.image[name])
+        ):
+            split_by_lock.append(name)
+    platforms = None if here.platform == remote.platform else (here.platform, remote.platform)
+    return Comparison(
+        where,
+        tuple(differences),
+        matched,
+        tuple(local_only),
+        tuple(platform_only),
+        platforms,
+        tuple(split_by_lock),
+    )
 
 
 def _short(lock_hash: str | None) -> str | None:
@@ -181,6 +270,27 @@ class CheckResult:
     def matched(self) -> int:
         """Distributions matching on every process (the smallest count of any one)."""
         return min((comparison.matched for comparison in self.comparisons), default=0)
+
+    @property
+    def platform_only(self) -> tuple[PlatformDifference, ...]:
+        """Expected differences the lock gives per platform, sorted by name."""
+        found = {d for comparison in self.comparisons for d in comparison.platform_only}
+        return tuple(sorted(found, key=lambda d: (d.name, d.local or "", d.remote or "")))
+
+    @property
+    def platforms(self) -> tuple[str, str] | None:
+        """(local, cluster) platform, e.g. ("Darwin-arm64", "Linux-x86_64"), when they differ."""
+        return next((c.platforms for c in self.comparisons if c.platforms), None)
+
+    def _expected(self) -> str:
+        """The platform part of a line: both platforms and what the lock gives each alone."""
+        platforms, expected = self.platforms, self.platform_only
+        if platforms is None and not expected:
+            return ""
+        where = f"{platforms[0]} here, {platforms[1]} there: " if platforms else ""
+        count = len(expected)
+        listed = f" ({', '.join(str(d) for d in expected)})" if expected else ""
+        return f"{where}{count} expected {'difference' if count == 1 else 'differences'}{listed}"
 
     @property
     def local_only(self) -> tuple[str, ...]:
@@ -237,21 +347,25 @@ class CheckResult:
             f"{'place' if count == 1 else 'places'} ({self._scope()}):",
             self.table(),
         ]
-        if kinds - {"platform"}:
+        split = sorted({name for c in self.comparisons for name in c.split_by_lock})
+        if split:
+            # No rebuild helps: the lock itself gives the two platforms different versions.
+            lines.append(
+                f"fix: the lock gives {', '.join(split)} another version on each platform, but "
+                "tasks and results cross between the two sides through "
+                f"{'it' if len(split) == 1 else 'them'}: require one version for every platform "
+                "in pyproject.toml, run `poetry lock` and `poetry sync`, then `invoke build push` "
+                "and relaunch"
+            )
+        else:
             lines.append(REBUILD_FIX + " so the cluster runs the local poetry.lock")
-        if "lock" not in kinds and "package" in kinds:
-            lines.append(
-                "     (the image was built from the local poetry.lock, so the local environment "
-                "may have drifted from it: then run `poetry sync` instead)"
-            )
-        platform = next((d for d in differences if d.kind == "platform"), None)
-        if platform is not None:
-            # No rebuild makes a Linux image equal a macOS or Windows session.
-            image_platform = (platform.remote or "").lower().replace("-", "/")
-            lines.append(
-                f"fix: the image is {image_platform}; connecting from another OS or CPU "
-                "always differs here, so pass `connect(strict=False)` to connect anyway"
-            )
+            if "lock" not in kinds and "package" in kinds:
+                lines.append(
+                    "     (the image was built from the local poetry.lock, so the local "
+                    "environment may have drifted from it: then run `poetry sync` instead)"
+                )
+        if expected := self._expected():
+            lines.append(f"expected: {expected}")
         if self.note:
             lines.append(f"note: {self.note}")
         return "\n".join(lines)
@@ -264,10 +378,11 @@ class CheckResult:
         local_only = sorted(self.local_only, key=lambda name: (name != "daskbox", name))
         named = ", ".join(local_only[:4]) + (", ..." if len(local_only) > 4 else "")
         suffix = f" ({named})" if local_only else ""
+        expected = f"; {self._expected()}" if self._expected() else ""
         note = f"; note: {self.note}" if self.note else ""
         return (
             f"environment check: {self.matched} packages match on {processes} "
-            f"({self._scope()}); local-only: {len(local_only)}{suffix}{note}"
+            f"({self._scope()}){expected}; local-only: {len(local_only)}{suffix}{note}"
         )
 
 

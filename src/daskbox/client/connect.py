@@ -1,4 +1,5 @@
-"""Connection file -> ``distributed.Client`` over TLS -> proof that the environments match.
+"""Connection file -> ``distributed.Client`` over TLS -> proof that the environments match
+-> the dashboard at a plain local URL.
 
 ``connect()`` is daskbox's public entry point for a Python session::
 
@@ -10,12 +11,15 @@ It compares the local environment with the scheduler's and every worker's (see
 ``daskbox.client.check``) and raises ``EnvironmentMismatch`` before any job can fail
 halfway. Workers that join later report through a worker plugin; since nothing can be
 raised at that point, a mismatch there is warned about (``EnvironmentMismatchWarning``)
-and recorded in ``client.daskbox_mismatches``.
+and recorded in ``client.daskbox_mismatches``. Then it forwards the cluster's dashboard,
+which only the launch's client certificate may read, to ``http://127.0.0.1:<port>`` for as
+long as the client is open (``daskbox.client.dashboard``).
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import warnings
 from collections.abc import Mapping
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from distributed import Client
+from distributed.comm.addressing import get_address_host
 from distributed.security import Security
 from distributed.versions import VersionMismatchWarning
 
@@ -40,7 +45,9 @@ from daskbox.client.connection import (
     find_connection_file,
     read_connection_file,
 )
+from daskbox.client.dashboard import DashboardForwarder, served_dashboard_port
 from daskbox.client.local import local_environment, project_root_of
+from daskbox.contract import DEFAULT_DASHBOARD_FORWARD_PORT
 from daskbox.entrypoint.environment import REPORT_TOPIC, EnvironmentReporter, environment_report
 from daskbox.errors import (
     ClusterUnreachable,
@@ -49,21 +56,88 @@ from daskbox.errors import (
     EnvironmentMismatchWarning,
 )
 
-__all__ = ["DaskboxClient", "connect", "security_for"]
+__all__ = [
+    "DaskboxClient",
+    "connect",
+    "open_connection_file",
+    "security_for",
+    "start_dashboard",
+    "unreachable",
+]
 
 logger = logging.getLogger(__name__)
 
 
-def security_for(connection: ConnectionFile) -> Security | None:
-    """The client's TLS settings for ``connection`` (None for a plain tcp:// scheduler)."""
+def security_for(connection: ConnectionFile, source: str | Path | None = None) -> Security | None:
+    """The client's TLS settings for ``connection`` (None for a plain tcp:// scheduler).
+
+    The certificates are loaded here, as the client will load them, so a damaged file is
+    reported as such (``source`` names it) and not as a cluster that does not answer.
+    """
     if connection.tls is not None:
-        return connection.tls.security()
+        security = connection.tls.security()
+        try:
+            security.get_connection_args("client")  # type: ignore[no-untyped-call]
+        except (ssl.SSLError, ValueError):
+            where = source or f"the connection file for {connection.instance}"
+            raise ConnectionFileError(
+                f"{where} is damaged: {connection.tls.damage()}: relaunch "
+                "(`invoke teardown`, then `invoke launch`) for new certificates"
+            ) from None
+        return security
     if connection.scheduler_address.startswith("tls://"):
         raise ConnectionFileError(
             f"the connection file for {connection.instance} names a tls:// scheduler but "
             "holds no certificates: relaunch"
         )
     return None
+
+
+def open_connection_file(
+    instance: str | None = None, path: str | Path | None = None
+) -> tuple[Path, ConnectionFile]:
+    """``path``, or the project's file for ``instance`` (or its only one), read and checked
+    to name a reachable address: a launch still waiting for its VM has none yet."""
+    if path is not None:
+        connection_path = Path(path)
+    else:
+        connection_path = find_connection_file(find_project_root(), instance)
+    connection = read_connection_file(connection_path)
+    if not connection.scheduler_address:
+        raise ClusterUnreachable(
+            f"the launch of {connection.instance} did not finish (no scheduler address yet in "
+            f"{connection_path}): wait for `invoke launch`, or run `invoke teardown`"
+        )
+    return connection_path, connection
+
+
+def unreachable(connection: ConnectionFile, error: BaseException) -> ClusterUnreachable:
+    """The one-line error for a scheduler that does not answer."""
+    return ClusterUnreachable(
+        f"cannot reach {connection.instance} at {connection.scheduler_address} ({error}): "
+        "is it running? (`invoke status`; relaunch with `invoke launch`)"
+    )
+
+
+def start_dashboard(
+    connection: ConnectionFile,
+    security: Security | None,
+    served_port: int,
+    port: int = DEFAULT_DASHBOARD_FORWARD_PORT,
+    *,
+    or_any_free: bool = False,
+) -> DashboardForwarder:
+    """Forward ``http://127.0.0.1:port`` to the dashboard the scheduler serves on
+    ``served_port`` (the scheduler's host), with the launch's client certificate."""
+    ssl_context = (
+        security.get_connection_args("client")["ssl_context"]  # type: ignore[no-untyped-call]
+        if security is not None
+        else None
+    )
+    host = get_address_host(connection.scheduler_address)
+    forwarder = DashboardForwarder(host, served_port, ssl_context)
+    forwarder.start(port, or_any_free=or_any_free)
+    return forwarder
 
 
 class DaskboxClient(Client):
@@ -76,6 +150,21 @@ class DaskboxClient(Client):
 
     daskbox_environment: CheckResult | None = None
     _daskbox_watch: EnvironmentWatch | None = None
+    daskbox_dashboard: DashboardForwarder | None = None
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The local URL ``connect()`` forwards to the cluster's dashboard (Jupyter shows it)."""
+        if self.daskbox_dashboard is not None:
+            return self.daskbox_dashboard.url
+        link: str | None = super().dashboard_link
+        return link
+
+    def close(self, *args: Any, **kwargs: Any) -> Any:
+        """Close the client and stop forwarding its dashboard."""
+        if self.daskbox_dashboard is not None:
+            self.daskbox_dashboard.close()
+        return super().close(*args, **kwargs)  # type: ignore[no-untyped-call]
 
     @property
     def daskbox_mismatches(self) -> list[CheckResult]:
@@ -182,6 +271,7 @@ def connect(
     path: str | Path | None = None,
     strict: bool = True,
     check: bool = True,
+    dashboard: bool = True,
     timeout: float = 30,
     **client_kwargs: Any,
 ) -> DaskboxClient:
@@ -192,24 +282,20 @@ def connect(
     connection file). Returns a ``distributed.Client`` over the file's TLS certificates.
 
     With ``check`` (the default) the scheduler and every worker are compared with this
-    interpreter: Python, platform, every installed distribution and the image's lock hash
-    (see ``daskbox.client.check``). A difference raises ``EnvironmentMismatch`` listing it,
-    or with ``strict=False`` warns (``EnvironmentMismatchWarning``). A match prints one line.
-    Workers joining later are checked as they arrive; their mismatches are warned about and
-    recorded in ``client.daskbox_mismatches``. The client is a ``DaskboxClient``, i.e. a
-    ``distributed.Client`` plus those two attributes.
+    interpreter: Python, every installed distribution, the image's lock hash, with what the
+    lock gives each platform (see ``daskbox.client.check``). A difference raises
+    ``EnvironmentMismatch`` listing it, or with ``strict=False`` warns
+    (``EnvironmentMismatchWarning``). A match prints one line. Workers joining later are
+    checked as they arrive; their mismatches are warned about and recorded in
+    ``client.daskbox_mismatches``.
+
+    With ``dashboard`` (the default) the cluster's dashboard is forwarded to a plain local
+    URL, ``http://127.0.0.1:8788/status`` (another free port when that one is taken), for
+    as long as the client is open; it is printed and is ``client.dashboard_link``. The
+    client is a ``DaskboxClient``: a ``distributed.Client`` plus those attributes.
     """
-    if path is not None:
-        connection_path = Path(path)
-    else:
-        connection_path = find_connection_file(find_project_root(), instance)
-    connection = read_connection_file(connection_path)
-    if not connection.scheduler_address:
-        raise ClusterUnreachable(
-            f"the launch of {connection.instance} did not finish (no scheduler address yet in "
-            f"{connection_path}): wait for `invoke launch`, or run `invoke teardown`"
-        )
-    security = security_for(connection)
+    connection_path, connection = open_connection_file(instance, path)
+    security = security_for(connection, connection_path)
     try:
         with warnings.catch_warnings():
             if check:
@@ -220,16 +306,18 @@ def connect(
                 connection.scheduler_address, security=security, timeout=timeout, **client_kwargs
             )
     except OSError as error:
-        raise ClusterUnreachable(
-            f"cannot reach {connection.instance} at {connection.scheduler_address} ({error}): "
-            "is it running? (`invoke status`; relaunch with `invoke launch`)"
-        ) from None
-    if not check:
-        return client
+        raise unreachable(connection, error) from None
     try:
-        local = local_environment(project_root_of(connection_path), connection)
-        check_environment(client, local, strict=strict)
+        if check:
+            local = local_environment(project_root_of(connection_path), connection)
+            check_environment(client, local, strict=strict)
+        served = served_dashboard_port(client.scheduler_info())
+        if dashboard and served is not None:
+            client.daskbox_dashboard = start_dashboard(
+                connection, security, served, or_any_free=True
+            )
+            print(f"dashboard: {client.daskbox_dashboard.url}")
     except BaseException:
-        client.close()  # type: ignore[no-untyped-call]
+        client.close()
         raise
     return client

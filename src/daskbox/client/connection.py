@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from daskbox._files import write_atomically
+from daskbox._tasks import Progress
 from daskbox.contract import STATE_DIR
 from daskbox.errors import ConnectionFileError, ImageRecordError
 from daskbox.record import ImageRecord
@@ -49,6 +53,27 @@ class ClientTLS:
             tls_client_cert=self.cert_pem,
             tls_client_key=self.key_pem,
         )
+
+    def damage(self) -> str:
+        """What is wrong with this PEM text, once OpenSSL refused to load it.
+
+        OpenSSL says only "PEM lib" or "key values mismatch"; ``cryptography`` (loaded on
+        this failure path only) tells which of the three parts is at fault.
+        """
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        checks = (
+            ("CA certificate", lambda: x509.load_pem_x509_certificates(self.ca_pem.encode())),
+            ("client certificate", lambda: x509.load_pem_x509_certificate(self.cert_pem.encode())),
+            ("client key", lambda: load_pem_private_key(self.key_pem.encode(), password=None)),
+        )
+        for part, load in checks:
+            try:
+                load()
+            except (ValueError, TypeError):
+                return f"its {part} is not a valid PEM {'key' if 'key' in part else 'certificate'}"
+        return "its client key does not belong to its client certificate"
 
 
 @dataclass(frozen=True)
@@ -120,9 +145,42 @@ def write_connection_file(path: Path, connection: ConnectionFile) -> Path:
     return write_atomically(path, connection.to_json(), private=True)
 
 
-def read_connection_file(path: Path) -> ConnectionFile:
-    """Read ``path``; a missing or malformed file is a one-line ConnectionFileError."""
+def keep_private(path: Path, echo: Progress | None = None) -> None:
+    """Make a connection file that other users can read owner-only again, saying so.
+
+    It holds the client's key, so anyone who can read it can run code on the cluster. POSIX
+    mode bits only: on Windows the file lives in the user's profile, whose access list
+    already keeps it private, and ``chmod`` there sets only the read-only flag.
+    """
+    if os.name != "posix":
+        return
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if not mode & 0o077:
+        return
     try:
+        path.chmod(0o600)
+    except PermissionError:
+        raise ConnectionFileError(
+            f"{path} is readable by other users (mode {mode:04o}) and holds your client key, "
+            f"and it is not yours to change: ask its owner to run `chmod 600 {path}`"
+        ) from None
+    (echo or _to_stderr)(
+        f"daskbox: {path} was readable by other users (mode {mode:04o}); made it 0600 "
+        "(it holds your client key: relaunch if someone may have copied it)"
+    )
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def read_connection_file(path: Path, echo: Progress | None = None) -> ConnectionFile:
+    """Read ``path``; a missing or malformed file is a one-line ConnectionFileError.
+
+    A file other users can read is made private first (``keep_private``).
+    """
+    try:
+        keep_private(path, echo)
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConnectionFileError(

@@ -2,16 +2,19 @@
 
 The record that ``invoke build push`` wrote, and ``invoke launch`` copied into the connection
 file, holds the lock's export for the image's groups and extras with its markers. Evaluated
-for the image's platform it tells a package missing on the cluster from one that is only meant
-to be local (dev group, daskbox, Jupyter): no Poetry, no export at connect time.
+once for this interpreter's platform and once for the image's, it says what each side
+should have: a package missing on the cluster is told from one meant to be local only (dev
+group, daskbox, Jupyter) and from one the lock gives a single platform (a macOS-only or
+Linux-only dependency). No Poetry, no export at connect time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from daskbox._pyproject import find_project_root, lock_hash
-from daskbox.client.check import EnvironmentReport, LocalEnvironment
+from daskbox.client.check import EnvironmentReport, LocalEnvironment, LockedSides
 from daskbox.client.connection import CONNECTION_DIR, ConnectionFile
 from daskbox.entrypoint.environment import environment_report
 from daskbox.errors import ConfigError
@@ -32,14 +35,26 @@ def project_root_of(connection_path: Path) -> Path | None:
         return None
 
 
-def local_environment(project_root: Path | None, connection: ConnectionFile) -> LocalEnvironment:
+def local_environment(
+    project_root: Path | None,
+    connection: ConnectionFile,
+    *,
+    report: EnvironmentReport | None = None,
+    markers: Mapping[str, str] | None = None,
+) -> LocalEnvironment:
     """Describe the local side for the image ``connection`` runs.
 
-    Without a local poetry.lock the lock hash is not compared; without a record (an explicit
-    ``--image``) local-only packages are not told apart: ``note`` says what was not checked.
+    ``report`` and ``markers`` (PEP 508 values) default to this interpreter's; a test passes
+    another platform's. Without a local poetry.lock the lock hash is not compared; without a
+    record (an explicit ``--image``) local-only and platform-only packages are not told
+    apart: ``note`` says what was not checked.
     """
-    report = EnvironmentReport.from_dict(environment_report())
-    groups, extras = connection.groups, connection.extras
+    if report is None:
+        report = EnvironmentReport.from_dict(environment_report())
+    if markers is None:
+        from packaging.markers import default_environment
+
+        markers = {key: str(value) for key, value in default_environment().items()}
     notes = []
     local_lock_hash = None
     if project_root is not None and (project_root / "poetry.lock").is_file():
@@ -48,9 +63,17 @@ def local_environment(project_root: Path | None, connection: ConnectionFile) -> 
         notes.append("no local poetry.lock, so the lock hash was not compared")
     locked = None
     if connection.record is not None:
-        locked = frozenset(connection.record.image_distributions)
+        record = connection.record
+        locked = LockedSides(
+            local=record.distributions_for(markers), image=record.image_distributions
+        )
     else:
         notes.append("the image has no daskbox record, so local-only packages were not checked")
     return LocalEnvironment(
-        report, groups, extras, local_lock_hash, locked=locked, note="; ".join(notes) or None
+        report,
+        connection.groups,
+        connection.extras,
+        local_lock_hash,
+        locked=locked,
+        note="; ".join(notes) or None,
     )

@@ -31,6 +31,7 @@ def main(
     stop = StopRequest().catch()
     # Imported only once the stop signals are caught (see stop.py): these pull in dask.
     from daskbox.entrypoint.limits import read_limits
+    from daskbox.entrypoint.ports import check_ports_free
     from daskbox.entrypoint.settings import SettingsError, read_settings
     from daskbox.entrypoint.sizing import plan_sizing, render_plan
     from daskbox.entrypoint.supervise import LogRelay, run_cluster
@@ -54,6 +55,10 @@ def main(
         relay.say(line)
     if args.dry_run:
         return 0
+    try:
+        check_ports_free(settings)
+    except SettingsError as error:
+        return _error(str(error), BAD_SETTINGS)
     return run_cluster(settings, plan, relay, stop)
 
 

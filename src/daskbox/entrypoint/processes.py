@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from daskbox.contract import ENV_SERVE_DASHBOARD, LOOPBACK
 from daskbox.entrypoint.settings import Settings
 from daskbox.entrypoint.sizing import SizingPlan
 
@@ -56,9 +57,8 @@ def dask_environment(settings: Settings) -> dict[str, str]:
             # The scheduler and nannies also act as clients of each other.
             "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": cert,
             "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": key,
-            # The dashboard is served over HTTPS with the same server certificate.
-            # distributed asks browsers for no client certificate there: the dashboard
-            # is encrypted, and the firewall (owner's /32) limits who can reach it.
+            # distributed's own HTTP servers (the scheduler's, replaced by the dashboard
+            # preload, and each worker's) speak HTTPS with the same server certificate.
             "DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__CA_FILE": ca,
             "DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__CERT": cert,
             "DASK_DISTRIBUTED__SCHEDULER__DASHBOARD__TLS__KEY": key,
@@ -66,16 +66,29 @@ def dask_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _host_args(settings: Settings) -> list[str]:
+    """``--host`` when the settings name one address to listen on (default: every interface)."""
+    return ["--host", settings.listen_host] if settings.listen_host else []
+
+
 def scheduler_process(settings: Settings, scheduler_file: Path) -> ProcessSpec:
-    """The scheduler: listens on all interfaces, writes ``scheduler_file`` once listening."""
+    """The scheduler: listens on the settings' host, writes ``scheduler_file`` once listening.
+
+    distributed binds its own dashboard server to a loopback port nobody is told about; the
+    ``daskbox.entrypoint.dashboard`` preload serves the dashboard on the real address,
+    requiring client certificates under TLS, and stops that one (see its docstring).
+    """
     argv = [
         sys.executable,
         "-m",
         "distributed.cli.dask_scheduler",
+        *_host_args(settings),
         "--port",
         str(settings.scheduler_port),
         "--dashboard-address",
-        f":{settings.dashboard_port}",
+        f"{LOOPBACK}:0",
+        "--preload",
+        "daskbox.entrypoint.dashboard",
         "--scheduler-file",
         str(scheduler_file),
     ]
@@ -88,7 +101,11 @@ def scheduler_process(settings: Settings, scheduler_file: Path) -> ProcessSpec:
             "--preload",
             "daskbox.entrypoint.idle",
         ]
-    return ProcessSpec("scheduler", tuple(argv), dask_environment(settings))
+    env = {
+        **dask_environment(settings),
+        ENV_SERVE_DASHBOARD: f"{settings.listen_host}:{settings.dashboard_port}",
+    }
+    return ProcessSpec("scheduler", tuple(argv), env)
 
 
 MULTIPROCESSING_METHOD = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
@@ -126,7 +143,11 @@ def workers_process(
         "worker",
         "--nanny",
         "--no-dashboard",
+        *_host_args(settings),
     ]
+    if settings.listen_host:
+        # Each worker still serves /health and /metrics: on that host too, any free port.
+        argv += ["--dashboard-address", f"{settings.listen_host}:0"]
     if settings.tls is not None:
         argv += ["--protocol", "tls"]
     env = {

@@ -7,6 +7,7 @@ form (``__main__`` turns it into one line and exit code 2).
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import ssl
 from collections.abc import Callable, Mapping
@@ -20,6 +21,7 @@ from daskbox.contract import (
     DEFAULT_SCHEDULER_PORT,
     ENV_DASHBOARD_PORT,
     ENV_IDLE_TIMEOUT,
+    ENV_LISTEN_HOST,
     ENV_MEMORY_PER_WORKER,
     ENV_SCHEDULER_PORT,
     ENV_THREADS_PER_WORKER,
@@ -75,6 +77,7 @@ class Settings:
     dashboard_port: int = DEFAULT_DASHBOARD_PORT
     idle_timeout: float | None = None  # seconds; None = never
     tls: TLSFiles | None = None
+    listen_host: str = ""  # "" = every interface
 
 
 def read_settings(environ: Mapping[str, str]) -> Settings:
@@ -93,6 +96,7 @@ def read_settings(environ: Mapping[str, str]) -> Settings:
         dashboard_port=_port(environ, ENV_DASHBOARD_PORT, DEFAULT_DASHBOARD_PORT),
         idle_timeout=_idle_timeout(environ),
         tls=_tls(environ),
+        listen_host=_listen_host(environ),
     )
     if settings.scheduler_port == settings.dashboard_port:
         raise SettingsError(
@@ -192,6 +196,20 @@ def _idle_timeout(environ: Mapping[str, str]) -> float | None:
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
         raise SettingsError(f"{ENV_IDLE_TIMEOUT}={raw!r} is invalid: expected {form}")
     return seconds or None
+
+
+def _listen_host(environ: Mapping[str, str]) -> str:
+    """An IP address of this machine to listen on, or "" (unset) for every interface."""
+    raw = _set(environ, ENV_LISTEN_HOST)
+    if raw is None:
+        return ""
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        raise SettingsError(
+            f"{ENV_LISTEN_HOST}={raw!r} is invalid: expected an IP address such as 127.0.0.1 "
+            "(unset: every interface)"
+        ) from None
 
 
 _TLS_VARIABLES = (ENV_TLS_CA_FILE, ENV_TLS_CERT_FILE, ENV_TLS_KEY_FILE)

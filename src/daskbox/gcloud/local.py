@@ -29,7 +29,15 @@ from daskbox.client.connection import (
     connection_path,
     write_connection_file,
 )
-from daskbox.contract import IMAGE_UID, TLS_KEY_FILE
+from daskbox.contract import (
+    ENV_GOOGLE_CREDENTIALS,
+    ENV_LISTEN_HOST,
+    GOOGLE_CREDENTIALS_DIR,
+    GOOGLE_CREDENTIALS_FILE,
+    IMAGE_UID,
+    LOOPBACK,
+    TLS_KEY_FILE,
+)
 from daskbox.errors import DaskboxError, DockerUnavailable
 from daskbox.gcloud.ready import wait_for_scheduler
 from daskbox.gcloud.settings import LaunchSettings
@@ -56,10 +64,57 @@ def server_tls_dir(project_root: Path, instance: str) -> Path:
     return tls_dir(project_root, instance) / "server"
 
 
-def local_argv(project_root: Path, spec: LaunchSpec) -> list[str]:
-    """The VM's ``docker run``, with the local TLS folder and the instance as container name."""
+def google_credentials_dir(project_root: Path, instance: str) -> Path:
+    """The folder mounted when asked: a copy of the user's application-default credentials."""
+    return tls_dir(project_root, instance) / "google"
+
+
+def application_default_credentials() -> Path:
+    """The file Google's client libraries read as the user's application-default credentials.
+
+    The same search as google-auth: ``GOOGLE_APPLICATION_CREDENTIALS``, then gcloud's
+    configuration folder (``CLOUDSDK_CONFIG``, ``%APPDATA%\\gcloud`` on Windows,
+    ``~/.config/gcloud`` elsewhere).
+    """
+    explicit = os.environ.get(ENV_GOOGLE_CREDENTIALS)
+    if explicit:
+        path = Path(explicit)
+    else:
+        config = os.environ.get("CLOUDSDK_CONFIG")
+        if config:
+            folder = Path(config)
+        elif os.name == "nt":
+            folder = Path(os.environ.get("APPDATA", Path.home())) / "gcloud"
+        else:
+            folder = Path.home() / ".config" / "gcloud"
+        path = folder / GOOGLE_CREDENTIALS_FILE
+    if not path.is_file():
+        raise LocalLaunchError(
+            f"no application-default credentials at {path}: run "
+            "`gcloud auth application-default login`, or launch without --application-credentials"
+        )
+    return path
+
+
+def local_argv(project_root: Path, spec: LaunchSpec, *, credentials: bool = False) -> list[str]:
+    """The VM's ``docker run``, with the local TLS folder and the instance as container name.
+
+    On a laptop, host networking would put every port on the LAN: the entrypoint listens
+    on loopback only. With ``credentials`` the copy of the user's application-default
+    credentials is mounted read-only, and Google's libraries are pointed at it.
+    """
+    env: tuple[tuple[str, str], ...] = ((ENV_LISTEN_HOST, LOOPBACK),)
+    volumes: tuple[str, ...] = ()
+    if credentials:
+        folder = google_credentials_dir(project_root, spec.instance)
+        volumes = (f"{folder}:{GOOGLE_CREDENTIALS_DIR}",)
+        env += ((ENV_GOOGLE_CREDENTIALS, f"{GOOGLE_CREDENTIALS_DIR}/{GOOGLE_CREDENTIALS_FILE}"),)
     return docker_run_argv(
-        spec, tls_dir=str(server_tls_dir(project_root, spec.instance)), name=spec.instance
+        spec,
+        tls_dir=str(server_tls_dir(project_root, spec.instance)),
+        name=spec.instance,
+        env=env,
+        volumes=volumes,
     )
 
 
@@ -120,22 +175,43 @@ def write_tls(project_root: Path, spec: LaunchSpec) -> Path:
     key to that uid with mode 0600; otherwise the key has to be 0644 for the container
     to read it, still behind the 0700 parent.
     """
-    private = tls_dir(project_root, spec.instance)
-    private.mkdir(mode=0o700, parents=True, exist_ok=True)
-    private.chmod(0o700)
-    folder = server_tls_dir(project_root, spec.instance)
-    folder.mkdir(exist_ok=True)
-    folder.chmod(0o755)
-    as_root = os.geteuid() == 0
+    folder = _mountable_folder(server_tls_dir(project_root, spec.instance))
     for name, pem in tls_files(spec):
         path = folder / name
         path.write_text(pem, encoding="utf-8")
-        if name == TLS_KEY_FILE and as_root:
-            os.chown(path, IMAGE_UID, IMAGE_UID)
-            path.chmod(0o600)
-        else:
-            path.chmod(0o644)
+        _readable_by_the_image(path, secret=name == TLS_KEY_FILE)
     return folder
+
+
+def write_google_credentials(project_root: Path, instance: str) -> Path:
+    """Copy the user's application-default credentials where the container can read them
+    (the same protection as the server key); return the folder to mount."""
+    source = application_default_credentials()
+    folder = _mountable_folder(google_credentials_dir(project_root, instance))
+    copy = folder / GOOGLE_CREDENTIALS_FILE
+    shutil.copyfile(source, copy)
+    _readable_by_the_image(copy, secret=True)
+    return folder
+
+
+def _mountable_folder(folder: Path) -> Path:
+    """``folder`` inside the launch's 0700 folder, itself open to the container's user."""
+    private = folder.parent
+    private.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private.chmod(0o700)
+    folder.mkdir(exist_ok=True)
+    folder.chmod(0o755)
+    return folder
+
+
+def _readable_by_the_image(path: Path, *, secret: bool) -> None:
+    """Let the image's user (uid IMAGE_UID) read ``path``: a secret becomes its own 0600
+    file when we are root, else 0644 behind the 0700 parent (see ``write_tls``)."""
+    if secret and os.geteuid() == 0:
+        os.chown(path, IMAGE_UID, IMAGE_UID)
+        path.chmod(0o600)
+    else:
+        path.chmod(0o644)
 
 
 def _logs_tail(name: str, lines: int = 5) -> str:
@@ -167,7 +243,10 @@ def launch_local(
     folder = tls_dir(project_root, name)
     try:
         write_tls(project_root, spec)
-        result = _docker_run(local_argv(project_root, spec), echo)
+        if settings.application_credentials:
+            write_google_credentials(project_root, name)
+        argv = local_argv(project_root, spec, credentials=settings.application_credentials)
+        result = _docker_run(argv, echo)
         if result.returncode != 0:
             detail = " ".join(result.stderr.split())
             raise LocalLaunchError(f"docker could not start {spec.image.reference}: {detail}")

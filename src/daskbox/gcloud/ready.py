@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from distributed.comm.core import connect
-from distributed.security import Security
-
 from daskbox._tasks import Progress
 from daskbox.client.connection import ClientTLS
+from daskbox.client.identity import scheduler_identity
 
 PROGRESS_EVERY = 10.0
 
@@ -24,22 +21,10 @@ class SchedulerIdentity:
     workers: int
 
 
-async def _identity(address: str, security: Security) -> dict[str, object]:
-    """The scheduler's reply to the ``identity`` op, over one TLS connection."""
-    arguments = security.get_connection_args("client")  # type: ignore[no-untyped-call]
-    comm = await connect(address, timeout=5, **arguments)  # type: ignore[no-untyped-call]
-    try:
-        await comm.write({"op": "identity", "reply": True})
-        reply: dict[str, object] = await comm.read()
-        return reply
-    finally:
-        await comm.close()
-
-
 def probe(address: str, tls: ClientTLS) -> SchedulerIdentity | None:
     """One attempt: the scheduler's identity, or None if it does not answer (yet)."""
     try:
-        reply = asyncio.run(_identity(address, tls.security()))
+        reply = scheduler_identity(address, tls.security())
     except (OSError, TimeoutError, EOFError):
         return None
     workers = reply.get("workers")

@@ -23,6 +23,7 @@ METHODS: tuple[Method, ...] = ("cloud-init", "container-declaration")
 _NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _ZONE = re.compile(r"[a-z]+-[a-z]+[0-9]+-[a-z]")
 _DURATION = re.compile(r"([0-9]+[smhd])+")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,14 @@ class LaunchSettings:
     method: Method = "cloud-init"
     source_range: str | None = None
     allow_any_source: bool = False
+    # The identity tasks read data with (gcsfs, pandas): the project's default compute
+    # account unless named; give a dedicated one only the roles the job needs.
     service_account: str | None = None
-    # Write logs, pull images (Artifact Registry and GCR accept the storage read scope).
+    # Least privilege: write logs, read Cloud Storage (which also pulls from Artifact
+    # Registry and GCR). Nothing else, whatever roles the account holds.
     scopes: tuple[str, ...] = ("logging-write", "storage-ro")
+    # Local target only: mount the user's application-default credentials read-only.
+    application_credentials: bool = False
     labels: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     timeout: float = 600.0
 
@@ -74,7 +80,7 @@ def _typed(name: str, value: Any, source: str) -> Any:
             return int(str(value).removesuffix("GB"))
         if name == "timeout":
             return float(value)
-        if name in {"spot", "allow_any_source"}:
+        if name in {"spot", "allow_any_source", "application_credentials"}:
             if isinstance(value, bool):
                 return value
             raise ValueError(value)
@@ -157,3 +163,13 @@ def validate_settings(settings: LaunchSettings) -> None:
         )
     if settings.scheduler_port == settings.dashboard_port:
         raise LaunchSpecError("scheduler-port and dashboard-port must differ")
+    if settings.service_account is not None and not _EMAIL.fullmatch(settings.service_account):
+        raise LaunchSpecError(
+            f"service account {settings.service_account!r} is not an email address such as "
+            "data-reader@my-project.iam.gserviceaccount.com"
+        )
+    if not settings.scopes:
+        raise LaunchSpecError(
+            "scopes is empty: the VM needs at least storage-ro to pull its image "
+            "(default: logging-write,storage-ro)"
+        )

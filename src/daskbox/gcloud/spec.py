@@ -199,12 +199,18 @@ def build_spec(
 
 
 def docker_run_argv(
-    spec: LaunchSpec, *, tls_dir: str = TLS_DIR, name: str = CONTAINER_NAME
+    spec: LaunchSpec,
+    *,
+    tls_dir: str = TLS_DIR,
+    name: str = CONTAINER_NAME,
+    env: tuple[tuple[str, str], ...] = (),
+    volumes: tuple[str, ...] = (),
 ) -> list[str]:
     """The one ``docker run`` both the VM and the local target execute.
 
     Host networking so the scheduler and worker ports are the VM's own; the TLS folder
-    is mounted read-only at the path the DASKBOX_TLS_* variables name.
+    is mounted read-only at the path the DASKBOX_TLS_* variables name. The local target
+    adds its own ``env`` and read-only ``volumes`` (``host:container``).
     """
     argv = [
         "docker",
@@ -221,7 +227,9 @@ def docker_run_argv(
         "--volume",
         f"{tls_dir}:{TLS_DIR}:ro",
     ]
-    for key, value in container_env(spec):
+    for volume in volumes:
+        argv += ["--volume", f"{volume}:ro"]
+    for key, value in (*container_env(spec), *env):
         argv += ["--env", f"{key}={value}"]
     return [*argv, spec.image.reference]
 

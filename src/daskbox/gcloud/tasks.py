@@ -43,6 +43,14 @@ LAUNCH_HELP = {
     "dashboard-port": "Dashboard port (default: 8787).",
     "method": "cloud-init (default) or container-declaration (deprecated by Google).",
     "source-range": "Who may connect, e.g. 203.0.113.7/32 (default: your detected public IP).",
+    "service-account": "Service account the VM (and so every task) runs as, e.g. "
+    "data-reader@my-project.iam.gserviceaccount.com (default: the project's default "
+    "compute account). Grant it only the roles the job needs.",
+    "scopes": "Comma-separated access scopes of the VM (default: logging-write,storage-ro: "
+    "write logs, read Cloud Storage, pull the image).",
+    "application-credentials": "--local only: mount your application-default credentials "
+    "(`gcloud auth application-default login`) read-only into the container, so tasks "
+    "read gs:// data as you.",
     "allow-any-source": "Allow a 0.0.0.0/0 source range (not recommended).",
     "no-allow-any-source": "Refuse 0.0.0.0/0 even when the config allows it.",
     "timeout": "Seconds to wait for the scheduler (default: 600).",
@@ -66,7 +74,8 @@ def _connect_lines(connection: ConnectionFile) -> str:
     return "\n".join(
         [
             f"scheduler: {connection.scheduler_address}",
-            f"dashboard: {connection.dashboard_url}",
+            f"dashboard: {connection.dashboard_url} (for your client certificate only: "
+            "`invoke dashboard` opens it at a plain local URL)",
             "connect from Python:",
             "    from daskbox import connect",
             f'    client = connect("{connection.instance}")',
@@ -107,6 +116,9 @@ def launch(
     source_range: str | None = None,
     allow_any_source: bool = False,
     no_allow_any_source: bool = False,
+    service_account: str | None = None,
+    scopes: str | None = None,
+    application_credentials: bool = False,
     timeout: str | None = None,
     dry_run: bool = False,
 ) -> None:
@@ -132,6 +144,9 @@ def launch(
         "dashboard_port": dashboard_port,
         "method": method,
         "source_range": source_range,
+        "service_account": service_account,
+        "scopes": scopes,
+        "application_credentials": application_credentials or None,
         "timeout": timeout,
     }
     with one_line_errors():
@@ -141,6 +156,11 @@ def launch(
         )
         root = find_project_root()
         settings = resolve_settings(root, flags, local=local, invoke_config=_gcloud_config(c))
+        if application_credentials and not local:
+            raise ConfigError(
+                "--application-credentials is for --local: a VM reads data as its service "
+                "account (--service-account EMAIL)"
+            )
         # A VM deletes itself after its maximum run duration; a local container does not.
         validity = LONG_VALIDITY if local else certificate_validity(settings.max_run_duration)
         tls = make_tls_material(settings.instance, validity)
@@ -152,7 +172,8 @@ def launch(
                 settings, project="local", image=chosen, server_tls=tls.server, ranges=()
             )
             if dry_run:
-                print(f"$ {shlex.join(local_argv(root, spec))}")
+                argv = local_argv(root, spec, credentials=settings.application_credentials)
+                print(f"$ {shlex.join(argv)}")
                 return
             connection = launch_local(root, settings, spec, tls)
         else:

@@ -6,6 +6,7 @@ Each setting resolves as task flag > invoke config (``daskbox.<key>``) > [tool.d
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,16 @@ def _overrides(
         "repository": repository,
         "platform": platform,
     }
+
+
+def dashboard_warning(exported: Iterable[str]) -> str | None:
+    """The warning for an image without bokeh, whose dashboard would show one line only."""
+    if "bokeh" in exported:
+        return None
+    return (
+        "warning: bokeh is not in the image, so its dashboard will be empty (\"Dask needs "
+        "bokeh\"): run `poetry add bokeh`, then `invoke build push`"
+    )
 
 
 # `invoke build --with ml push`: push, given no flags, pushes what build just planned.
@@ -136,6 +147,8 @@ def build(
 
     with one_line_errors():
         plan = _plan(c, with_, extras, base_image, repository, platform)
+        if warning := dashboard_warning(plan.environment.names()):
+            print(warning, file=sys.stderr, flush=True)
         if dry_run:
             print(plan.dockerfile)
             print_progress(

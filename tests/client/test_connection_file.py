@@ -1,0 +1,79 @@
+"""A connection file others can read, and a damaged key: each said in one line, with the fix."""
+
+from __future__ import annotations
+
+import dataclasses
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from daskbox import connect
+from daskbox.client.connection import ConnectionFile, read_connection_file, write_connection_file
+from daskbox.errors import ConnectionFileError
+from daskbox.gcloud.tls import make_tls_material
+from daskbox_services import free_port
+
+DASKBOX_CLI = Path(sys.executable).parent / "daskbox"
+
+
+def connection_file(folder: Path, **tls_changes: str) -> Path:
+    """What a launch writes, for a scheduler that is not running, TLS parts changed."""
+    tls = dataclasses.replace(make_tls_material("connection-file").client, **tls_changes)
+    connection = ConnectionFile(
+        instance="file-test", target="local", scheduler_address=f"tls://127.0.0.1:{free_port()}",
+        dashboard_url="", image="x", lock_hash="0" * 64, groups=("main",), tls=tls,
+    )  # fmt: skip
+    return write_connection_file(folder / ".daskbox" / "file-test.json", connection)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX mode bits")
+def test_a_file_others_can_read_is_made_private_in_one_line(tmp_path, capsys):
+    path = connection_file(tmp_path)
+    path.chmod(0o644)
+    read_connection_file(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert capsys.readouterr().err.splitlines() == [
+        f"daskbox: {path} was readable by other users (mode 0644); made it 0600 (it holds your "
+        "client key: relaunch if someone may have copied it)"
+    ]
+    read_connection_file(path)  # private now: nothing more to say
+    assert capsys.readouterr().err == ""
+
+
+def damaged(pem: str) -> str:
+    """The PEM text with a run of its base64 body overwritten (a damaged copy)."""
+    lines = pem.splitlines()
+    lines[2] = "A" * len(lines[2])
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("part", "message"),
+    [
+        ("key", "its client key is not a valid PEM key"),
+        ("other key", "its client key does not belong to its client certificate"),
+        ("ca", "its CA certificate is not a valid PEM certificate"),
+    ],
+)
+def test_a_damaged_certificate_or_key_is_reported_as_such(tmp_path, part, message):
+    client = make_tls_material("connection-file").client
+    changes = {
+        "key": {"key_pem": damaged(client.key_pem)},
+        "other key": {"key_pem": make_tls_material("another launch").client.key_pem},
+        "ca": {"ca_pem": damaged(client.ca_pem)},
+    }[part]
+    path = connection_file(tmp_path, **changes)
+    with pytest.raises(ConnectionFileError) as raised:
+        connect(path=path, timeout=2)
+    assert str(raised.value) == (
+        f"{path} is damaged: {message}: relaunch (`invoke teardown`, then `invoke launch`) for "
+        "new certificates"
+    )
+    checked = subprocess.run(
+        [DASKBOX_CLI, "check", "--path", str(path)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 1
+    assert checked.stderr == f"error: {raised.value}\n"
