@@ -149,7 +149,8 @@ def test_build_push_refuses_flags_that_reach_push_only(tmp_path):
     project = copy_project("extras_groups_markers", tmp_path)
     refused = invoke(project, "build", "--dry-run", "push", "--dry-run", "--extras", "tables")
     assert refused.returncode == 1
-    assert refused.stderr.strip() == (
+    # The fixture has no bokeh, so build's one-line warning may come first.
+    assert refused.stderr.strip().splitlines()[-1] == (
         "error: `invoke build push --extras tables` gives those flags to push only, so build "
         "made another image than push would push: write `invoke build --extras tables push`"
     )
