@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
+import tomllib
 from packaging.utils import canonicalize_name
 
 from daskbox.errors import ConfigError

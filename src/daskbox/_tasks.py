@@ -7,19 +7,28 @@ from contextlib import contextmanager
 
 from invoke.exceptions import Exit
 
-from daskbox.errors import DaskboxError
+from daskbox.errors import DaskboxError, Interrupted
 
 # Where long steps report progress: one human-readable line per call.
 Progress = Callable[[str], None]
 
 
 @contextmanager
-def one_line_errors() -> Iterator[None]:
-    """Turn a DaskboxError into one ``error: ...`` line on stderr and its exit code.
+def one_line_errors(
+    interrupted: str = "interrupted: stopped before anything was made",
+) -> Iterator[None]:
+    """Turn a DaskboxError into one ``error: ...`` line on stderr and its exit code, and
+    Ctrl-C into one ``interrupted: ...`` line and exit code 130.
 
-    Expected failures never show a traceback; anything else is a bug and keeps its own.
+    A step that knows what an interrupt leaves behind raises ``Interrupted`` with that
+    line; anywhere else ``interrupted`` says it (each task passes its own). Expected
+    failures never show a traceback; anything else is a bug and keeps its own.
     """
     try:
         yield
+    except Interrupted as error:
+        raise Exit(str(error), code=error.exit_code) from None
     except DaskboxError as error:
         raise Exit(f"error: {error}", code=error.exit_code) from None
+    except KeyboardInterrupt:
+        raise Exit(interrupted, code=Interrupted.exit_code) from None

@@ -87,8 +87,9 @@ def build_entrypoint_image(
         ENTRYPOINT_SOURCE, package / "entrypoint", ignore=shutil.ignore_patterns("__pycache__")
     )
     (package / "__init__.py").write_text(
-        '"""daskbox, as copied into the image: the entrypoint only."""\n'
+        '"""daskbox, as copied into the image: the entrypoint and the contract only."""\n'
     )
+    shutil.copy2(ENTRYPOINT_SOURCE.parent / "contract.py", package / "contract.py")
     dockerfile = DOCKERFILE.format(
         base_image=base_image,
         uid=USER_ID,

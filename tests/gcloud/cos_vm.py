@@ -163,12 +163,15 @@ def expand_exec(line: str, env: dict[str, str]) -> tuple[bool, list[str]]:
     line = line.lstrip("-")
     if line[:1] in {"@", "+", "!", ":"}:
         raise BootFailure(f"the {line[0]!r} prefix of {line!r} is not modelled")
-    placeholder = "\x00"
-    line = line.replace("$$", placeholder)
+    placeholder, percent = "\x00", "\x01"
+    line = line.replace("$$", placeholder).replace("%%", percent)
+    if "%" in line:
+        raise BootFailure(f"systemd specifiers in {line!r} are not modelled: write %% for %")
     line = re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", lambda m: env.get(m[1], ""), line)
     if "$" in line:
         raise BootFailure(f"unbraced $VARIABLE in {line!r} is not modelled: use ${{X}} or $$")
-    return ignore, [word.replace(placeholder, "$") for word in shlex.split(line)]
+    words = shlex.split(line)
+    return ignore, [word.replace(placeholder, "$").replace(percent, "%") for word in words]
 
 
 class _UnitRun:

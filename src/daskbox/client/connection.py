@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from pathlib import Path, PurePath
+from typing import Any, Literal, TypeVar
 
 from distributed.security import Security
 
+from daskbox._files import write_atomically
 from daskbox.errors import ConnectionFileError
 
 FORMAT_VERSION = 1
 CONNECTION_DIR = ".daskbox"
 
 Target = Literal["gce", "local"]
+# A real path, or a pure one (e.g. PureWindowsPath in tests): paths are built the same way.
+AnyPath = TypeVar("AnyPath", bound=PurePath)
+# "launching": recorded before anything is created, resources may exist; "ready": answering.
+LaunchState = Literal["launching", "ready"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,8 @@ class ConnectionFile:
     extras: tuple[str, ...] = ()  # the project's extras installed in the image
     project: str | None = None
     zone: str | None = None
-    firewall_rule: str | None = None
+    firewall_rules: tuple[str, ...] = ()  # the launch's own rules (one per IP family)
+    state: LaunchState = "ready"
     created_at: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     version: int = FORMAT_VERSION
@@ -90,6 +94,7 @@ class ConnectionFile:
             data.pop("tls", None)
             data["groups"] = tuple(data["groups"])
             data["extras"] = tuple(data.get("extras", ()))
+            data["firewall_rules"] = tuple(data.get("firewall_rules", ()))
             return cls(tls=tls, **data)
         except (TypeError, KeyError) as error:
             raise ConnectionFileError(
@@ -97,29 +102,19 @@ class ConnectionFile:
             ) from None
 
 
-def connection_dir(project_root: Path) -> Path:
+def connection_dir(project_root: AnyPath) -> AnyPath:
     """``<project>/.daskbox``, where the project's connection files live."""
     return project_root / CONNECTION_DIR
 
 
-def connection_path(project_root: Path, instance: str) -> Path:
+def connection_path(project_root: AnyPath, instance: str) -> AnyPath:
     """``<project>/.daskbox/<instance>.json``."""
     return connection_dir(project_root) / f"{instance}.json"
 
 
 def write_connection_file(path: Path, connection: ConnectionFile) -> Path:
-    """Write atomically (temp file + rename) with mode 0600; return the path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(descriptor, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-            stream.write(connection.to_json())
-        Path(temporary).replace(path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    """Write atomically, readable by the owner only (it holds the client's key)."""
+    return write_atomically(path, connection.to_json(), private=True)
 
 
 def read_connection_file(path: Path) -> ConnectionFile:

@@ -1,4 +1,5 @@
-"""Wait until a launched scheduler answers over TLS (with progress and a deadline)."""
+"""Waiting, the one way daskbox does it: poll with doubling pauses, report progress, stop at
+a deadline. And the one thing it waits for most: a launched scheduler answering over TLS."""
 
 from __future__ import annotations
 
@@ -6,14 +7,45 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-
-from distributed.comm.core import connect
-from distributed.security import Security
+from typing import TypeVar
 
 from daskbox._tasks import Progress
 from daskbox.client.connection import ClientTLS
 
 PROGRESS_EVERY = 10.0
+T = TypeVar("T")
+
+
+def poll(
+    attempt: Callable[[], T | None],
+    *,
+    timeout: float,
+    waiting_for: str,
+    echo: Progress,
+    first: float = 0.1,
+    longest: float = 4.0,
+    give_up: Callable[[], str | None] = lambda: None,
+) -> T | None:
+    """Call ``attempt`` until it returns something, pausing ``first`` seconds and doubling
+    up to ``longest`` (so a quick answer costs little and a slow one few calls); None once
+    ``timeout`` passes or ``give_up`` gives a reason (which is reported)."""
+    start = last_report = time.monotonic()
+    pause = first
+    while True:
+        result = attempt()
+        if result is not None:
+            return result
+        if (reason := give_up()) is not None:
+            echo(f"stopped waiting for {waiting_for}: {reason}")
+            return None
+        now = time.monotonic()
+        if now - start >= timeout:
+            return None
+        if now - last_report >= PROGRESS_EVERY:
+            echo(f"  ... still waiting for {waiting_for} after {now - start:.0f} s")
+            last_report = now
+        time.sleep(min(pause, max(0.0, start + timeout - now)))
+        pause = min(pause * 2, longest)
 
 
 @dataclass(frozen=True)
@@ -24,9 +56,11 @@ class SchedulerIdentity:
     workers: int
 
 
-async def _identity(address: str, security: Security) -> dict[str, object]:
+async def _identity(address: str, tls: ClientTLS) -> dict[str, object]:
     """The scheduler's reply to the ``identity`` op, over one TLS connection."""
-    arguments = security.get_connection_args("client")  # type: ignore[no-untyped-call]
+    from distributed.comm.core import connect
+
+    arguments = tls.security().get_connection_args("client")  # type: ignore[no-untyped-call]
     comm = await connect(address, timeout=5, **arguments)  # type: ignore[no-untyped-call]
     try:
         await comm.write({"op": "identity", "reply": True})
@@ -39,7 +73,7 @@ async def _identity(address: str, security: Security) -> dict[str, object]:
 def probe(address: str, tls: ClientTLS) -> SchedulerIdentity | None:
     """One attempt: the scheduler's identity, or None if it does not answer (yet)."""
     try:
-        reply = asyncio.run(_identity(address, tls.security()))
+        reply = asyncio.run(_identity(address, tls))
     except (OSError, TimeoutError, EOFError):
         return None
     workers = reply.get("workers")
@@ -51,25 +85,24 @@ def wait_for_scheduler(
     tls: ClientTLS,
     timeout: float,
     echo: Progress = print,
-    still_alive: Callable[[], str | None] = lambda: None,
+    give_up: Callable[[], str | None] = lambda: None,
 ) -> SchedulerIdentity | None:
     """Poll until the scheduler answers with at least one worker, or ``timeout`` passes.
 
-    ``still_alive`` returns a reason to stop early (e.g. the local container exited).
+    ``give_up`` returns a reason to stop early (e.g. the local container exited).
     """
-    start = time.monotonic()
-    last_report = start
     echo(f"waiting for the scheduler at {address} (up to {timeout:.0f} s)")
-    while (elapsed := time.monotonic() - start) < timeout:
+
+    def answered() -> SchedulerIdentity | None:
         identity = probe(address, tls)
-        if identity is not None and identity.workers > 0:
-            return identity
-        if (reason := still_alive()) is not None:
-            echo(f"stopped waiting: {reason}")
-            return None
-        if time.monotonic() - last_report >= PROGRESS_EVERY:
-            state = "no workers yet" if identity is not None else "not answering yet"
-            echo(f"  ... {state} after {elapsed:.0f} s")
-            last_report = time.monotonic()
-        time.sleep(1.0)
-    return None
+        return identity if identity is not None and identity.workers > 0 else None
+
+    return poll(
+        answered,
+        timeout=timeout,
+        waiting_for="the scheduler and a worker",
+        echo=echo,
+        first=0.1,
+        longest=2.0,
+        give_up=give_up,
+    )

@@ -11,9 +11,9 @@ import docker
 import docker.errors
 
 from daskbox._tasks import Progress
+from daskbox.contract import CONTAINER_LABEL
 from daskbox.gcloud import commands
 from daskbox.gcloud._gcloud import run_gcloud_json
-from daskbox.gcloud.spec import CONTAINER_LABEL
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def local_rows(now: datetime.datetime | None = None) -> list[ClusterRow]:
         containers = client.containers.list(all=True, filters={"label": CONTAINER_LABEL})
     except docker.errors.DockerException:
         return []
-    now = now or datetime.datetime.now(datetime.UTC)
+    now = now or datetime.datetime.now(datetime.timezone.utc)
     rows = []
     for container in containers:
         running = container.status == "running"
@@ -110,4 +110,4 @@ def format_table(rows: Sequence[ClusterRow]) -> str:
 def gce_status(project: str, echo: Progress = print) -> list[ClusterRow]:
     """Query Compute Engine (one gcloud call) and return the rows."""
     instances = run_gcloud_json(commands.instance_list(project), echo) or []
-    return gce_rows(instances, datetime.datetime.now(datetime.UTC))
+    return gce_rows(instances, datetime.datetime.now(datetime.timezone.utc))

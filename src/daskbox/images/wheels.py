@@ -17,12 +17,12 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import tomllib
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import tomllib
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
 from daskbox._tasks import Progress
