@@ -168,6 +168,8 @@ def cloud_config(spec: LaunchSpec) -> dict[str, Any]:
             for path, content in files
         ],
         "runcmd": [
+            # --mount needs its source to exist; /var keeps it from the first boot on.
+            ["mkdir", "-p", STATE_ROOT],
             ["systemctl", "daemon-reload"],
             # --no-block: cloud-init must not wait for a unit ordered after the network.
             ["systemctl", "start", "--no-block", UNIT_NAME],
