@@ -17,9 +17,14 @@ import docker
 import pytest
 
 from daskbox_services import Registry, docker_login, running_registry
+from pipeline_image import PipelineImage, build_fixture_image
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BASE_IMAGE = f"python:{platform.python_version()}-slim-bookworm"
+
+# daskbox runs the user's `poetry` CLI: the one installed next to this interpreter (the dev
+# group), also when pytest was started without activating the virtualenv.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 @pytest.fixture(scope="session")
@@ -74,3 +79,9 @@ def registry_login(registry: Registry, tmp_path_factory: pytest.TempPathFactory)
         os.environ.pop("DOCKER_CONFIG", None)
     else:
         os.environ["DOCKER_CONFIG"] = previous
+
+
+@pytest.fixture(scope="session")
+def fixture_image(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> PipelineImage:
+    """A fixture project's image, built by daskbox's pipeline (kept: its tag is its content)."""
+    return build_fixture_image(tmp_path_factory.mktemp("fixture-image"), "daskbox-test/cluster")

@@ -33,6 +33,10 @@ class DockerUnavailable(ImageBuildError):
     """The Docker engine (or, for the local target, the docker CLI) is not reachable."""
 
 
+class ImageRecordError(DaskboxError):
+    """No (usable) record of a built or pushed image for this project and platform."""
+
+
 class PushError(DaskboxError):
     """The registry is unreachable, refused the credentials, or the name is invalid."""
 

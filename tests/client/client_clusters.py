@@ -3,13 +3,14 @@
 An ``ImageLikeEnvironment`` is a fresh venv holding exactly a lock's exported set for the
 image groups (installed with ``pip --require-hashes`` from daskbox's own export), plus
 daskbox's entrypoint package copied (not installed) onto PYTHONPATH and the image's
-DASKBOX_LOCK_HASH / DASKBOX_GROUPS variables: what ``importlib.metadata`` sees inside the
+lock-hash and groups variables: what ``importlib.metadata`` sees inside the
 image, without Docker. ``TLSCluster`` runs ``dask scheduler`` / ``dask worker`` processes from
 such environments over TLS and writes the connection file ``connect()`` reads.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -18,11 +19,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from daskbox import contract
 from daskbox.client.connection import ConnectionFile, connection_path, write_connection_file
 from daskbox.gcloud.tls import TLSMaterial
 from daskbox.images.environment import Platform
 from daskbox.images.lock import export_environment
 from daskbox.images.pipeline import image_entrypoint_files
+from daskbox.record import ImageRecord
 from daskbox_services import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -43,9 +46,19 @@ class ImageLikeEnvironment:
 
     root: Path
     python: Path
-    lock_hash: str
-    groups: tuple[str, ...]
-    extras: tuple[str, ...] = ()
+    record: ImageRecord  # what build + push would have handed to launch
+
+    @property
+    def lock_hash(self) -> str:
+        return self.record.lock_hash
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return self.record.groups
+
+    @property
+    def extras(self) -> tuple[str, ...]:
+        return self.record.extras
 
     @property
     def code(self) -> Path:
@@ -60,9 +73,11 @@ class ImageLikeEnvironment:
             if key not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")
         }
         env.update(
-            PYTHONPATH=str(self.code),
-            DASKBOX_LOCK_HASH=self.lock_hash,
-            DASKBOX_GROUPS=",".join(self.groups),
+            {
+                "PYTHONPATH": str(self.code),
+                contract.ENV_LOCK_HASH: self.lock_hash,
+                contract.ENV_GROUPS: ",".join(self.groups),
+            }
         )
         return env
 
@@ -99,7 +114,16 @@ def build_environment(
     for package in source_packages:
         shutil.copytree(package, code / package.name,
                         ignore=shutil.ignore_patterns("__pycache__"))
-    return ImageLikeEnvironment(root, python, exported.lock_hash, groups, extras)
+    installed = {str(r.name): r.version or "" for r in exported.requirements}
+    record = exported.image_record(
+        reference=f"localhost/client-tests:{root.name}", image_id="", installed=installed
+    )
+    # Unlike an image, this environment does not install the project itself.
+    project_itself = str(exported.project_name)
+    record = dataclasses.replace(
+        record, locked=tuple(d for d in record.locked if d.name != project_itself)
+    )
+    return ImageLikeEnvironment(root, python, record)
 
 
 @dataclass
@@ -169,6 +193,7 @@ class TLSCluster:
             groups=environment.groups,
             extras=environment.extras,
             tls=self.tls.client,
+            record=environment.record,
         )
         return write_connection_file(connection_path(project, self.name), connection)
 

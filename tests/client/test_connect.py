@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import os
 import subprocess
@@ -207,7 +206,7 @@ def test_cluster_that_cannot_report_is_not_a_daskbox_image(
 ):
     # The same venv, but without the entrypoint package the image carries on PYTHONPATH.
     bare = ImageLikeEnvironment(
-        tmp_path / "bare", current_environment.python, current_environment.lock_hash, ("main",)
+        tmp_path / "bare", current_environment.python, current_environment.record
     )
     _, path = tls_cluster(bare, workers=1)
     with pytest.raises(EnvironmentMismatch, match="does not run a daskbox image"):
@@ -250,11 +249,3 @@ def test_an_extra_installed_in_the_image_matches_a_local_session_that_has_it(
     matched = connect_in_a_session(path, site)
     assert matched.returncode == 0, matched.stderr
     assert matched.stdout.startswith(confirmation) and "note:" not in matched.stdout
-
-    # A connection file written before it recorded extras: the project's setting is used.
-    write_connection_file(path, dataclasses.replace(read_connection_file(path), extras=()))
-    with (project / "pyproject.toml").open("a", encoding="utf-8") as pyproject:
-        pyproject.write('\n[tool.daskbox]\nextras = "tables"\n')
-    fallback = connect_in_a_session(path, site)
-    assert fallback.returncode == 0, fallback.stderr
-    assert fallback.stdout.startswith(confirmation) and "note:" not in fallback.stdout

@@ -1,20 +1,39 @@
-"""The local side: lock hash and the lock's export for the image groups, or a note why not."""
+"""The local side: the lock hash, and what the image record says the image's groups hold,
+without Poetry; or a note saying what was not checked."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import subprocess
+import sys
 
 from client.client_clusters import FIXTURE_PROJECTS, REPO_ROOT, copy_project
+from daskbox.client.connection import ConnectionFile
 from daskbox.client.local import local_environment, project_root_of
+from daskbox.images.environment import Platform
+from daskbox.images.lock import export_environment
 
 STALE_LOCK = FIXTURE_PROJECTS / "stale_lock"
 # Its extra "tables" adds tabulate to the main group.
 WITH_EXTRAS = FIXTURE_PROJECTS / "extras_groups_markers"
 
 
-def test_lock_hash_and_exported_names_for_the_image_groups(tmp_path):
+def connection_for(project, groups=("main",), extras=()) -> ConnectionFile:
+    """What launch writes: the record build + push handed over, for ``groups``/``extras``."""
+    exported = export_environment(project, Platform.local(), groups, extras)
+    installed = {str(r.name): r.version or "" for r in exported.requirements}
+    record = exported.image_record(reference="r:t", image_id="", installed=installed)
+    return ConnectionFile(
+        instance="x", target="local", scheduler_address="tls://127.0.0.1:1", dashboard_url="",
+        image="r:t", lock_hash=record.lock_hash, groups=groups, extras=extras, tls=None,
+        record=record,
+    )  # fmt: skip
+
+
+def test_lock_hash_and_the_records_names_for_the_image_groups(tmp_path):
     project = copy_project(REPO_ROOT, tmp_path / "project")
-    local = local_environment(project, ("main",))
+    local = local_environment(project, connection_for(project))
     assert local.lock_hash == hashlib.sha256((project / "poetry.lock").read_bytes()).hexdigest()
     assert local.note is None
     assert {"distributed", "psutil", "toolz"} <= local.locked
@@ -24,38 +43,60 @@ def test_lock_hash_and_exported_names_for_the_image_groups(tmp_path):
 
 def test_extras_the_image_was_built_with_are_expected_on_the_cluster(tmp_path):
     project = copy_project(WITH_EXTRAS, tmp_path / "extras")
-    without = local_environment(project, ("main",))
+    without = local_environment(project, connection_for(project))
     assert "tabulate" not in without.locked and without.extras == ()
-    # The connection file names the extras the image holds; the pyproject names none.
-    local = local_environment(project, ("main",), ("tables",))
+    local = local_environment(project, connection_for(project, extras=("tables",)))
     assert local.note is None
     assert local.extras == ("tables",)
     assert local.locked == without.locked | {"tabulate"}
 
 
-def test_older_connection_files_fall_back_to_the_projects_extras_setting(tmp_path):
+def test_without_a_record_local_only_packages_are_not_told_apart(tmp_path):
     project = copy_project(WITH_EXTRAS, tmp_path / "extras")
-    with (project / "pyproject.toml").open("a", encoding="utf-8") as pyproject:
-        pyproject.write('\n[tool.daskbox]\nextras = "tables"\n')  # one name as a plain string
-    local = local_environment(project, ("main",))
-    assert local.note is None
-    assert local.extras == ("tables",)
-    assert "tabulate" in local.locked
+    explicit_image = dataclasses.replace(connection_for(project), record=None)
+    local = local_environment(project, explicit_image)
+    assert local.locked is None
+    assert "no daskbox record" in local.note
 
 
 def test_without_a_lock_the_check_says_what_it_skipped(tmp_path):
-    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "0"\n')
-    local = local_environment(tmp_path, ("main",))
-    assert local.lock_hash is None and local.locked is None
+    project = copy_project(WITH_EXTRAS, tmp_path / "extras")
+    connection = connection_for(project)
+    (project / "poetry.lock").unlink()
+    local = local_environment(project, connection)
+    assert local.lock_hash is None and local.locked is not None
     assert "no local poetry.lock" in local.note
 
 
-def test_a_lock_poetry_cannot_export_still_gives_the_hash_and_a_note(tmp_path):
+def test_a_stale_lock_still_gives_its_hash_without_poetry(tmp_path):
+    """connect() reads the lock's bytes only: Poetry's opinion of the lock is not asked."""
     project = copy_project(STALE_LOCK, tmp_path / "stale")
-    local = local_environment(project, ("main",))
+    connection = connection_for(copy_project(REPO_ROOT, tmp_path / "other"))
+    local = local_environment(project, connection)
     assert local.lock_hash == hashlib.sha256((project / "poetry.lock").read_bytes()).hexdigest()
-    assert local.locked is None
-    assert "poetry lock" in local.note
+    assert local.note is None
+
+
+def test_the_light_client_imports_neither_poetry_nor_docker(tmp_path):
+    """``from daskbox import connect`` and the local side of ``connect()``, in a fresh process."""
+    project = copy_project(WITH_EXTRAS, tmp_path / "extras")
+    path = tmp_path / "connection.json"
+    path.write_text(connection_for(project).to_json())
+    probe = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from daskbox import connect\n"
+        "from daskbox.client.connection import read_connection_file\n"
+        "from daskbox.client.local import local_environment\n"
+        "connection = read_connection_file(Path(sys.argv[1]))\n"
+        "local_environment(Path(sys.argv[2]), connection)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'poetry', 'docker', 'cleo'}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(path), str(project)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert result.stdout.strip() == "[]"
 
 
 def test_project_root_of_a_connection_file(tmp_path, monkeypatch):

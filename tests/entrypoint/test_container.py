@@ -13,18 +13,14 @@ from daskbox.entrypoint.settings import Overrides
 from daskbox.entrypoint.sizing import plan_sizing
 from daskbox_services import free_port
 
-from .image import build_entrypoint_image
-
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 GIB = 2**30
 
 
 @pytest.fixture(scope="module")
-def entrypoint_image(docker_client, base_image, tmp_path_factory):
-    tag = build_entrypoint_image(docker_client, base_image, tmp_path_factory.mktemp("image"))
-    yield tag
-    docker_client.images.remove(tag, force=True)
+def entrypoint_image(fixture_image):
+    return fixture_image.reference
 
 
 def wait_for_log(container, pattern: str, timeout: float = 60) -> str:

@@ -1,15 +1,9 @@
 """Fixtures for the gcloud tests: the Compute Engine emulator, gcloud pointed at it,
-a throwaway Poetry project, and a small daskbox-shaped image pushed to the test registry.
-
-The image is the entrypoint tests' minimal one (tests/entrypoint/image.py: the stand-in
-base, distributed in /opt/venv, the entrypoint copied to /opt/daskbox, the images
-component's non-root uid) plus the lock-hash variables and labels a real build sets, so
-these tests do not depend on the images component's build.
-"""
+a throwaway Poetry project, and a fixture project's image pushed to the test registry
+(built by daskbox's own pipeline, see tests/pipeline_image.py)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -22,24 +16,14 @@ import docker
 import pytest
 
 from daskbox_services import Registry, free_port, running_registry
+from pipeline_image import PipelineImage, build_fixture_image
 
 # This folder holds the emulator module; pytest only puts tests/ itself on sys.path here.
 sys.path.insert(0, str(Path(__file__).parent))
 from emulator import ComputeEmulator
 
-from entrypoint.image import build_entrypoint_image
-
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DASKBOX = REPO_ROOT / ".venv" / "bin" / "daskbox"
-
-
-@dataclass(frozen=True)
-class ClusterImage:
-    """The pushed test image: tag reference, digest-pinned reference, lock hash."""
-
-    reference: str
-    pinned: str
-    lock_hash: str
+DASKBOX = Path(sys.executable).parent / "daskbox"
 
 
 @pytest.fixture(scope="session")
@@ -47,30 +31,14 @@ def cluster_image(
     base_image: str,
     registry: Registry,
     registry_login: Path,
-    docker_client: docker.DockerClient,
     tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[ClusterImage]:
-    """A daskbox-shaped image in the test registry (removed from the engine afterwards)."""
-    lock_hash = hashlib.sha256(uuid.uuid4().bytes).hexdigest()
-    reference = build_entrypoint_image(
-        docker_client,
-        base_image,
+) -> PipelineImage:
+    """A fixture project's image, built and pushed to the test registry by the pipeline."""
+    return build_fixture_image(
         tmp_path_factory.mktemp("gcloud-image"),
-        tag=f"{registry.host}/daskbox-gcloud-test:{lock_hash[:12]}",
-        env={"DASKBOX_LOCK_HASH": lock_hash, "DASKBOX_GROUPS": "main"},
-        labels={
-            "dev.daskbox.lock-hash": lock_hash,
-            "dev.daskbox.groups": "main",
-            "dev.daskbox.extras": "fast",
-        },
+        f"{registry.host}/daskbox-gcloud-test",
+        push=True,
     )
-    for line in docker_client.images.push(reference, stream=True, decode=True):
-        if "error" in line:
-            raise RuntimeError(line["error"])
-    digest = docker_client.images.get(reference).attrs["RepoDigests"][0].split("@")[1]
-    pinned = f"{reference.rsplit(':', 1)[0]}@{digest}"
-    yield ClusterImage(reference, pinned, lock_hash)
-    docker_client.images.remove(reference, force=True)
 
 
 @pytest.fixture(scope="session")
@@ -81,10 +49,19 @@ def open_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry
         yield running
 
 
+@dataclass(frozen=True)
+class VmImage:
+    """The cluster image where an emulated VM can pull it: tag and digest-pinned reference."""
+
+    reference: str
+    pinned: str
+    lock_hash: str
+
+
 @pytest.fixture(scope="session")
 def vm_image(
-    cluster_image: ClusterImage, open_registry: Registry, docker_client: docker.DockerClient
-) -> ClusterImage:
+    cluster_image: PipelineImage, open_registry: Registry, docker_client: docker.DockerClient
+) -> VmImage:
     """``cluster_image``, also pushed to ``open_registry``, where a VM can pull it."""
     reference = f"{open_registry.host}/daskbox-gcloud-test:{cluster_image.lock_hash[:12]}"
     docker_client.images.get(cluster_image.reference).tag(reference)
@@ -93,9 +70,7 @@ def vm_image(
             raise RuntimeError(line["error"])
     digests = docker_client.images.get(reference).attrs["RepoDigests"]
     [digest] = [d.split("@")[1] for d in digests if d.startswith(open_registry.host)]
-    return ClusterImage(
-        reference, f"{reference.rsplit(':', 1)[0]}@{digest}", cluster_image.lock_hash
-    )
+    return VmImage(reference, f"{reference.rsplit(':', 1)[0]}@{digest}", cluster_image.lock_hash)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from distributed import Client
 
 from conftest import daskbox
 from daskbox.client.connection import connection_path, read_connection_file
-from daskbox.images.dockerfile import USER_ID
+from daskbox.contract import IMAGE_UID as USER_ID
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -47,7 +47,7 @@ def test_local_launch_connect_compute_teardown(project, cluster_image):
         assert launched.stdout.rstrip().endswith(
             f'    from daskbox import connect\n    client = connect("{instance}")'
         )
-        assert connection.extras == ("fast",)
+        assert connection.extras == ("tables",)
 
         # No other local user can reach the server key; the container's user can read it.
         private = project / ".daskbox" / f"{instance}.tls"

@@ -6,7 +6,7 @@ import datetime
 
 from daskbox.gcloud.status import ClusterRow, format_table, gce_rows
 
-NOW = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.UTC)
+NOW = datetime.datetime(2026, 11, 26, 12, 0, tzinfo=datetime.timezone.utc)
 
 
 def _instance(name, status, started):

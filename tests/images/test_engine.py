@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from daskbox.image_ref import ImageRef
 from daskbox.images.engine import DockerEngine, _human, registry_error
-from daskbox.images.ref import ImageRef
 
 REFERENCE = ImageRef.parse("127.0.0.1:5000/app:abc")
 

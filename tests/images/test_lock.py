@@ -1,11 +1,16 @@
-"""Lock -> Environment through Poetry's export: groups, extras, markers, and every refusal."""
+"""Lock -> Environment through the user's `poetry export`: groups, extras, markers, and every
+refusal. The poetry CLI is the one next to this interpreter (daskbox's dev group)."""
 
 from __future__ import annotations
 
-import tomllib
+import os
+import stat
+import sys
+from pathlib import Path
 
 import pytest
 
+from daskbox._pyproject import parse_toml
 from daskbox.errors import ConfigError, LockfileError
 from daskbox.images.environment import Platform, Source
 from daskbox.images.lock import export_environment, lock_hash, parse_export
@@ -16,7 +21,7 @@ TARGET = Platform.local()
 
 
 def locked_versions(project) -> dict[str, str]:
-    lock = tomllib.loads((project / "poetry.lock").read_text())
+    lock = parse_toml((project / "poetry.lock").read_text())
     return {package["name"]: package["version"] for package in lock["package"]}
 
 
@@ -37,10 +42,15 @@ def test_quickstart_exports_main_group_pinned_with_hashes(tmp_path):
 
 def test_markers_are_evaluated_for_linux_and_the_local_python(tmp_path):
     project = copy_project("extras_groups_markers", tmp_path)
-    names = export_environment(project, TARGET).names()
+    environment = export_environment(project, TARGET)
+    names = environment.names()
     assert "six" in names  # sys_platform == 'linux'
     assert "colorama" not in names  # sys_platform == 'win32'
-    assert "tomli" not in names  # python_version < '3.11'
+    assert ("tomli" in names) == (sys.version_info < (3, 11))  # python_version < '3.11'
+    # Every line of the export is kept, markers unevaluated, for the image record.
+    locked = {r.name: r.marker for r in environment.locked}
+    assert locked["colorama"].endswith('sys_platform == "win32"')
+    assert {"colorama", "six", "tomli"} <= set(locked)
 
 
 def test_groups_and_extras_are_selected_explicitly(tmp_path):
@@ -98,7 +108,9 @@ def test_stale_lock_is_refused(tmp_path):
 
 def test_python_constraint_excluding_the_target_is_refused(tmp_path):
     project = copy_project("python39", tmp_path)
-    with pytest.raises(LockfileError, match=r"requires Python >=3.9,<3.10 .* Python is 3\.11"):
+    with pytest.raises(
+        LockfileError, match=rf"requires Python >=3.9,<3.10 .* Python is {TARGET.python_version}"
+    ):
         export_environment(project, TARGET)
 
 
@@ -125,9 +137,59 @@ def test_parse_export_reads_markers_urls_and_index_options():
         'b==2.0 ; sys_platform == "darwin" \\\n    --hash=sha256:cc\n'
         "c @ git+https://example.invalid/c.git@0123abc\n"
     )
-    requirements, options = parse_export(text, TARGET)
+    requirements, options = parse_export(text)
     assert options == ("--extra-index-url https://example.invalid/simple",)
-    assert [r.name for r in requirements] == ["a", "c"]
+    assert [r.name for r in requirements] == ["a", "b", "c"]
+    assert [r.name for r in requirements if r.applies_to(TARGET)] == ["a", "c"]
     assert requirements[0].hashes == ("sha256:aa", "sha256:bb")
     assert requirements[0].pip_line == "a==1.0 --hash=sha256:aa --hash=sha256:bb"
-    assert requirements[1].source is Source.VCS
+    assert requirements[1].marker == 'sys_platform == "darwin"'
+    assert requirements[2].source is Source.VCS
+
+
+def fake_poetry(folder, script: str) -> None:
+    """Put a ``poetry`` first on PATH that runs ``script`` (sh) with the real one at hand."""
+    folder.mkdir()
+    real = next(
+        str(candidate)
+        for directory in os.environ["PATH"].split(os.pathsep)
+        if (candidate := Path(directory, "poetry")).is_file()
+    )
+    wrapper = folder / "poetry"
+    wrapper.write_text(f"#!/bin/sh\nREAL={real}\n{script}\n")
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IEXEC)
+
+
+@pytest.fixture
+def path_with(monkeypatch, tmp_path):
+    def put_first(script: str) -> None:
+        fake_poetry(tmp_path / "bin", script)
+        monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+
+    return put_first
+
+
+def test_poetry_without_the_export_plugin_names_the_one_line_fix(tmp_path, path_with):
+    project = copy_project("non_package", tmp_path)
+    path_with('exec "$REAL" --no-plugins "$@"')  # Poetry 2 ships without `export`
+    with pytest.raises(
+        LockfileError, match=r"^your poetry has no export command: run "
+        r"`poetry self add poetry-plugin-export`$"
+    ):
+        export_environment(project, TARGET)
+
+
+def test_poetry_older_than_the_lock_writer_is_refused(tmp_path, path_with):
+    project = copy_project("non_package", tmp_path)
+    version_two_zero = 'echo "Poetry (version 2.0.0)"; exit 0'
+    path_with(f'[ "$1" = --version ] && {{ {version_two_zero}; }}; exec "$REAL" "$@"')
+    expected = r"written by Poetry 2\.\S+ but `poetry` here is 2\.0\.0: upgrade it"
+    with pytest.raises(LockfileError, match=expected + r" \(`poetry self update`\)"):
+        export_environment(project, TARGET)
+
+
+def test_missing_poetry_is_one_line(tmp_path, monkeypatch):
+    project = copy_project("non_package", tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(LockfileError, match=r"the poetry command is not on PATH: install Poetry"):
+        export_environment(project, TARGET)

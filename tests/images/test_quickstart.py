@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import subprocess
+import sys
+from pathlib import Path
 
 from distributed import Client, LocalCluster
 
-from .conftest import QUICKSTART, REPO_ROOT
+from .conftest import QUICKSTART
 
 
 def test_grid_search_runs_on_a_distributed_client(monkeypatch):
@@ -27,7 +29,7 @@ def test_grid_search_runs_on_a_distributed_client(monkeypatch):
 
 def test_two_line_tasks_file_lists_daskbox_tasks():
     listed = subprocess.run(
-        [str(REPO_ROOT / ".venv" / "bin" / "invoke"), "--list"],
+        [str(Path(sys.executable).parent / "invoke"), "--list"],
         cwd=QUICKSTART, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     for name in ("build", "push", "dockerfile", "launch", "teardown"):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from .conftest import REPO_ROOT, copy_project
+from .conftest import copy_project
 
-INVOKE = str(REPO_ROOT / ".venv" / "bin" / "invoke")
+INVOKE = str(Path(sys.executable).parent / "invoke")
 
 
 def invoke(project, *args: str) -> subprocess.CompletedProcess[str]:

@@ -217,10 +217,8 @@ class CheckResult:
             )
         widths = [max(len(row[column]) for row in rows) for column in range(3)]
         return "\n".join(
-            "  "
-            + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
-            + "  "
-            + row[3]
+            "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+            + "  " + row[3]
             for row in rows
         ).rstrip()
 
@@ -273,7 +271,9 @@ class CheckResult:
         )
 
 
-def check_reports(local: LocalEnvironment, reports: Mapping[str, Mapping[str, Any]]) -> CheckResult:
+def check_reports(
+    local: LocalEnvironment, reports: Mapping[str, Mapping[str, Any]]
+) -> CheckResult:
     """Compare the local environment with each process's ``environment_report()`` dict."""
     comparisons = tuple(
         compare(local, EnvironmentReport.from_dict(report), where)

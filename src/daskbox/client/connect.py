@@ -227,9 +227,7 @@ def connect(
     if not check:
         return client
     try:
-        local = local_environment(
-            project_root_of(connection_path), connection.groups, connection.extras
-        )
+        local = local_environment(project_root_of(connection_path), connection)
         check_environment(client, local, strict=strict)
     except BaseException:
         client.close()  # type: ignore[no-untyped-call]

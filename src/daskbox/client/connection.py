@@ -11,15 +11,18 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Any, Literal, TypeVar
-
-from distributed.security import Security
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from daskbox._files import write_atomically
-from daskbox.errors import ConnectionFileError
+from daskbox.contract import STATE_DIR
+from daskbox.errors import ConnectionFileError, ImageRecordError
+from daskbox.record import ImageRecord
 
-FORMAT_VERSION = 1
-CONNECTION_DIR = ".daskbox"
+if TYPE_CHECKING:  # distributed loads only when a client is made, not with the file
+    from distributed.security import Security
+
+FORMAT_VERSION = 2
+CONNECTION_DIR = STATE_DIR
 
 Target = Literal["gce", "local"]
 # A real path, or a pure one (e.g. PureWindowsPath in tests): paths are built the same way.
@@ -42,6 +45,8 @@ class ClientTLS:
         ``Security`` takes PEM contents in place of file names (it tells them apart by the
         newlines), so the private key is never written next to the project.
         """
+        from distributed.security import Security
+
         return Security(  # type: ignore[no-untyped-call]
             require_encryption=True,
             tls_ca_file=self.ca_pem,
@@ -69,6 +74,8 @@ class ConnectionFile:
     state: LaunchState = "ready"
     created_at: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # What build and push recorded about the image (None for an explicit --image).
+    record: ImageRecord | None = None
     version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -92,11 +99,13 @@ class ConnectionFile:
         try:
             tls = ClientTLS(**data.pop("tls")) if data.get("tls") else None
             data.pop("tls", None)
+            record = data.pop("record", None)
             data["groups"] = tuple(data["groups"])
             data["extras"] = tuple(data.get("extras", ()))
             data["firewall_rules"] = tuple(data.get("firewall_rules", ()))
-            return cls(tls=tls, **data)
-        except (TypeError, KeyError) as error:
+            image = None if record is None else ImageRecord.from_dict(record, source)
+            return cls(tls=tls, record=image, **data)
+        except (TypeError, KeyError, ImageRecordError) as error:
             raise ConnectionFileError(
                 f"{source} is missing or has unknown fields ({error})"
             ) from None

@@ -1,19 +1,20 @@
-"""The local side of the environment check: this interpreter, plus what the local lock says.
+"""The local side of the environment check: this interpreter, plus what the image's record says.
 
-Reads poetry.lock and (through the images component's cached Poetry export) the set of
-distributions the image's groups and extras hold, so the check can tell a package missing
-on the cluster from one that is only meant to be local (dev group, daskbox, the project).
+The record that ``invoke build push`` wrote, and ``invoke launch`` copied into the connection
+file, holds the lock's export for the image's groups and extras with its markers. Evaluated
+for the image's platform it tells a package missing on the cluster from one that is only meant
+to be local (dev group, daskbox, Jupyter): no Poetry, no export at connect time.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from daskbox._pyproject import find_project_root
+from daskbox._pyproject import find_project_root, lock_hash
 from daskbox.client.check import EnvironmentReport, LocalEnvironment
-from daskbox.client.connection import CONNECTION_DIR
+from daskbox.client.connection import CONNECTION_DIR, ConnectionFile
 from daskbox.entrypoint.environment import environment_report
-from daskbox.errors import ConfigError, DaskboxError
+from daskbox.errors import ConfigError
 
 
 def project_root_of(connection_path: Path) -> Path | None:
@@ -31,31 +32,25 @@ def project_root_of(connection_path: Path) -> Path | None:
         return None
 
 
-def local_environment(
-    project_root: Path | None, groups: tuple[str, ...], extras: tuple[str, ...] = ()
-) -> LocalEnvironment:
-    """Describe the local side for an image of ``groups`` and ``extras``.
+def local_environment(project_root: Path | None, connection: ConnectionFile) -> LocalEnvironment:
+    """Describe the local side for the image ``connection`` runs.
 
-    ``extras`` come from the connection file (what the image was built with); files written
-    before it recorded them hold none, so then the project's ``[tool.daskbox] extras`` are
-    assumed. Without a project or a usable lock, ``note`` says what was not checked.
+    Without a local poetry.lock the lock hash is not compared; without a record (an explicit
+    ``--image``) local-only packages are not told apart: ``note`` says what was not checked.
     """
     report = EnvironmentReport.from_dict(environment_report())
-    if project_root is None or not (project_root / "poetry.lock").is_file():
-        note = "no local poetry.lock, so the lock hash was not compared"
-        return LocalEnvironment(report, groups, extras, note=note)
-    # Imported here: only the local side needs the images settings and Poetry's export.
-    from daskbox.images.environment import Platform
-    from daskbox.images.lock import export_environment, lock_hash
-    from daskbox.images.settings import load_settings
-
-    local_lock_hash = lock_hash(project_root)
-    try:
-        extras = extras or load_settings(project_root).extras
-        exported = export_environment(project_root, Platform.local(), groups, extras)
-    except DaskboxError as error:
-        note = f"cannot export poetry.lock ({error}); local-only packages were not checked"
-        return LocalEnvironment(report, groups, extras, local_lock_hash, note=note)
+    groups, extras = connection.groups, connection.extras
+    notes = []
+    local_lock_hash = None
+    if project_root is not None and (project_root / "poetry.lock").is_file():
+        local_lock_hash = lock_hash(project_root)
+    else:
+        notes.append("no local poetry.lock, so the lock hash was not compared")
+    locked = None
+    if connection.record is not None:
+        locked = frozenset(connection.record.image_distributions)
+    else:
+        notes.append("the image has no daskbox record, so local-only packages were not checked")
     return LocalEnvironment(
-        report, groups, exported.extras, local_lock_hash, locked=frozenset(exported.names())
+        report, groups, extras, local_lock_hash, locked=locked, note="; ".join(notes) or None
     )

@@ -1,5 +1,6 @@
 """Inside the image: size the cluster from the machine, then run scheduler + workers.
 
 ``python -m daskbox.entrypoint`` runs limits -> SizingPlan -> processes. This package is
-copied alone into the image, so it imports only the stdlib, psutil, dask and distributed.
+copied into the image with ``daskbox.contract`` only, so it imports nothing else of daskbox:
+just the stdlib, psutil, dask and distributed.
 """

@@ -2,8 +2,8 @@
 
 Runs on the scheduler and on every worker inside the image (``client.run``), and
 locally for the other side of the comparison. It is copied into the image, not
-installed, so it imports only the standard library and ``distributed`` (for the
-worker plugin), never other daskbox modules.
+installed, so it imports only the standard library, ``distributed`` (for the worker
+plugin) and daskbox's contract module, never other daskbox modules.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import re
 from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
+
+from daskbox.contract import ENV_GROUPS, ENV_LOCK_HASH
 
 __all__ = ["REPORT_TOPIC", "EnvironmentReporter", "environment_report"]
 
@@ -47,13 +49,13 @@ def environment_report() -> dict[str, Any]:
     ``lock_hash`` and ``groups`` come from the image's ``DASKBOX_LOCK_HASH`` and
     ``DASKBOX_GROUPS`` (None and [] outside an image).
     """
-    groups = os.environ.get("DASKBOX_GROUPS", "")
+    groups = os.environ.get(ENV_GROUPS, "")
     return {
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": f"{platform.system()}-{platform.machine()}",
         "distributions": installed_distributions(),
-        "lock_hash": os.environ.get("DASKBOX_LOCK_HASH") or None,
+        "lock_hash": os.environ.get(ENV_LOCK_HASH) or None,
         "groups": [group.strip() for group in groups.split(",") if group.strip()],
     }
 

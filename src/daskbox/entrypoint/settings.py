@@ -15,8 +15,23 @@ from pathlib import Path
 
 from dask.utils import parse_bytes, parse_timedelta
 
-DEFAULT_SCHEDULER_PORT = 8786
-DEFAULT_DASHBOARD_PORT = 8787
+from daskbox.contract import (
+    DEFAULT_DASHBOARD_PORT,
+    DEFAULT_SCHEDULER_PORT,
+    ENV_DASHBOARD_PORT,
+    ENV_IDLE_TIMEOUT,
+    ENV_MEMORY_PER_WORKER,
+    ENV_SCHEDULER_PORT,
+    ENV_THREADS_PER_WORKER,
+    ENV_TLS_CA_FILE,
+    ENV_TLS_CERT_FILE,
+    ENV_TLS_KEY_FILE,
+    ENV_WORKERS,
+    LEGACY_ENV_MEMORY_PER_WORKER,
+    LEGACY_ENV_THREADS_PER_WORKER,
+    LEGACY_ENV_WORKERS,
+)
+
 _GB = 10**9  # the original recipe passed MEMORY_PER_WORKER to dask as "<n>GB", i.e. 10**9
 
 
@@ -66,22 +81,22 @@ def read_settings(environ: Mapping[str, str]) -> Settings:
     """Validate ``environ`` into ``Settings``; raise ``SettingsError`` on the first bad value."""
     settings = Settings(
         overrides=Overrides(
-            workers=_pick(environ, "DASKBOX_WORKERS", "NUM_WORKERS", _parse_count),
+            workers=_pick(environ, ENV_WORKERS, LEGACY_ENV_WORKERS, _parse_count),
             threads_per_worker=_pick(
-                environ, "DASKBOX_THREADS_PER_WORKER", "THREADS_PER_WORKER", _parse_count
+                environ, ENV_THREADS_PER_WORKER, LEGACY_ENV_THREADS_PER_WORKER, _parse_count
             ),
             memory_per_worker=_pick(
-                environ, "DASKBOX_MEMORY_PER_WORKER", "MEMORY_PER_WORKER", _parse_memory
+                environ, ENV_MEMORY_PER_WORKER, LEGACY_ENV_MEMORY_PER_WORKER, _parse_memory
             ),
         ),
-        scheduler_port=_port(environ, "DASKBOX_SCHEDULER_PORT", DEFAULT_SCHEDULER_PORT),
-        dashboard_port=_port(environ, "DASKBOX_DASHBOARD_PORT", DEFAULT_DASHBOARD_PORT),
+        scheduler_port=_port(environ, ENV_SCHEDULER_PORT, DEFAULT_SCHEDULER_PORT),
+        dashboard_port=_port(environ, ENV_DASHBOARD_PORT, DEFAULT_DASHBOARD_PORT),
         idle_timeout=_idle_timeout(environ),
         tls=_tls(environ),
     )
     if settings.scheduler_port == settings.dashboard_port:
         raise SettingsError(
-            "DASKBOX_SCHEDULER_PORT and DASKBOX_DASHBOARD_PORT are both "
+            f"{ENV_SCHEDULER_PORT} and {ENV_DASHBOARD_PORT} are both "
             f"{settings.scheduler_port}: expected two different port numbers"
         )
     return settings
@@ -132,7 +147,7 @@ def _parse_count(variable: str, raw: str) -> int:
 
 def _parse_memory(variable: str, raw: str) -> int:
     """Bytes from daskbox's variable (a size with units) or the recipe's plain GB number."""
-    if variable == "MEMORY_PER_WORKER":
+    if variable == LEGACY_ENV_MEMORY_PER_WORKER:
         form = "a positive number of GB (10**9 bytes), e.g. 4 or 2.5"
         try:
             size = int(float(raw) * _GB)
@@ -166,20 +181,20 @@ def _port(environ: Mapping[str, str], name: str, default: int) -> int:
 
 def _idle_timeout(environ: Mapping[str, str]) -> float | None:
     """Seconds of DASKBOX_IDLE_TIMEOUT, or None for "never" (unset or 0)."""
-    raw = _set(environ, "DASKBOX_IDLE_TIMEOUT")
+    raw = _set(environ, ENV_IDLE_TIMEOUT)
     if raw is None:
         return None
     form = 'seconds or a duration such as "30m" or "2h" (0 or unset: never)'
     try:
         seconds = parse_timedelta(raw, default="seconds")
     except (ValueError, KeyError, TypeError, OverflowError):  # "10 fortnights", "1e400"
-        raise SettingsError(f"DASKBOX_IDLE_TIMEOUT={raw!r} is invalid: expected {form}") from None
+        raise SettingsError(f"{ENV_IDLE_TIMEOUT}={raw!r} is invalid: expected {form}") from None
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        raise SettingsError(f"DASKBOX_IDLE_TIMEOUT={raw!r} is invalid: expected {form}")
+        raise SettingsError(f"{ENV_IDLE_TIMEOUT}={raw!r} is invalid: expected {form}")
     return seconds or None
 
 
-_TLS_VARIABLES = ("DASKBOX_TLS_CA_FILE", "DASKBOX_TLS_CERT_FILE", "DASKBOX_TLS_KEY_FILE")
+_TLS_VARIABLES = (ENV_TLS_CA_FILE, ENV_TLS_CERT_FILE, ENV_TLS_KEY_FILE)
 
 
 def _tls(environ: Mapping[str, str]) -> TLSFiles | None:
@@ -203,9 +218,9 @@ def _tls(environ: Mapping[str, str]) -> TLSFiles | None:
                 f"{name}={str(path)!r} cannot be read ({reason}): expected a readable PEM file"
             ) from None
     tls = TLSFiles(
-        ca_file=paths["DASKBOX_TLS_CA_FILE"],
-        cert_file=paths["DASKBOX_TLS_CERT_FILE"],
-        key_file=paths["DASKBOX_TLS_KEY_FILE"],
+        ca_file=paths[ENV_TLS_CA_FILE],
+        cert_file=paths[ENV_TLS_CERT_FILE],
+        key_file=paths[ENV_TLS_KEY_FILE],
     )
     _check_pem(tls)
     return tls
@@ -223,7 +238,7 @@ def _check_pem(tls: TLSFiles) -> None:
         context.load_verify_locations(cafile=tls.ca_file)
     except (ssl.SSLError, ValueError):
         raise SettingsError(
-            f"DASKBOX_TLS_CA_FILE={str(tls.ca_file)!r} holds no CA certificate: "
+            f"{ENV_TLS_CA_FILE}={str(tls.ca_file)!r} holds no CA certificate: "
             "expected a PEM certificate file"
         ) from None
     try:
@@ -231,7 +246,7 @@ def _check_pem(tls: TLSFiles) -> None:
         context.load_cert_chain(certfile=tls.cert_file, keyfile=tls.key_file, password=b"")
     except (ssl.SSLError, ValueError):
         raise SettingsError(
-            f"DASKBOX_TLS_CERT_FILE={str(tls.cert_file)!r} and "
-            f"DASKBOX_TLS_KEY_FILE={str(tls.key_file)!r} are not a matching PEM "
+            f"{ENV_TLS_CERT_FILE}={str(tls.cert_file)!r} and "
+            f"{ENV_TLS_KEY_FILE}={str(tls.key_file)!r} are not a matching PEM "
             "certificate and unencrypted private key"
         ) from None

@@ -1,60 +1,26 @@
-"""Which image to launch: the gcloud side of the images component's API.
+"""Which image to launch: the record ``invoke build push`` handed over, never a new plan.
 
-Normally the image is the content-tagged one the images component plans for the current
-project (``plan_image``); for a VM it must already be in the registry (``find_pushed``),
-and the VM gets the digest-pinned reference. An explicit ``--image`` skips planning; its
-lock hash, groups and extras then come from its labels in the local engine (if there).
+For a VM the image must be pushed (the record then holds its digest-pinned reference) and
+built from the current poetry.lock; the local target may also run an image that is only
+built. Neither needs Poetry, and a VM launch needs no Docker engine.
+
+An explicit ``--image`` skips the record. A VM needs it digest-pinned, or the local Docker
+engine (when there is one) asks the registry for its digest; its lock hash, groups and
+extras then come from its labels in the local engine, if it has the image.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from daskbox.errors import DaskboxError, LaunchSpecError
+from daskbox import contract
+from daskbox._pyproject import lock_hash
+from daskbox.errors import LaunchSpecError
 from daskbox.gcloud.spec import LaunchImage
-from daskbox.images import find_pushed, plan_image
-from daskbox.images.engine import DockerEngine
+from daskbox.record import read_record, record_path
 
 NOT_PUSHED = "image {reference} is not in the registry: run `invoke build push` first"
-
-
-def _split(label: str | None) -> tuple[str, ...]:
-    """A comma-separated label value (groups, extras) as a tuple; empty when unset."""
-    return tuple(item for item in (label or "").split(",") if item)
-
-
-def _labelled(reference: str, *, need_engine: bool) -> LaunchImage | None:
-    """The image as its daskbox labels describe it, if the local engine has it.
-
-    A VM launch with an explicit ``--image`` does not need local Docker, so without an
-    engine there is simply nothing to read (``need_engine`` False).
-    """
-    try:
-        found = DockerEngine().local_image(reference)
-    except DaskboxError:
-        if need_engine:
-            raise
-        return None
-    if found is None:
-        return None
-    labels = found.labels
-    return LaunchImage(
-        reference,
-        lock_hash=labels.get("dev.daskbox.lock-hash", ""),
-        groups=_split(labels.get("dev.daskbox.groups")),
-        extras=_split(labels.get("dev.daskbox.extras")),
-    )
-
-
-def _pushed_or_none(reference: str) -> str | None:
-    """``find_pushed``, with an unreachable registry counting as "not there"."""
-    try:
-        return find_pushed(reference)
-    except DaskboxError:
-        return None
 
 
 def resolve_image(
@@ -62,31 +28,95 @@ def resolve_image(
     explicit: str | None,
     *,
     local: bool,
-    overrides: Mapping[str, Any] | None = None,
+    platform: str = contract.DEFAULT_PLATFORM,
 ) -> LaunchImage:
-    """The image to launch: digest-pinned for a VM (which can only pull from a registry);
-    for the local target an image that exists only in the local engine will do."""
-    if explicit is None:
-        plan = plan_image(project_root, overrides=dict(overrides or {}))
-        planned: LaunchImage | None = LaunchImage(
-            plan.reference, plan.lock_hash, tuple(plan.groups), tuple(plan.environment.extras)
+    """The image to launch: from the project's record for ``platform`` (digest-pinned for a
+    VM), or the explicit ``--image``."""
+    if explicit is not None:
+        return _explicit_image(explicit, local=local)
+    record = read_record(project_root, platform)
+    current = lock_hash(project_root)
+    if record.lock_hash != current:
+        raise LaunchSpecError(
+            f"the {platform} image in {record_path(project_root, platform)} was built from "
+            f"another poetry.lock (sha256:{record.lock_hash[:12]}, now sha256:{current[:12]}): "
+            "run `invoke build push`"
         )
-        reference = plan.reference
-        # A VM launch reads the plan, not the local engine (which it does not need).
-        local_image = _labelled(reference, need_engine=True) if local else None
-    else:
-        planned = None
-        reference = explicit
-        local_image = _labelled(reference, need_engine=local)
-    described = planned or local_image or LaunchImage(reference, "", ())
-    if local:
-        if local_image is None and _pushed_or_none(reference) is None:
-            raise LaunchSpecError(
-                f"image {reference} is neither in the local Docker engine nor in its registry: "
-                "run `invoke build` (or `invoke build push`)"
-            )
-        return described
-    pinned = reference if "@sha256:" in reference else find_pushed(reference)
-    if pinned is None:
-        raise LaunchSpecError(NOT_PUSHED.format(reference=reference))
-    return dataclasses.replace(described, reference=pinned)
+    if record.pinned is None and not local:
+        raise LaunchSpecError(NOT_PUSHED.format(reference=record.reference))
+    return LaunchImage(
+        reference=record.pinned or record.reference,
+        lock_hash=record.lock_hash,
+        groups=record.groups,
+        extras=record.extras,
+        platform=record.platform,
+        record=record,
+    )
+
+
+def _explicit_image(reference: str, *, local: bool) -> LaunchImage:
+    labels = _local_labels(reference)
+    pinned = reference
+    if not local and "@sha256:" not in reference:
+        digest = _registry_digest(reference)
+        if digest is None:
+            raise LaunchSpecError(NOT_PUSHED.format(reference=reference))
+        pinned = f"{reference.rsplit(':', 1)[0] if _has_tag(reference) else reference}@{digest}"
+    return LaunchImage(
+        pinned,
+        lock_hash=labels.get(contract.LABEL_LOCK_HASH, ""),
+        groups=_split(labels.get(contract.LABEL_GROUPS)),
+        extras=_split(labels.get(contract.LABEL_EXTRAS)),
+        platform=labels.get(contract.LABEL_PLATFORM, contract.DEFAULT_PLATFORM),
+    )
+
+
+def _has_tag(reference: str) -> bool:
+    return ":" in reference.rsplit("/", 1)[-1]
+
+
+def _split(label: str | None) -> tuple[str, ...]:
+    """A comma-separated label value (groups, extras) as a tuple; empty when unset."""
+    return tuple(item for item in (label or "").split(",") if item)
+
+
+def _engine() -> Any | None:
+    """The local Docker engine, or None: an explicit image needs none for a VM launch."""
+    import docker  # only for an explicit --image
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except docker.errors.DockerException:
+        return None
+    return client
+
+
+def _local_labels(reference: str) -> dict[str, str]:
+    """The image's labels in the local engine (empty without an engine or the image)."""
+    import docker
+
+    client = _engine()
+    if client is None:
+        return {}
+    try:
+        attributes = client.api.inspect_image(reference)
+    except docker.errors.APIError:
+        return {}
+    return dict(attributes.get("Config", {}).get("Labels") or {})
+
+
+def _registry_digest(reference: str) -> str | None:
+    """The registry's digest for a tagged reference, asked through the local engine."""
+    import docker
+
+    client = _engine()
+    if client is None:
+        raise LaunchSpecError(
+            f"--image {reference} has no digest and no Docker engine is reachable to look it "
+            "up: pass the digest-pinned reference (repository@sha256:...)"
+        )
+    try:
+        return str(client.api.inspect_distribution(reference)["Descriptor"]["digest"])
+    except docker.errors.APIError:
+        return None

@@ -26,7 +26,7 @@ import urllib.request
 from typing import Literal
 
 from daskbox.errors import LaunchSpecError
-from daskbox.images.ref import ImageRef
+from daskbox.image_ref import ImageRef
 
 PUSH_TO_ARTIFACT_REGISTRY = (
     "push the image to Artifact Registry (repository = "

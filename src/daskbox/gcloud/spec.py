@@ -17,6 +17,7 @@ from daskbox.client.connection import ClientTLS, ConnectionFile, LaunchState, Ta
 from daskbox.errors import LaunchSpecError
 from daskbox.gcloud.machines import cos_image_family
 from daskbox.gcloud.settings import LaunchSettings
+from daskbox.record import ImageRecord
 
 # Docker restarts a crashed local entrypoint a few times; a clean exit (idle) is not
 # restarted, and bad settings (exit 2) never reach it: launch runs the entrypoint's
@@ -29,13 +30,17 @@ MAX_SOURCE_ADDRESSES = 256
 @dataclass(frozen=True)
 class LaunchImage:
     """The image to run: digest-pinned reference plus what the client checks against, and
-    the platform it was built for (the machine type must run it)."""
+    the platform it was built for (the machine type must run it).
+
+    ``record`` is what build and push handed over (None for an explicit ``--image``).
+    """
 
     reference: str
     lock_hash: str
     groups: tuple[str, ...]
     extras: tuple[str, ...] = ()
     platform: str = contract.DEFAULT_PLATFORM
+    record: ImageRecord | None = None
 
 
 @dataclass(frozen=True)
@@ -300,6 +305,7 @@ def connection_for(
         zone=spec.zone if gce else None,
         firewall_rules=spec.rule_names if gce else (),
         created_at=created_at,
+        record=spec.image.record,
         extra={"project_label": spec.project_label}
         if gce
         else {"container": spec.instance, "project_label": spec.project_label},

@@ -24,9 +24,8 @@ if TYPE_CHECKING:  # imported by the task bodies only: `invoke --list` stays fas
 
 LAUNCH_HELP = {
     "local": "Run the container on the local Docker engine instead of a VM.",
-    "image": "Image to run (default: the content-tagged image of this project).",
-    "repository": "Image repository the default image was pushed to "
-    "(as for `invoke build push`; config: [tool.daskbox] repository).",
+    "image": "Image to run (default: the one `invoke build push` recorded in "
+    ".daskbox/images/ for the machine type's platform).",
     "instance": "Instance (and container) name (default: daskbox-<project name>).",
     "project": "Google Cloud project (default: gcloud's configured project).",
     "zone": "Compute Engine zone (default: us-central1-a).",
@@ -85,13 +84,6 @@ def _gcloud_config(c: Context) -> dict[str, Any]:
     return dict(daskbox.get("gcloud", {}) or {})
 
 
-def _images_config(c: Context) -> dict[str, Any]:
-    """Invoke config ``daskbox`` without ``gcloud``: the images component's overrides, so
-    launch plans the same image reference that ``invoke build push`` pushed."""
-    daskbox: Any = c.config.get("daskbox", {}) or {}
-    return {key: value for key, value in dict(daskbox).items() if key != "gcloud"}
-
-
 # Long flags only: with this many flags invoke's automatic short flags run out of letters
 # (it would give --allow-any-source the short flag "-", i.e. `--`).
 @task(help=LAUNCH_HELP, auto_shortflags=False)
@@ -99,7 +91,6 @@ def launch(
     c: Context,
     local: bool = False,
     image: str | None = None,
-    repository: str | None = None,
     instance: str | None = None,
     project: str | None = None,
     zone: str | None = None,
@@ -149,8 +140,7 @@ def launch(
         flags["allow_private_registry"] = _tri_state(
             "allow-private-registry", allow_private_registry, no_allow_private_registry
         )
-        connection = _launch(c, flags, local=local, image=image, repository=repository,
-                             dry_run=dry_run)  # fmt: skip
+        connection = _launch(c, flags, local=local, image=image, dry_run=dry_run)
         if connection is not None:
             print(_connect_lines(connection))
 
@@ -161,13 +151,14 @@ def _launch(
     *,
     local: bool,
     image: str | None,
-    repository: str | None,
     dry_run: bool,
 ) -> ConnectionFile | None:
     """settings -> image -> checks -> spec -> the target's launch (or its dry run)."""
+    from daskbox import contract
     from daskbox._pyproject import project_name
     from daskbox.gcloud.checks import check_launch
     from daskbox.gcloud.image import resolve_image
+    from daskbox.gcloud.machines import machine_platform
     from daskbox.gcloud.settings import resolve_settings
     from daskbox.gcloud.spec import build_spec
     from daskbox.gcloud.tls import (
@@ -179,8 +170,9 @@ def _launch(
 
     root = find_project_root()
     settings = resolve_settings(root, flags, local=local, invoke_config=_gcloud_config(c))
-    image_overrides = {**_images_config(c), "repository": repository}
-    chosen = resolve_image(root, image, local=local, overrides=image_overrides)
+    # A VM runs the record of its machine type's platform (arm64 for t2a-*, c4a-*).
+    platform = contract.DEFAULT_PLATFORM if local else machine_platform(settings.machine_type)
+    chosen = resolve_image(root, image, local=local, platform=platform)
     check_launch(settings, chosen, local=local)
     # A VM deletes itself after its maximum run duration; a local container does not.
     validity = LONG_VALIDITY if local else certificate_validity(settings.max_run_seconds)

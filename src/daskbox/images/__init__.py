@@ -5,6 +5,7 @@ build_image(plan); push_image(plan)
 find_pushed(plan.reference)          # "repo@sha256:..." or None
 """
 
+from daskbox.image_ref import ImageRef
 from daskbox.images.environment import Environment, Platform, Requirement
 from daskbox.images.pipeline import (
     BuildResult,
@@ -14,7 +15,6 @@ from daskbox.images.pipeline import (
     plan_image,
     push_image,
 )
-from daskbox.images.ref import ImageRef
 
 __all__ = [
     "BuildResult",

@@ -14,12 +14,20 @@ import json
 from dataclasses import dataclass
 
 from daskbox import __version__
+from daskbox.contract import (
+    DEFAULT_DASHBOARD_PORT,
+    DEFAULT_SCHEDULER_PORT,
+    ENTRYPOINT_MODULE,
+    ENTRYPOINT_ROOT,
+    ENV_GROUPS,
+    ENV_IMAGE_TAG,
+    ENV_LOCK_HASH,
+    IMAGE_UID,
+    IMAGE_USER,
+    VENV,
+)
 
-VENV = "/opt/venv"
-ENTRYPOINT_ROOT = "/opt/daskbox"
-USER = "daskbox"
-USER_ID = 10001
-PORTS = (8786, 8787)
+PORTS = (DEFAULT_SCHEDULER_PORT, DEFAULT_DASHBOARD_PORT)
 
 # Paths inside the build context.
 REQUIREMENTS_FILE = "requirements.txt"
@@ -88,9 +96,9 @@ ENTRYPOINT {entrypoint_argv}
 COPY --from=environment {venv} {venv}
 COPY {entrypoint}/ {entrypoint_root}/daskbox/
 {project_copy}ARG {tag_arg}=unknown {revision_arg}=unknown
-ENV DASKBOX_LOCK_HASH={lock_hash} \\
-    DASKBOX_GROUPS={groups} \\
-    DASKBOX_IMAGE_TAG=${tag_arg}
+ENV {lock_hash_env}={lock_hash} \\
+    {groups_env}={groups} \\
+    {image_tag_env}=${tag_arg}
 LABEL {labels} \\
       org.opencontainers.image.revision=${revision_arg}
 """
@@ -144,8 +152,11 @@ def render(plan: DockerfilePlan) -> str:
         project_copy=project_copy,
         system_stage=system_stage,
         system_copy=system_copy,
-        uid=USER_ID,
-        user=USER,
+        uid=IMAGE_UID,
+        user=IMAGE_USER,
+        lock_hash_env=ENV_LOCK_HASH,
+        groups_env=ENV_GROUPS,
+        image_tag_env=ENV_IMAGE_TAG,
         entrypoint=ENTRYPOINT_DIR,
         entrypoint_root=ENTRYPOINT_ROOT,
         ports=" ".join(str(port) for port in PORTS),
@@ -154,5 +165,5 @@ def render(plan: DockerfilePlan) -> str:
         lock_hash=plan.lock_hash,
         groups=",".join(plan.groups),
         labels=labels,
-        entrypoint_argv=json.dumps([f"{VENV}/bin/python", "-m", "daskbox.entrypoint"]),
+        entrypoint_argv=json.dumps([f"{VENV}/bin/python", "-m", ENTRYPOINT_MODULE]),
     )

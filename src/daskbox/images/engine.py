@@ -18,7 +18,7 @@ import requests.exceptions
 
 from daskbox._tasks import Progress
 from daskbox.errors import DockerUnavailable, ImageBuildError, PushError
-from daskbox.images.ref import ImageRef
+from daskbox.image_ref import ImageRef
 
 # Transport failures only: a bare "timeout" or "EOF" also appears in other errors, which
 # would then get the "start it or fix the host" hint.

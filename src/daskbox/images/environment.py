@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from packaging.markers import Marker
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import NormalizedName, canonicalize_name
+
+from daskbox.contract import PLATFORM_MACHINES
+from daskbox.record import ImageRecord, LockedDistribution
 
 # The default base image is Debian bookworm, whose glibc is 2.36.
 DEFAULT_GLIBC = (2, 36)
@@ -31,6 +36,17 @@ class Platform:
     def local(cls) -> Platform:
         """The target matching this interpreter, so the image's Python equals the local one."""
         return cls(python_version=platform.python_version())
+
+    @property
+    def oci(self) -> str:
+        """The platform as OCI and Docker name it, e.g. ``linux/amd64``."""
+        by_machine = {machine: name for name, machine in PLATFORM_MACHINES.items()}
+        return by_machine[self.machine]
+
+    @property
+    def label(self) -> str:
+        """How messages name the target, e.g. ``linux/amd64 CPython 3.11.7``."""
+        return f"{self.oci} CPython {self.python_version}"
 
     @property
     def python_minor(self) -> str:
@@ -100,6 +116,11 @@ class Requirement:
     source: Source
     url: str | None = None  # for DIRECTORY / VCS / URL
     hashes: tuple[str, ...] = ()  # "sha256:<hex>", sorted
+    marker: str = ""  # the export's PEP 508 marker ("" when unconditional)
+
+    def applies_to(self, target: Platform) -> bool:
+        """Whether the lock installs this distribution on ``target``."""
+        return not self.marker or Marker(self.marker).evaluate(target.marker_environment)
 
     @property
     def pip_line(self) -> str:
@@ -122,8 +143,10 @@ class Environment:
     groups: tuple[str, ...]
     extras: tuple[str, ...]
     lock_hash: str  # sha256 of poetry.lock's bytes
-    requirements: tuple[Requirement, ...] = field(default=())
+    requirements: tuple[Requirement, ...] = field(default=())  # what the target installs
     index_options: tuple[str, ...] = field(default=())  # --index-url / --extra-index-url lines
+    # Every line of the export, markers not evaluated: what the lock gives any platform.
+    locked: tuple[Requirement, ...] = field(default=())
 
     def names(self) -> frozenset[NormalizedName]:
         """The normalized names of every exported distribution."""
@@ -142,6 +165,32 @@ class Environment:
     def requirements_txt(self) -> str:
         """The hashed requirements file the image installs from (index distributions only)."""
         return "".join(f"{r.pip_line}\n" for r in self.index_requirements)
+
+    def image_record(
+        self, *, reference: str, image_id: str, installed: Mapping[str, str], built_at: str = ""
+    ) -> ImageRecord:
+        """The record of an image of this environment (``installed``: name -> version of
+        everything in it, the project's own wheels included)."""
+        locked = [
+            LockedDistribution(str(r.name), r.version or installed.get(str(r.name)), r.marker)
+            for r in self.locked
+        ]
+        if self.package_mode:
+            name = str(self.project_name)
+            locked.append(LockedDistribution(name, installed.get(name)))
+        return ImageRecord(
+            reference=reference,
+            image_id=image_id,
+            platform=self.target.oci,
+            python_version=self.target.python_version,
+            target_environment=self.target.marker_environment,
+            lock_hash=self.lock_hash,
+            groups=self.groups,
+            extras=self.extras,
+            installed_digest=installed_set_digest(dict(installed)),
+            locked=tuple(sorted(locked, key=lambda d: (d.name, d.marker))),
+            built_at=built_at,
+        )
 
     @property
     def fingerprint(self) -> str:

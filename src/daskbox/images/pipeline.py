@@ -9,8 +9,8 @@ nothing changed a no-op.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
-import os
 import shutil
 import subprocess
 import tempfile
@@ -22,30 +22,33 @@ from typing import Any
 
 from packaging.utils import parse_wheel_filename
 
-from daskbox import __version__
+from daskbox import __version__, contract
+from daskbox._files import write_atomically
 from daskbox._tasks import Progress
-from daskbox.errors import ConfigError, ImageBuildError, PushError
+from daskbox.contract import STATE_DIR
+from daskbox.errors import ConfigError, DaskboxError, ImageBuildError, PushError
+from daskbox.image_ref import ImageRef
 from daskbox.images import dockerfile as layout
 from daskbox.images.apt import fetch_debs
 from daskbox.images.context import ContextFile, write_context
 from daskbox.images.dockerfile import DockerfilePlan, render
 from daskbox.images.engine import ContainerEngine, DockerEngine, LocalImage, PushResult
-from daskbox.images.environment import Environment, Platform, installed_set_digest
+from daskbox.images.environment import Environment, Platform, Source, installed_set_digest
 from daskbox.images.lock import export_environment
-from daskbox.images.ref import ImageRef
 from daskbox.images.settings import ImageSettings, load_settings
 from daskbox.images.wheels import (
     Artifact,
     FetchedDistributions,
     build_local_wheels,
     fetch_index_distributions,
-    file_sha256,
     install_overlay,
     wheel_content_digest,
 )
+from daskbox.record import ImageRecord, read_record, write_record
 
 MOVING_TAG = "latest"
 _ENTRYPOINT_SOURCE = Path(__file__).resolve().parent.parent / "entrypoint"
+_CONTRACT_SOURCE = Path(__file__).resolve().parent.parent / "contract.py"
 _ENTRYPOINT_INIT = (
     '"""daskbox inside the image: only the entrypoint (copied, not installed)."""\n\n'
     f'__version__ = "{__version__}"\n'
@@ -65,6 +68,7 @@ class ImagePlan:
     local_wheels: tuple[Artifact, ...]
     entrypoint_files: tuple[tuple[str, bytes], ...]
     base_digest: str  # the base image's registry digest, or its local id when it has none
+    installed: Mapping[str, str]  # name -> version of every distribution the image installs
 
     @property
     def reference(self) -> str:
@@ -116,13 +120,14 @@ def plan_image(
     local_wheels = _local_wheels(project_root, environment, progress)
     base_digest = base_image_digest(engine or DockerEngine(), base, progress)
     entrypoint_files = image_entrypoint_files()
+    installed = _installed(environment, local_wheels)
     dockerfile_plan = DockerfilePlan(
         base_image=settings.base_image,
         lock_hash=environment.lock_hash,
         groups=environment.groups,
         project_wheels=tuple(w.filename for w in local_wheels),
         apt_packages=settings.apt_packages,
-        labels=_labels(environment, settings, local_wheels, base_digest),
+        labels=_labels(environment, settings, installed, base_digest),
     )
     text = render(dockerfile_plan)
     tag = _content_tag(environment, base_digest, text, entrypoint_files, local_wheels)
@@ -136,6 +141,7 @@ def plan_image(
         local_wheels=local_wheels,
         entrypoint_files=entrypoint_files,
         base_digest=base_digest,
+        installed=installed,
     )
 
 
@@ -162,25 +168,15 @@ def base_image_digest(engine: ContainerEngine, base: ImageRef, progress: Progres
 def _local_wheels(
     project_root: Path, environment: Environment, progress: Progress
 ) -> tuple[Artifact, ...]:
-    """Build the project's wheels into a private folder, then keep each under its content
-    digest in ``.daskbox/cache/local-wheels`` (never deleting what another plan may use)."""
+    """Build (or find built) the project's wheels in ``.daskbox/cache/local-wheels``; builds
+    of older sources unused for a day are pruned."""
     if not environment.local_requirements and not environment.package_mode:
         return ()
-    cache = project_root / ".daskbox" / "cache" / "local-wheels"
-    cache.mkdir(parents=True, exist_ok=True)
-    (cache.parent / ".gitignore").write_text("*\n", encoding="utf-8")
-    kept = []
-    with tempfile.TemporaryDirectory(prefix="build-", dir=cache) as scratch:
-        for wheel in build_local_wheels(project_root, environment, Path(scratch), progress):
-            folder = cache / wheel_content_digest(wheel.path)[:32]
-            stored = folder / wheel.filename
-            if not stored.is_file():
-                folder.mkdir(exist_ok=True)
-                wheel.path.replace(stored)  # same file system: atomic
-            os.utime(folder)  # recently used: not pruned below
-            kept.append(Artifact(stored, file_sha256(stored)))
-    _prune_local_wheels(cache, keep={w.path.parent for w in kept})
-    return tuple(kept)
+    cache = project_root / STATE_DIR / "cache" / "local-wheels"
+    wheels = build_local_wheels(project_root, environment, cache, progress)
+    write_atomically(cache.parent / ".gitignore", "*\n")
+    _prune_local_wheels(cache, keep={w.path.parent for w in wheels})
+    return wheels
 
 
 _LOCAL_WHEELS_MAX_AGE = 24 * 3600  # seconds; older unused builds of the project go
@@ -189,41 +185,51 @@ _LOCAL_WHEELS_MAX_AGE = 24 * 3600  # seconds; older unused builds of the project
 def _prune_local_wheels(cache: Path, keep: set[Path]) -> None:
     cutoff = time.time() - _LOCAL_WHEELS_MAX_AGE
     for entry in cache.iterdir():
-        if entry in keep or entry.name.startswith("build-"):
+        if entry in keep:
             continue
         try:
             if entry.stat().st_mtime >= cutoff:
-                continue
+                continue  # recent: maybe another build's, still in use
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
             else:
-                entry.unlink()  # a wheel from daskbox versions before the digest folders
+                entry.unlink()
         except FileNotFoundError:
             pass  # another plan pruned it first
+
+
+def _installed(
+    environment: Environment, local_wheels: tuple[Artifact, ...]
+) -> dict[str, str]:
+    """Name -> version of everything the image installs: locked index distributions and the
+    project's own wheels."""
+    installed = {str(r.name): r.version or "" for r in environment.requirements
+                 if r.source is Source.INDEX}  # fmt: skip
+    for wheel in local_wheels:
+        name, version, *_ = parse_wheel_filename(wheel.filename)
+        installed[str(name)] = str(version)
+    return dict(sorted(installed.items()))
 
 
 def _labels(
     environment: Environment,
     settings: ImageSettings,
-    local_wheels: tuple[Artifact, ...],
+    installed: Mapping[str, str],
     base_digest: str,
 ) -> tuple[tuple[str, str], ...]:
     """The image's labels, sorted (the source revision is added at build time)."""
-    installed = {str(r.name): r.version or "" for r in environment.index_requirements}
-    for wheel in local_wheels:
-        name, version, *_ = parse_wheel_filename(wheel.filename)
-        installed[str(name)] = str(version)
     labels = {
         "org.opencontainers.image.title": str(environment.project_name),
         "org.opencontainers.image.version": environment.project_version,
         "org.opencontainers.image.base.name": settings.base_image,
         "org.opencontainers.image.base.digest": base_digest,
-        "dev.daskbox.python-version": environment.target.python_version,
-        "dev.daskbox.lock-hash": environment.lock_hash,
-        "dev.daskbox.installed-digest": installed_set_digest(installed),
-        "dev.daskbox.version": __version__,
-        "dev.daskbox.groups": ",".join(environment.groups),
-        "dev.daskbox.extras": ",".join(environment.extras),
+        contract.LABEL_PYTHON_VERSION: environment.target.python_version,
+        contract.LABEL_PLATFORM: environment.target.oci,
+        contract.LABEL_LOCK_HASH: environment.lock_hash,
+        contract.LABEL_INSTALLED_DIGEST: installed_set_digest(dict(installed)),
+        contract.LABEL_VERSION: __version__,
+        contract.LABEL_GROUPS: ",".join(environment.groups),
+        contract.LABEL_EXTRAS: ",".join(environment.extras),
     }
     return tuple(sorted(labels.items()))
 
@@ -255,10 +261,14 @@ def _quiet(_: str) -> None:
 
 
 def image_entrypoint_files() -> tuple[tuple[str, bytes], ...]:
-    """The image's /opt/daskbox content as (path, bytes): the entrypoint package read from
-    this installation, plus a minimal daskbox/__init__.py (so only the entrypoint imports)."""
+    """The image's /opt/daskbox content as (path, bytes): the entrypoint package and the
+    contract module read from this installation, plus a minimal daskbox/__init__.py (so
+    nothing else of daskbox is imported there)."""
     root = layout.ENTRYPOINT_DIR
-    files = [(f"{root}/__init__.py", _ENTRYPOINT_INIT.encode())]
+    files = [
+        (f"{root}/__init__.py", _ENTRYPOINT_INIT.encode()),
+        (f"{root}/contract.py", _CONTRACT_SOURCE.read_bytes()),
+    ]
     for path in sorted(_ENTRYPOINT_SOURCE.rglob("*.py")):
         relative = path.relative_to(_ENTRYPOINT_SOURCE)
         if "__pycache__" in relative.parts or "tests" in relative.parts:
@@ -321,6 +331,7 @@ def build_image(
     existing = None if force else engine.local_image(plan.reference)
     if existing is not None:
         engine.tag(existing.id, plan.moving)
+        _record_build(plan, existing.id)
         progress(f"{plan.reference} is up to date")
         return BuildResult(existing.id, plan.image, built=False)
     base = ImageRef.parse(plan.settings.base_image)
@@ -356,8 +367,32 @@ def build_image(
             no_cache=force,
         )
     engine.tag(image_id, plan.moving)
+    _record_build(plan, image_id)
     progress(f"built {plan.reference} ({image_id[:19]})")
     return BuildResult(image_id, plan.image, built=True)
+
+
+def image_record(plan: ImagePlan, image_id: str) -> ImageRecord:
+    """The record of ``plan`` built as ``image_id`` (not pushed yet)."""
+    return plan.environment.image_record(
+        reference=plan.reference, image_id=image_id, installed=plan.installed, built_at=_now()
+    )
+
+
+def _record_build(plan: ImagePlan, image_id: str) -> None:
+    """Hand the build to launch and connect; a push of the same image keeps its digest."""
+    record = image_record(plan, image_id)
+    try:
+        previous = read_record(plan.project_root, record.platform)
+    except DaskboxError:
+        previous = None
+    if previous is not None and previous.image_id == image_id and previous.pinned:
+        record = record.pushed(previous.pinned, previous.pushed_at or "")
+    write_record(plan.project_root, record)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 def push_image(
@@ -370,6 +405,7 @@ def push_image(
         raise PushError(f"{plan.reference} is not built: run `invoke build push`")
     pushed = _already_pushed(engine, plan.image, local)
     if pushed is not None and _already_pushed(engine, plan.moving, local) is not None:
+        _record_push(plan, local.id, pushed)
         progress(f"{plan.reference} is already in the registry ({pushed.digest})")
         return PushResult(pushed, 0, len(local.layers), 0)
     progress(f"pushing {plan.reference}")
@@ -378,11 +414,17 @@ def push_image(
     moving = engine.push(plan.moving, _quiet)
     if moving.reference.digest != result.reference.digest:
         raise PushError(f"registry stored {plan.moving} at a different digest than {plan.image}")
+    _record_push(plan, local.id, result.reference)
     progress(
         f"pushed {result.reference.pinned} ({result.layers_pushed} layer(s), "
         f"{result.bytes_uploaded} bytes uploaded, {result.layers_skipped} already there)"
     )
     return result
+
+
+def _record_push(plan: ImagePlan, image_id: str, pushed: ImageRef) -> None:
+    """The build's record, now with the digest launch pins the VM to."""
+    write_record(plan.project_root, image_record(plan, image_id).pushed(pushed.pinned, _now()))
 
 
 def _already_pushed(

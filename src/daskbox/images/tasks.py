@@ -5,6 +5,7 @@ Each setting resolves as task flag > invoke config (``daskbox.<key>``) > [tool.d
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from daskbox._pyproject import find_project_root
-from daskbox._tasks import one_line_errors
+from daskbox._tasks import Progress, one_line_errors
 
 if TYPE_CHECKING:  # the pipeline (and Poetry behind it) loads only when a task runs
     from daskbox.images.pipeline import ImagePlan
@@ -49,6 +50,11 @@ def print_progress(message: str) -> None:
     )
 
 
+def progress_to_stderr(message: str) -> None:
+    """Progress of a task whose standard output is data (a Dockerfile)."""
+    print(f"daskbox: {message}", file=sys.stderr, flush=True)
+
+
 def _overrides(
     c: Context,
     root: Path,
@@ -83,6 +89,7 @@ def _plan(
     base_image: str | None,
     repository: str | None,
     reuse: bool = False,
+    progress: Progress = print_progress,
 ) -> ImagePlan:
     from daskbox.images.pipeline import plan_image
 
@@ -90,7 +97,7 @@ def _plan(
     if reuse and not (with_ or extras or base_image or repository) and root in _LAST_PLANS:
         return _LAST_PLANS[root]
     overrides = _overrides(c, root, with_, extras, base_image, repository)
-    plan = plan_image(root, overrides, progress=print_progress)
+    plan = plan_image(root, overrides, progress=progress)
     _LAST_PLANS[root] = plan
     return plan
 
@@ -177,7 +184,7 @@ def dockerfile(
 ) -> None:
     """Print (or write) the Dockerfile daskbox builds, for review."""
     with one_line_errors():
-        plan = _plan(c, with_, extras, base_image, repository)
+        plan = _plan(c, with_, extras, base_image, repository, progress=progress_to_stderr)
         if output:
             Path(output).write_text(plan.dockerfile, encoding="utf-8")
             print_progress(f"wrote {output} for {plan.reference}")

@@ -22,14 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import tomllib
 from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
+from daskbox._pyproject import TOMLDecodeError, parse_toml
 from daskbox._tasks import Progress
 from daskbox.errors import DockerfileError
 from daskbox.images.environment import Environment, Platform, Requirement, Source, file_url_path
-
-_POETRY_BACKEND = "poetry.core.masonry.api"
 
 
 @dataclass(frozen=True)
@@ -79,7 +77,7 @@ def fetch_index_distributions(
         else:
             found[requirement.name] = wheel
     if missing:
-        progress(f"downloading {len(missing)} wheel(s) for {_target_label(target)}")
+        progress(f"downloading {len(missing)} wheel(s) for {target.label}")
         with tempfile.TemporaryDirectory(prefix="daskbox-wheels-") as scratch:
             downloaded, without_wheel = _download_wheels(missing, environment, Path(scratch))
             for requirement in missing:
@@ -95,10 +93,6 @@ def fetch_index_distributions(
         sdists,
         build_wheels,
     )
-
-
-def _target_label(target: Platform) -> str:
-    return f"linux/{target.machine} CPython {target.python_version}"
 
 
 def _cached(
@@ -182,7 +176,7 @@ def _fetch_sdist(
     if cached is not None:
         return cached
     progress(f"{requirement.name}=={requirement.version} has no wheel for "
-             f"{_target_label(environment.target)}: fetching its sdist")  # fmt: skip
+             f"{environment.target.label}: fetching its sdist")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="daskbox-sdist-") as scratch:
         folder = Path(scratch)
         result = _pip_download(
@@ -241,8 +235,8 @@ def _build_requires(sdist: Path) -> list[str]:
             if member is None:
                 return default
             stream = archive.extractfile(member)
-            data = tomllib.loads(stream.read().decode()) if stream else {}
-    except (tarfile.TarError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+            data = parse_toml(stream.read().decode()) if stream else {}
+    except (tarfile.TarError, TOMLDecodeError, UnicodeDecodeError):
         return default
     requires = data.get("build-system", {}).get("requires")
     return [str(r) for r in requires] if isinstance(requires, list) else default
@@ -255,7 +249,7 @@ def _raise_no_wheel(requirements: list[Requirement], target: Platform, stderr: s
     )
     hint = "" if not detail else f" ({detail.removeprefix('ERROR: ')})"
     raise DockerfileError(
-        f"no hash-matching wheel or sdist for {_target_label(target)} of {names}{hint}: "
+        f"no hash-matching wheel or sdist for {target.label} of {names}{hint}: "
         "pin a version that has linux wheels (`poetry add NAME@VERSION`) "
         "or drop it from the image's groups"
     )
@@ -281,24 +275,91 @@ def _store(requirement: Requirement, downloaded: list[Path], cache: Path) -> Art
 
 
 def build_local_wheels(
-    project_root: Path, environment: Environment, folder: Path, progress: Progress = print
+    project_root: Path, environment: Environment, cache: Path, progress: Progress = print
 ) -> tuple[Artifact, ...]:
-    """Build the project (package mode) and its path/git/url dependencies into wheels in ``folder``.
+    """The project (package mode) and its path/git/url dependencies as wheels, built on the host.
 
-    These go into the image's last layer, after every locked index distribution.
+    Each is kept in ``cache`` under a key of its source (a directory's file names, sizes and
+    modification times; a git URL with its locked commit; a URL with its locked hashes), so
+    a build with nothing changed builds nothing. These go into the image's last layer, after
+    every locked index distribution.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    wheels = [_build_wheel(r, folder, progress) for r in environment.local_requirements]
+    sources: list[tuple[str, Requirement | Path]] = [
+        (_source_key(r), r) for r in environment.local_requirements
+    ]
     if environment.package_mode:
-        wheels.append(_build_directory(project_root, folder, progress))
-    return tuple(wheels)
+        sources.append((_directory_key(project_root), project_root))
+    return tuple(_built(key, source, cache, progress) for key, source in sources)
+
+
+def _built(key: str, source: Requirement | Path, cache: Path, progress: Progress) -> Artifact:
+    """The wheel cached under ``key``, built into a private folder first when missing (so
+    concurrent builds of one project never see each other's half-made files)."""
+    folder = cache / key
+    found = sorted(folder.glob("*.whl")) if folder.is_dir() else []
+    if len(found) == 1:
+        os.utime(folder)  # recently used: kept by the pruning of old builds
+        return Artifact(found[0], file_sha256(found[0]))
+    cache.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="build-", dir=cache))
+    try:
+        if isinstance(source, Path):
+            progress(f"building a wheel for {source}")
+            _pip_wheel(str(source), scratch)
+        else:
+            _build_wheel(source, scratch, progress)
+        shutil.rmtree(folder, ignore_errors=True)
+        scratch.replace(folder)  # same file system: atomic
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    (wheel,) = folder.glob("*.whl")
+    return Artifact(wheel, file_sha256(wheel))
+
+
+# Never part of a wheel's sources: VCS data, environments, caches, build output.
+_NOT_SOURCES = frozenset(
+    {".git", ".hg", ".svn", ".venv", "venv", ".daskbox", "__pycache__", ".mypy_cache",
+     ".pytest_cache", ".ruff_cache", ".tox", ".nox", "node_modules", "dist", "build"}
+)  # fmt: skip
+
+
+def _directory_key(directory: Path) -> str:
+    """A key that changes whenever a file that could go into the directory's wheel changes:
+    names, sizes and modification times (stat only, so checking costs milliseconds)."""
+    digest = hashlib.sha256(f"{_BUILD_KEY_FORMAT}\0{sys.version}\0".encode())
+    for folder, subfolders, files in os.walk(directory):
+        subfolders[:] = sorted(
+            name for name in subfolders
+            if name not in _NOT_SOURCES and not name.endswith(".egg-info")
+        )  # fmt: skip
+        for name in sorted(files):
+            path = Path(folder, name)
+            stat = path.stat()
+            relative = path.relative_to(directory).as_posix()
+            digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return "dir-" + digest.hexdigest()[:32]
+
+
+_BUILD_KEY_FORMAT = 1
+
+
+def _source_key(requirement: Requirement) -> str:
+    """A directory by its files; a git URL (it names the locked commit) or a hash-checked URL
+    by itself: their content cannot change under the same key."""
+    if requirement.source is Source.DIRECTORY and requirement.url is not None:
+        return _directory_key(file_url_path(requirement.url))
+    identity = "\0".join([str(_BUILD_KEY_FORMAT), sys.version, str(requirement.url),
+                          *requirement.hashes])  # fmt: skip
+    return f"{requirement.source.value}-" + hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
 def _build_wheel(requirement: Requirement, folder: Path, progress: Progress) -> Artifact:
     if requirement.url is None:
         raise DockerfileError(f"{requirement.name} has no URL in the export: run `poetry lock`")
     if requirement.source is Source.DIRECTORY:
-        return _build_directory(file_url_path(requirement.url), folder, progress)
+        directory = file_url_path(requirement.url)
+        progress(f"building a wheel for {directory}")
+        return _pip_wheel(str(directory), folder)
     if requirement.source is Source.URL:
         return _build_url(requirement, folder, progress)
     # A git dependency: the export pins the commit, which is what identifies its content.
@@ -333,40 +394,12 @@ def _build_url(requirement: Requirement, folder: Path, progress: Progress) -> Ar
         return _pip_wheel(str(archive), folder)
 
 
-def _build_directory(directory: Path, folder: Path, progress: Progress) -> Artifact:
-    pyproject = directory / "pyproject.toml"
-    backend = ""
-    if pyproject.is_file():
-        backend = (
-            tomllib.loads(pyproject.read_text(encoding="utf-8"))
-            .get("build-system", {})
-            .get("build-backend", "")
-        )
-    if backend != _POETRY_BACKEND:
-        progress(f"building a wheel for {directory}")
-        return _pip_wheel(str(directory), folder)
-    # poetry-core in-process: ~0.1 s, and byte-reproducible (fixed zip timestamps).
-    from poetry.core.factory import Factory
-    from poetry.core.masonry.builders.wheel import WheelBuilder
-
-    filename = WheelBuilder.make_in(Factory().create_poetry(directory), folder)
-    path = folder / filename
-    return Artifact(path, file_sha256(path))
-
-
 def _pip_wheel(requirement: str, folder: Path) -> Artifact:
+    """``pip wheel --no-deps`` (the project's own PEP 517 backend, in pip's isolated build
+    environment) into ``folder``."""
     with tempfile.TemporaryDirectory(prefix="daskbox-build-") as scratch:
-        command = [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--quiet",
-            "--wheel-dir",
-            scratch,
-            requirement,
-        ]
+        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
+                   "--disable-pip-version-check", "--wheel-dir", scratch, requirement]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         built = sorted(Path(scratch).glob("*.whl"))
         if result.returncode != 0 or len(built) != 1:
@@ -407,7 +440,7 @@ def install_overlay(wheels: tuple[Artifact, ...], target: Platform, folder: Path
     from installer.destinations import SchemeDictionaryDestination
     from installer.sources import WheelFile
 
-    from daskbox.images.dockerfile import VENV
+    from daskbox.contract import VENV
 
     site_packages = folder / "lib" / f"python{target.python_minor}" / "site-packages"
     for wheel in wheels:

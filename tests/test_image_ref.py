@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from daskbox.errors import ConfigError
-from daskbox.images.ref import ImageRef
+from daskbox.image_ref import ImageRef
 
 DIGEST = "sha256:" + "a" * 64
 

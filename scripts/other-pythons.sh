@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The unit tests (no Docker, not slow) on every other CPython that pyenv has here, from
+# daskbox's Python floor up, each in its own .venv-X.Y installed from poetry.lock (hashes
+# checked). The full suite runs on .venv's CPython (scripts/test.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '[pythons] %s\n' "$*"; }
+
+floor=$(.venv/bin/python - <<'PY'
+from daskbox._pyproject import read_project
+from pathlib import Path
+spec = read_project(Path(".")).requires_python or ""
+print(spec.removeprefix(">=").split(",")[0])
+PY
+)
+main_version=$(.venv/bin/python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+requirements=$(mktemp)
+trap 'rm -f "$requirements"' EXIT
+.venv/bin/poetry export --with dev -f requirements.txt -o "$requirements" 2>/dev/null
+
+failed=()
+for python in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.*/bin/python3; do
+  [[ -x $python ]] || continue
+  version=$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  full=$("$python" -c 'import platform; print(platform.python_version())')
+  older=$("$python" -c "import sys; print(int(sys.version_info[:2] < tuple(map(int, '$floor'.split('.')))))")
+  if [[ $older == 1 || $version == "$main_version" ]]; then continue; fi
+  venv=.venv-$version
+  if [[ ! -x $venv/bin/python ]] || [[ poetry.lock -nt $venv/.installed ]]; then
+    say "creating $venv for CPython $full from poetry.lock"
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$requirements"
+    "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+    touch "$venv/.installed"
+  fi
+  say "unit tests on CPython $full"
+  if ! "$venv/bin/pytest" -q -p no:cacheprovider -m "not docker and not slow" --no-header -x; then
+    failed+=("$full")
+  fi
+done
+if ((${#failed[@]})); then
+  say "unit tests failed on CPython ${failed[*]}"
+  exit 1
+fi
