@@ -15,13 +15,14 @@ Progress = Callable[[str], None]
 
 @contextmanager
 def one_line_errors(
-    interrupted: str = "interrupted: stopped before anything was made",
+    interrupted: str | Callable[[], str] = "interrupted: stopped before anything was made",
 ) -> Iterator[None]:
     """Turn a DaskboxError into one ``error: ...`` line on stderr and its exit code, and
     Ctrl-C into one ``interrupted: ...`` line and exit code 130.
 
     A step that knows what an interrupt leaves behind raises ``Interrupted`` with that
-    line; anywhere else ``interrupted`` says it (each task passes its own). Expected
+    line; anywhere else ``interrupted`` (or what it returns, when the answer depends on how
+    far the task got) says it. Expected
     failures never show a traceback; anything else is a bug and keeps its own.
     """
     try:
@@ -31,4 +32,5 @@ def one_line_errors(
     except DaskboxError as error:
         raise Exit(f"error: {error}", code=error.exit_code) from None
     except KeyboardInterrupt:
-        raise Exit(interrupted, code=Interrupted.exit_code) from None
+        line = interrupted if isinstance(interrupted, str) else interrupted()
+        raise Exit(line, code=Interrupted.exit_code) from None

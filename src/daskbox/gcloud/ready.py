@@ -4,6 +4,7 @@ a deadline. And the one thing it waits for most: a launched scheduler answering 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,10 +72,28 @@ async def _identity(address: str, tls: ClientTLS) -> dict[str, object]:
 
 
 def probe(address: str, tls: ClientTLS) -> SchedulerIdentity | None:
-    """One attempt: the scheduler's identity, or None if it does not answer (yet)."""
-    try:
-        reply = asyncio.run(_identity(address, tls))
-    except (OSError, TimeoutError, EOFError):
+    """One attempt: the scheduler's identity, or None if it does not answer (yet).
+
+    The event loop runs in a thread of its own: a Ctrl-C reaches the waiting main thread
+    at once and cleanly, never half-way through building or closing an event loop.
+    """
+    outcome: list[dict[str, object] | BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            outcome.append(asyncio.run(_identity(address, tls)))
+        except (OSError, TimeoutError, EOFError):
+            outcome.append(None)
+        except BaseException as error:  # handed to the main thread
+            outcome.append(error)
+
+    thread = threading.Thread(target=attempt, name="daskbox-probe", daemon=True)
+    thread.start()
+    thread.join()
+    [reply] = outcome
+    if isinstance(reply, BaseException):
+        raise reply
+    if reply is None:
         return None
     workers = reply.get("workers")
     return SchedulerIdentity(address, len(workers) if isinstance(workers, dict) else 0)

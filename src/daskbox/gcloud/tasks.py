@@ -132,7 +132,8 @@ def launch(
         "source_range": source_range,
         "timeout": timeout,
     }
-    with one_line_errors("interrupted: launch stopped before anything was created"):
+    said = ["interrupted: launch stopped before anything was created"]
+    with one_line_errors(lambda: said[0]):
         flags["spot"] = _tri_state("spot", spot, no_spot)
         flags["allow_any_source"] = _tri_state(
             "allow-any-source", allow_any_source, no_allow_any_source
@@ -142,6 +143,11 @@ def launch(
         )
         connection = _launch(c, flags, local=local, image=image, dry_run=dry_run)
         if connection is not None:
+            said[0] = (
+                f"interrupted after {connection.instance} was launched: it is running; "
+                f"connect with `connect(\"{connection.instance}\")`, delete it with "
+                f"`invoke teardown{' --local' if local else ''}`"
+            )
             print(_connect_lines(connection))
 
 
@@ -170,6 +176,8 @@ def _launch(
 
     root = find_project_root()
     settings = resolve_settings(root, flags, local=local, invoke_config=_gcloud_config(c))
+    where = "on local Docker" if local else f"in {settings.zone}"
+    print(f"launching {settings.instance} {where}: checking settings, image and registry")
     # A VM runs the record of its machine type's platform (arm64 for t2a-*, c4a-*).
     platform = contract.DEFAULT_PLATFORM if local else machine_platform(settings.machine_type)
     chosen = resolve_image(root, image, local=local, platform=platform)
