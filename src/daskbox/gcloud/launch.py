@@ -35,13 +35,7 @@ from daskbox._tasks import Progress
 from daskbox.client.connection import ClientTLS, ConnectionFile, LaunchState, connection_path
 from daskbox.errors import GcloudError, Interrupted
 from daskbox.gcloud import commands
-from daskbox.gcloud._gcloud import (
-    GcloudCommandError,
-    parse_json,
-    run_gcloud,
-    run_gcloud_all,
-    run_gcloud_json,
-)
+from daskbox.gcloud._gcloud import GcloudCommandError, parse_json, run_gcloud_all, run_gcloud_json
 from daskbox.gcloud.cloud_init import render_user_data
 from daskbox.gcloud.ready import poll, wait_for_scheduler
 from daskbox.gcloud.settings import LaunchSettings
@@ -253,17 +247,46 @@ def _external_ip(instance: dict[str, Any] | None) -> str | None:
     return None
 
 
-def _cluster_ca(spec: LaunchSpec, echo: Progress | None) -> str | None:
-    """The cluster CA the VM published, or None while the boot has not got there."""
-    try:
-        out = run_gcloud(commands.cluster_ca(spec.project, spec.zone, spec.instance), echo)
-    except GcloudCommandError as error:
-        if "was not found" in error.detail:  # not published yet
-            return None
-        raise
-    items = parse_json(commands.cluster_ca(spec.project, spec.zone, spec.instance), out) or []
-    values = [str(item.get("value", "")) for item in items]
+def _published(argv: list[str], result: str | GcloudError) -> str | None:
+    """The cluster CA in a ``get-guest-attributes`` answer; None while not published."""
+    if isinstance(result, GcloudCommandError) and "was not found" in result.detail:
+        return None
+    if isinstance(result, GcloudError):
+        raise result
+    values = [str(item.get("value", "")) for item in parse_json(argv, result) or []]
     return values[0] if values and values[0].strip() else None
+
+
+class _BootWatch:
+    """Poll the VM's guest attributes for its cluster CA and, while the instance shows no
+    external IP yet, its description, side by side (one gcloud start costs a second)."""
+
+    def __init__(self, spec: LaunchSpec, created: dict[str, Any], echo: Progress) -> None:
+        self.spec, self.echo = spec, echo
+        self.ip = _external_ip(created)
+        self.cluster_ca: str | None = None
+        self.polls = 0
+
+    def attempt(self) -> tuple[str, str] | None:
+        spec = self.spec
+        argvs = []
+        if self.cluster_ca is None:
+            argvs.append(commands.cluster_ca(spec.project, spec.zone, spec.instance))
+        if self.ip is None:
+            argvs.append(commands.instance_describe(spec.project, spec.zone, spec.instance))
+        # Each command is printed the first time it runs; later polls only report progress.
+        results = run_gcloud_all(argvs, self.echo if self.polls == 0 else None)
+        self.polls += 1
+        for argv, result in zip(argvs, results, strict=True):
+            if argv[3] == "get-guest-attributes":
+                self.cluster_ca = _published(argv, result)
+            elif isinstance(result, GcloudError):
+                raise result
+            else:
+                self.ip = _external_ip(parse_json(argv, result))
+        if self.cluster_ca is None or self.ip is None:
+            return None
+        return self.cluster_ca, self.ip
 
 
 def _stuck(spec: LaunchSpec, what: str, timeout: float) -> GcloudError:
@@ -296,28 +319,18 @@ def launch_gce(
         deadline = _Deadline(settings.timeout)
         record.step = "waiting for the VM to publish its cluster CA"
         echo(f"waiting for {spec.instance} to boot and publish its cluster CA")
-        # The first call's command is printed; the polls after it only report progress.
-        printed = [False]
-
-        def published() -> str | None:
-            found = _cluster_ca(spec, None if printed[0] else echo)
-            printed[0] = True
-            return found
-
-        cluster_ca = poll(published, timeout=deadline.left(), waiting_for="the cluster CA",
-                          echo=echo, first=1.0, longest=8.0)  # fmt: skip
-        if cluster_ca is None:
-            raise _stuck(spec, "the VM did not publish its cluster CA", settings.timeout)
+        watch = _BootWatch(spec, instance, echo)
+        booted = poll(watch.attempt, timeout=deadline.left(), waiting_for="the cluster CA and "
+                      "the external IP", echo=echo, first=1.0, longest=8.0)  # fmt: skip
+        if booted is None:
+            what = (
+                "the VM did not publish its cluster CA"
+                if watch.cluster_ca is None
+                else f"instance {spec.instance} got no external IP"
+            )
+            raise _stuck(spec, what, settings.timeout)
+        cluster_ca, ip = booted
         record.client = pin_cluster_ca(tls.client, cluster_ca)
-        record.step = "waiting for the external IP"
-        describe = commands.instance_describe(spec.project, spec.zone, spec.instance)
-        ip = _external_ip(instance) or poll(
-            lambda: _external_ip(run_gcloud_json(describe, echo)),
-            timeout=deadline.left(), waiting_for="the external IP", echo=echo,
-            first=1.0, longest=8.0,
-        )  # fmt: skip
-        if ip is None:
-            raise _stuck(spec, f"instance {spec.instance} got no external IP", settings.timeout)
         record.write(host=ip)
         record.step = "waiting for the scheduler"
         connection = record.connection(host=ip, state="ready")
