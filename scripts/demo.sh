@@ -52,14 +52,16 @@ if [[ ! -x $QUICKSTART/.venv/bin/python ]] || [[ $QUICKSTART/poetry.lock -nt $QU
     grep -v -e '^daskbox @' -e '^-e ' >"$requirements"
   python3 -m venv "$QUICKSTART/.venv"
   "$QUICKSTART/.venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$requirements"
-  "$QUICKSTART/.venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation \
+  "$QUICKSTART/.venv/bin/pip" install -q --disable-pip-version-check --no-deps \
     -e "$ROOT" -e "$QUICKSTART"
   rm -f "$requirements"
   touch "$QUICKSTART/.venv/.installed"
 fi
 
 cd "$QUICKSTART"
-export PATH=$QUICKSTART/.venv/bin:$PATH
+# The quickstart's own environment first; daskbox reads the lock with the user's own `poetry`
+# (with poetry-plugin-export): here the one in daskbox's development environment.
+export PATH=$QUICKSTART/.venv/bin:$PATH:$ROOT/.venv/bin
 
 say "invoke build push"
 invoke build push

@@ -39,7 +39,7 @@ def quickstart_venv(tmp_path_factory) -> Path:
     subprocess.run([*pip, "--require-hashes", "-r", str(requirements)], check=True)
     # The path dependencies (daskbox, in develop mode) and the project itself, as Poetry does.
     subprocess.run(
-        [*pip, "--no-build-isolation", "-e", str(REPO_ROOT), "-e", str(QUICKSTART)], check=True
+        [*pip, "-e", str(REPO_ROOT), "-e", str(QUICKSTART)], check=True
     )
     return venv
 

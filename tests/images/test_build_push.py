@@ -169,7 +169,8 @@ def files_per_layer(reference: str) -> list[set[str]]:
 
 
 def test_entrypoint_is_copied_without_bytecode(built):
-    """/opt/daskbox holds exactly daskbox/__init__.py and the entrypoint's sources."""
+    """/opt/daskbox holds exactly daskbox/__init__.py, the contract module and the
+    entrypoint's sources."""
     listed = run_in_image(built["plan"].reference, "find", "/opt/daskbox", "-type", "f").split()
     source = REPO_ROOT / "src" / "daskbox" / "entrypoint"
     expected = {
@@ -178,7 +179,10 @@ def test_entrypoint_is_copied_without_bytecode(built):
         if "__pycache__" not in path.parts
     }
     assert "/opt/daskbox/daskbox/entrypoint/idle.py" in expected  # the scheduler preload
-    assert set(listed) == expected | {"/opt/daskbox/daskbox/__init__.py"}
+    assert set(listed) == expected | {
+        "/opt/daskbox/daskbox/__init__.py",
+        "/opt/daskbox/daskbox/contract.py",
+    }
     assert not [name for name in listed if "__pycache__" in name or name.endswith(".pyc")]
     preload = run_in_image(
         built["plan"].reference, "/opt/venv/bin/python", "-c",

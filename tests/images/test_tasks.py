@@ -19,6 +19,7 @@ def invoke(project, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([INVOKE, *args], cwd=project, capture_output=True, text=True, check=False)
 
 
+@pytest.mark.docker  # planning asks the engine for the base image's identity
 def test_dockerfile_prints_and_writes_the_dockerfile(tmp_path):
     project = copy_project("package_mode", tmp_path)
     printed = invoke(project, "dockerfile")
@@ -71,6 +72,7 @@ def test_list_shows_every_daskbox_task(tmp_path):
     )
 
 
+@pytest.mark.docker  # planning asks the engine for the base image's identity
 def test_extras_and_groups_flags_add_to_the_configured_ones(tmp_path):
     project = copy_project("extras_groups_markers", tmp_path)
     with (project / "pyproject.toml").open("a") as pyproject:
@@ -86,6 +88,7 @@ def test_extras_and_groups_flags_add_to_the_configured_ones(tmp_path):
     assert 'dev.daskbox.extras="tables"' in added.stdout
 
 
+@pytest.mark.docker  # planning asks the engine for the base image's identity
 def test_flags_beat_pyproject_settings(tmp_path):
     project = copy_project("extras_groups_markers", tmp_path)
     with (project / "pyproject.toml").open("a") as pyproject:

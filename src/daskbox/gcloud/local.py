@@ -27,6 +27,7 @@ import docker.errors
 from docker.models.containers import Container
 
 from daskbox import contract
+from daskbox._docker import docker_client
 from daskbox._files import write_atomically
 from daskbox._tasks import Progress
 from daskbox.client.connection import AnyPath, ConnectionFile, connection_dir, connection_path
@@ -42,7 +43,6 @@ from daskbox.gcloud.spec import (
     tls_mount,
 )
 from daskbox.gcloud.tls import LaunchTLS, ServerTLS, make_local_cluster
-from daskbox.images.engine import docker_client
 
 
 class LocalLaunchError(DaskboxError):

@@ -16,8 +16,9 @@ import docker
 import docker.errors
 import requests.exceptions
 
+from daskbox._docker import docker_client, first_line
 from daskbox._tasks import Progress
-from daskbox.errors import DockerUnavailable, ImageBuildError, PushError
+from daskbox.errors import ImageBuildError, PushError
 from daskbox.image_ref import ImageRef
 
 # Transport failures only: a bare "timeout" or "EOF" also appears in other errors, which
@@ -57,22 +58,6 @@ class PushResult:
     bytes_uploaded: int
 
 
-def docker_client() -> docker.DockerClient:
-    """Connect to the Docker engine the environment names (DOCKER_HOST, ...) and ping it.
-
-    The one place a missing engine becomes a one-line ``DockerUnavailable``.
-    """
-    try:
-        client = docker.from_env()
-        client.ping()
-    except docker.errors.DockerException as error:
-        raise DockerUnavailable(
-            f"Docker engine not reachable ({_first_line(error)}): start Docker "
-            "(e.g. `sudo systemctl start docker`) or point DOCKER_HOST at it"
-        ) from None
-    return client
-
-
 class ContainerEngine(Protocol):
     """What the images pipeline needs from a container engine (``DockerEngine`` implements it)."""
 
@@ -108,7 +93,7 @@ class DockerEngine:
         except docker.errors.APIError as error:
             if error.status_code in (400, 404):
                 return None
-            raise ImageBuildError(f"cannot inspect {reference}: {_first_line(error)}") from None
+            raise ImageBuildError(f"cannot inspect {reference}: {first_line(error)}") from None
         return LocalImage(
             id=attributes["Id"],
             repo_digests=tuple(attributes.get("RepoDigests") or ()),
@@ -143,7 +128,7 @@ class DockerEngine:
             for chunk in stream:
                 if "error" in chunk:
                     raise ImageBuildError(
-                        f"docker build failed: {_first_line(chunk['error'])}: "
+                        f"docker build failed: {first_line(chunk['error'])}: "
                         "see the build output above (`invoke dockerfile` shows the Dockerfile)"
                     )
                 text = str(chunk.get("stream", "")).rstrip()
@@ -152,7 +137,7 @@ class DockerEngine:
                 if "aux" in chunk and "ID" in chunk["aux"]:
                     image_id = chunk["aux"]["ID"]
         except docker.errors.APIError as error:
-            raise ImageBuildError(f"docker build failed: {_first_line(error)}") from None
+            raise ImageBuildError(f"docker build failed: {first_line(error)}") from None
         except requests.exceptions.ConnectionError as error:
             raise ImageBuildError(f"Docker engine connection lost during build: {error}") from None
         if image_id is None:
@@ -176,7 +161,7 @@ class DockerEngine:
             )
         except docker.errors.APIError as error:
             raise ImageBuildError(
-                f"cannot pull base image {reference} ({_first_line(error)}): "
+                f"cannot pull base image {reference} ({first_line(error)}): "
                 f"check the name in [tool.daskbox] base-image or `docker pull {reference}`"
             ) from None
 
@@ -198,7 +183,7 @@ class DockerEngine:
             stderr = error.stderr.decode(errors="replace") if error.stderr else str(error)
             raise ImageBuildError((stderr.strip().splitlines() or ["failed"])[-1]) from None
         except docker.errors.APIError as error:
-            raise ImageBuildError(_first_line(error)) from None
+            raise ImageBuildError(first_line(error)) from None
 
     def remote_digest(self, reference: ImageRef) -> str | None:
         """The registry's manifest digest for ``reference`` (a HEAD request); None if absent."""
@@ -207,7 +192,7 @@ class DockerEngine:
         except docker.errors.NotFound:
             return None
         except docker.errors.APIError as error:
-            message = _first_line(error)
+            message = first_line(error)
             if "manifest unknown" in message or "not found" in message.lower():
                 return None
             raise registry_error(reference, message) from None
@@ -224,7 +209,7 @@ class DockerEngine:
             )
             for chunk in stream:
                 if "error" in chunk:
-                    raise registry_error(reference, _first_line(chunk["error"]))
+                    raise registry_error(reference, first_line(chunk["error"]))
                 status = str(chunk.get("status", ""))
                 layer = str(chunk.get("id", ""))
                 if status == "Pushing" and layer:
@@ -236,7 +221,7 @@ class DockerEngine:
                 if "aux" in chunk and "Digest" in chunk["aux"]:
                     digest = str(chunk["aux"]["Digest"])
         except docker.errors.APIError as error:
-            raise registry_error(reference, _first_line(error)) from None
+            raise registry_error(reference, first_line(error)) from None
         if digest is None:
             raise PushError(f"push of {reference} finished without a digest from the registry")
         return PushResult(
@@ -268,12 +253,6 @@ def registry_error(reference: ImageRef, message: str) -> PushError:
     return PushError(f"registry {registry} error for {reference}: {message}")
 
 
-def _first_line(error: object) -> str:
-    if isinstance(error, docker.errors.APIError) and error.explanation:
-        text = str(error.explanation)
-    else:
-        text = str(error)
-    return (text.strip().splitlines() or [""])[0]
 
 
 def _human(size: float) -> str:
