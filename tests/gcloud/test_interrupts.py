@@ -13,7 +13,9 @@ import os
 import selectors
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +102,49 @@ def test_sigint_at_every_step_then_teardown_leaves_nothing(
     assert "before anything was created" in said or "nothing was created" in said
     assert "while creating the firewall rules and the instance" in said
     assert "while waiting for" in said
+
+
+def _interrupt_at(argv: list[str], cwd, env, prefix: str) -> tuple[int, str]:
+    """Run ``argv``, SIGINT its process group once a line starts with ``prefix``."""
+    process = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith(prefix):
+            os.killpg(process.pid, signal.SIGINT)
+            break
+    _, stderr = process.communicate(timeout=120)
+    return process.returncode, stderr
+
+
+def test_an_interrupted_teardown_says_so_and_a_second_one_finishes(
+    project, vm_image, emulator, gcloud_env
+):
+    emulator.boot = False  # a launch that stops after creating: enough to tear down
+    daskbox(project, gcloud_env, "launch", "--image", vm_image.pinned, "--source-range", CALLER,
+            "--timeout", "2", check=False)  # fmt: skip
+    assert emulator.instances and emulator.firewalls
+    code, stderr = _interrupt_at([str(DASKBOX), "teardown"], project, gcloud_env, "$ gcloud")
+    assert code == 130
+    assert stderr.strip() == (
+        "interrupted: teardown stopped; whatever it had not deleted is still recorded: run "
+        "`invoke teardown` again"
+    )
+    daskbox(project, gcloud_env, "teardown")
+    assert emulator.instances == {} and emulator.firewalls == {}
+    assert not list(connection_dir(project).glob("*.json"))
+
+
+def test_an_interrupted_build_says_what_is_left(cluster_image):
+    """The shared task boundary gives build its own line (push's works the same way)."""
+    from daskbox.images.tasks import INTERRUPTED_BUILD
+
+    project = cluster_image.project
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    code, stderr = _interrupt_at(
+        [str(DASKBOX), "build", "--force"], project, env, "daskbox: building "
+    )
+    assert code == 130
+    assert stderr.strip() == INTERRUPTED_BUILD
