@@ -18,18 +18,19 @@ deletes whatever the interrupted gcloud calls did create.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import ipaddress
 import os
 import shlex
 import tempfile
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from daskbox import contract
 from daskbox._files import write_atomically
 from daskbox._tasks import Progress
 from daskbox.client.connection import ClientTLS, ConnectionFile, LaunchState, connection_path
@@ -351,13 +352,10 @@ class _Deadline:
     """One timeout shared by every wait of a launch."""
 
     def __init__(self, seconds: float) -> None:
-        import time
-
         self._end = time.monotonic() + seconds
-        self._clock = time.monotonic
 
     def left(self) -> float:
-        return max(0.0, self._end - self._clock())
+        return max(0.0, self._end - time.monotonic())
 
 
 _ELIDED_CA = "<this launch's client CA certificate (public)>\n"
@@ -365,8 +363,6 @@ _ELIDED_CA = "<this launch's client CA certificate (public)>\n"
 
 def print_plan(spec: LaunchSpec, echo: Progress = print) -> None:
     """What ``--dry-run`` shows: every command in order and the user-data."""
-    import dataclasses
-
     for rule in spec.firewall_rules:
         echo(f"$ {shlex.join(commands.firewall_create(spec, rule))}")
     echo(f"$ {shlex.join(commands.instance_create(spec))}")
@@ -376,4 +372,4 @@ def print_plan(spec: LaunchSpec, echo: Progress = print) -> None:
     echo(render_user_data(dataclasses.replace(spec, client_ca_pem=_ELIDED_CA)).rstrip())
 
 
-__all__ = ["contract", "detect_public_ip", "gcloud_project", "launch_gce", "plan_launch"]
+__all__ = ["detect_public_ip", "gcloud_project", "launch_gce", "plan_launch", "print_plan"]

@@ -23,12 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from daskbox import contract
 from daskbox._tasks import Progress
 from daskbox.client.connection import ConnectionFile, connection_dir, connection_path
 from daskbox.errors import ConnectionFileError, DaskboxError, GcloudError
 from daskbox.gcloud import commands
-from daskbox.gcloud._gcloud import GcloudCommandError, run_gcloud_all
+from daskbox.gcloud._gcloud import GcloudCommandError, parse_json, run_gcloud_all
 from daskbox.gcloud.spec import firewall_rule_names
 
 
@@ -99,8 +98,6 @@ def discover_gce(project: str, label: str, echo: Progress) -> list[TeardownTarge
     for result in (found_instances, found_rules):
         if isinstance(result, GcloudError):
             raise result
-    from daskbox.gcloud._gcloud import parse_json
-
     instances = parse_json(instances_argv, str(found_instances)) or []
     rules = {str(rule["name"]) for rule in parse_json(rules_argv, str(found_rules)) or []}
     targets = []
@@ -225,4 +222,4 @@ def teardown(
     return deleted
 
 
-__all__ = ["NothingToTearDown", "TeardownTarget", "contract", "teardown"]
+__all__ = ["NothingToTearDown", "TeardownTarget", "discover_gce", "teardown"]
