@@ -86,8 +86,9 @@ def main() -> None:
         env = {
             **os.environ,
             # The counting gcloud first; poetry (build's export) next to this interpreter.
-            "PATH": os.pathsep.join([str(bin_dir), str(Path(sys.executable).parent),
-                                     os.environ["PATH"]]),  # fmt: skip
+            "PATH": os.pathsep.join(
+                [str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]]
+            ),
             "CLOUDSDK_CONFIG": str(Path(folder, "gcloud")),
             "CLOUDSDK_CORE_PROJECT": "bench-project",
             "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
