@@ -44,7 +44,8 @@ def test_client_certificate_is_for_client_authentication_only():
 
 def test_node_certificate_listens_and_dials_under_the_cluster_ca():
     launch = make_launch_tls("daskbox-demo")
-    server, client = make_local_cluster("daskbox-demo", launch)
+    material = make_local_cluster("daskbox-demo", launch)
+    server, client = material.server, material.client
     cluster_ca = _cert(client.ca_pem)
     _cert(server.cert_pem).verify_directly_issued_by(cluster_ca)
     assert _usages(server.cert_pem) == {
@@ -65,7 +66,7 @@ def test_every_launch_gets_new_authorities():
 
 def test_pinning_accepts_one_ca_certificate_only():
     launch = make_launch_tls("x")
-    _, client = make_local_cluster("x", launch)
+    client = make_local_cluster("x", launch).client
     assert pin_cluster_ca(launch.client, client.ca_pem).ca_pem == client.ca_pem
     for bad in ("", "not a certificate", launch.client.cert_pem, client.ca_pem * 2):
         with pytest.raises(GcloudError, match="relaunch"):
@@ -77,7 +78,8 @@ def test_strict_verification_accepts_the_chains(tmp_path):
     """Python 3.13 verifies RFC 5280 strictly (key identifiers, critical constraints), as
     ``openssl verify -x509_strict`` does: both chains pass it."""
     launch = make_launch_tls("x")
-    server, client = make_local_cluster("x", launch)
+    material = make_local_cluster("x", launch)
+    server, client = material.server, material.client
     for ca, cert in ((client.ca_pem, server.cert_pem), (launch.client_ca_pem, client.cert_pem)):
         (tmp_path / "ca.pem").write_text(ca)
         (tmp_path / "cert.pem").write_text(cert)

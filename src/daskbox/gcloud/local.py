@@ -201,7 +201,8 @@ def launch_local(
         raise LocalLaunchError(
             f"a local cluster {name} already exists: run `invoke teardown --local` first"
         )
-    server, client = make_local_cluster(name, tls)
+    material = make_local_cluster(name, tls)
+    server, client = material.server, material.client
     created_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
     def record(host: str | None, state: str) -> ConnectionFile:

@@ -194,9 +194,24 @@ def make_launch_tls(instance: str, valid_for: datetime.timedelta = LONG_VALIDITY
     )
 
 
+@dataclass(frozen=True)
+class TLSMaterial:
+    """Both sides of a cluster that runs on this machine: ``server`` for the cluster,
+    ``client`` (pinned to the cluster CA) for the user."""
+
+    server: ServerTLS
+    client: ClientTLS
+
+
+def make_tls_material(instance: str, valid_for: datetime.timedelta = LONG_VALIDITY) -> TLSMaterial:
+    """Everything for a cluster on this machine (the local target, or a test's cluster):
+    a client CA with its client pair, and a cluster CA with its node pair."""
+    return make_local_cluster(instance, make_launch_tls(instance, valid_for), valid_for)
+
+
 def make_local_cluster(
     instance: str, launch: LaunchTLS, valid_for: datetime.timedelta = LONG_VALIDITY
-) -> tuple[ServerTLS, ClientTLS]:
+) -> TLSMaterial:
     """The cluster CA and node pair for a cluster on this machine (the local target), and
     the client's credentials pinned to that CA."""
     ca_cert, ca_key = _ca(f"daskbox cluster CA for {instance}", valid_for)
@@ -209,7 +224,7 @@ def make_local_cluster(
     )
     cluster_ca = _cert_pem(ca_cert)
     server = ServerTLS(cluster_ca + launch.client_ca_pem, _cert_pem(cert), _key_pem(key))
-    return server, pin_cluster_ca(launch.client, cluster_ca)
+    return TLSMaterial(server, pin_cluster_ca(launch.client, cluster_ca))
 
 
 def pin_cluster_ca(client: ClientTLS, cluster_ca_pem: str) -> ClientTLS:
