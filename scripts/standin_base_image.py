@@ -37,6 +37,9 @@ from pathlib import Path
 # What the official slim image installs besides the interpreter (its runtime libraries).
 RUNTIME_PACKAGES = [
     "ca-certificates",
+    # ca-certificates depends on it, so the official image has the openssl CLI too; a VM's
+    # boot runs it from the image to make the cluster's CA (daskbox.gcloud.node_tls).
+    "openssl",
     "netbase",
     "tzdata",
     "libssl3",

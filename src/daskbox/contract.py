@@ -74,12 +74,21 @@ GOOGLE_CREDENTIALS_DIR: Final = "/etc/daskbox/google"
 GOOGLE_CREDENTIALS_FILE: Final = "application_default_credentials.json"
 ENV_GOOGLE_CREDENTIALS: Final = "GOOGLE_APPLICATION_CREDENTIALS"
 
+# -- the cluster's TLS on a VM: made there at boot; only the CA certificate is published ---
+GUEST_ATTRIBUTE_NAMESPACE: Final = "daskbox"
+GUEST_ATTRIBUTE_CLUSTER_CA: Final = "cluster-ca"  # PEM of the VM's cluster CA, pinned by launch
+
+# -- the entrypoint's exit codes that others act on ------------------------------------------
+EXIT_BAD_SETTINGS: Final = 2  # never restarted: the same settings fail the same way
+
 # -- names daskbox gives what it runs -------------------------------------------------------
 CONTAINER_NAME: Final = "daskbox"  # the container on a VM
 CONTAINER_LABEL: Final = "dev.daskbox.instance"  # on every daskbox container: its instance
 INSTANCE_LABEL: Final = "daskbox"  # on every daskbox VM: labels.daskbox=managed
 INSTANCE_LABEL_VALUE: Final = "managed"
 INSTANCE_LOCK_LABEL: Final = "daskbox-lock"  # the first 16 hex digits of the lock hash
+INSTANCE_PROJECT_LABEL: Final = "daskbox-project"  # the launching project: teardown finds by it
+CONTAINER_PROJECT_LABEL: Final = "dev.daskbox.project"  # the same on local containers
 
 # -- target platforms: OCI platform -> the machine name Python and wheel tags use ----------
 PLATFORM_MACHINES: Final = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}

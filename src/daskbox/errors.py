@@ -61,5 +61,11 @@ class ClusterUnreachable(DaskboxError):
     """The scheduler named in the connection file did not answer."""
 
 
+class Interrupted(DaskboxError):
+    """Ctrl-C: the message says what happened, what is left and the command that deletes it."""
+
+    exit_code = 130  # the shell's code for a process stopped by SIGINT
+
+
 class EnvironmentMismatchWarning(UserWarning):
     """The cluster's environment differs (``strict=False``, or a worker that joined later)."""

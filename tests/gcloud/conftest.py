@@ -9,11 +9,13 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import docker
 import pytest
 
-from daskbox_services import Registry, free_port
+from daskbox_services import Registry, free_port, running_registry
 from pipeline_image import PipelineImage, build_fixture_image
 
 # This folder holds the emulator module; pytest only puts tests/ itself on sys.path here.
@@ -37,6 +39,38 @@ def cluster_image(
         f"{registry.host}/daskbox-gcloud-test",
         push=True,
     )
+
+
+@pytest.fixture(scope="session")
+def open_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A registry that serves pulls without credentials: a VM has credentials only for
+    Artifact Registry, so the emulated VMs pull daskbox's test images from here."""
+    with running_registry(tmp_path_factory.mktemp("open-registry")) as running:
+        yield running
+
+
+@dataclass(frozen=True)
+class VmImage:
+    """The cluster image where an emulated VM can pull it: tag and digest-pinned reference."""
+
+    reference: str
+    pinned: str
+    lock_hash: str
+
+
+@pytest.fixture(scope="session")
+def vm_image(
+    cluster_image: PipelineImage, open_registry: Registry, docker_client: docker.DockerClient
+) -> VmImage:
+    """``cluster_image``, also pushed to ``open_registry``, where a VM can pull it."""
+    reference = f"{open_registry.host}/daskbox-gcloud-test:{cluster_image.lock_hash[:12]}"
+    docker_client.images.get(cluster_image.reference).tag(reference)
+    for line in docker_client.images.push(reference, stream=True, decode=True):
+        if "error" in line:
+            raise RuntimeError(line["error"])
+    digests = docker_client.images.get(reference).attrs["RepoDigests"]
+    [digest] = [d.split("@")[1] for d in digests if d.startswith(open_registry.host)]
+    return VmImage(reference, f"{reference.rsplit(':', 1)[0]}@{digest}", cluster_image.lock_hash)
 
 
 @pytest.fixture
@@ -69,13 +103,16 @@ def project(tmp_path: Path) -> Path:
     suffix = uuid.uuid4().hex[:6]
     scheduler, dashboard = free_port(), free_port()
     (root / "pyproject.toml").write_text(
-        f'[project]\nname = "demo"\nversion = "0.1.0"\n\n'
+        f'[project]\nname = "demo-{suffix}"\nversion = "0.1.0"\n\n'
         f"[tool.daskbox.gcloud]\n"
         f'instance = "daskbox-gcloud-test-{suffix}"\n'
         f"scheduler-port = {scheduler}\n"
         f"dashboard-port = {dashboard}\n"
         f'idle-timeout = "0"\n'
         f"timeout = 120\n"
+        # The test registries listen on 127.0.0.1, which the emulated VMs (this host) reach:
+        # the explicit opt-in a real project would give for a registry inside its VPC.
+        f"allow-private-registry = true\n"
     )
     return root
 

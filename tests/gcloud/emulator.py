@@ -1,70 +1,69 @@
-"""A small Compute Engine API emulator for the real gcloud CLI, on loopback only.
+"""A Compute Engine API emulator for the real gcloud CLI, on loopback only.
 
-It answers the calls ``gcloud compute`` makes for daskbox (zones, instances
-insert/get/list/delete, serial port output, zone and global operations, firewalls) and
-records every request body. On ``instances.insert`` it boots the "VM" from what a real
-Container-Optimized OS VM would execute, not from a side channel:
+Point gcloud at it with ``CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE`` (``base``) and
+``CLOUDSDK_AUTH_DISABLE_CREDENTIALS=true``. It is a generic model of Compute Engine and
+Container-Optimized OS, as strict as the real API where a client could go wrong:
 
-* cloud-init ``user-data``: ``write_files`` land under a per-instance temporary root
-  (with their modes), then the ``runcmd`` lines run: ``chown``/``mkdir`` on the remapped
-  paths, ``docker run`` for real on the local engine (absolute host paths remapped into
-  the root, the container renamed to something unique) and ``systemd-run`` units as
-  background processes, with ``docker``/``systemctl`` shims so the idle watcher's
-  ``systemctl poweroff`` marks the instance TERMINATED;
-* ``gce-container-declaration``: the container spec (image, env, args, host-path mounts,
-  restart policy) becomes the equivalent ``docker run``, as konlet does, under a name
-  like konlet's ``klt-<instance>-<random>``.
+* **Every request is checked against Google's published discovery document**
+  (discovery.py): the method must exist, path parameters match their patterns, query
+  parameters are declared, and request bodies are validated recursively (field names and
+  JSON types). Batch requests (``/batch/compute/v1``) are unpacked and checked part by part.
+* **Zones, machine types and images come from a catalogue table** (gce_catalogue.py) with
+  x86_64 and arm64 families and per-zone offers; an image whose architecture differs from
+  the machine type's is refused as the API does.
+* **Operations are asynchronous**: inserts, deletes, stops and starts answer RUNNING and
+  finish a moment later; ``operations.wait`` blocks until then. A failure can be injected
+  inside the operation (``fail_operation``), as quota and stock-out errors arrive, or as
+  the HTTP answer (``fail``).
+* **The external IP appears only after some ``instances.get`` calls** (``ip_after_gets``),
+  or never (``external_ip = False``).
+* **Firewall rules** validate their source ranges (IPv4 and IPv6 cannot share a rule).
+* **Instances boot** as Container-Optimized OS VMs (cos_vm.py): cloud-init from
+  ``user-data`` at every boot, systemd units, the metadata server with the service
+  account's token and guest attributes, Docker with only the credentials the VM
+  configured; ``stop``/``start``/``reset`` model reboots, and deleting stops everything.
 
-The external IP is 127.0.0.1 (containers use host networking). Failures are injectable:
-``emulator.fail("firewalls.insert", 403, "...")``, ``boot=False`` for a VM whose
-container never starts, ``external_ip=False`` for a VM that never gets an address.
-
-Run standalone (``python tests/gcloud/emulator.py --port 8080``) to poke at it by hand.
+Run standalone (``python tests/gcloud/emulator.py``) to poke at it by hand.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
+import email.parser
 import http.server
+import ipaddress
 import itertools
 import json
-import os
 import re
-import shlex
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import yaml
+from cos_vm import CONTAINER_LABEL, CosVm, Identity
+from discovery import Call, DiscoveryError, compute_v1
+from gce_catalogue import COS_IMAGES, IMAGE_PROJECT, ZONES, PublicImage, machine_type
 
 PREFIX = "/compute/v1/"
-ZONES = (
-    "us-central1-a",
-    "us-central1-b",
-    "us-central1-c",
-    "us-central1-f",
-    "us-east1-b",
-    "europe-west1-b",
-    "europe-west1-c",
-    "europe-west4-a",
-)
-MACHINE_TYPE = re.compile(
-    r"(e2-(micro|small|medium))|((e2|n1|n2|n2d|c2|c3|t2d)-(standard|highcpu|highmem)-(1|2|4|8|16|32|64|96))"
-)
-EMULATOR_LABEL = "dev.daskbox.gcloud-emulator"
+BATCH_PATH = "/batch/compute/v1"
+LABEL_KEY = re.compile(r"[a-z][-_a-z0-9]{0,62}")
+LABEL_VALUE = re.compile(r"[-_a-z0-9]{0,63}")
+TAG = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+RESOURCE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+METADATA_KEY = re.compile(r"[a-zA-Z0-9_-]{1,127}")
+MAX_RUN_DURATION_SECONDS = (30, 120 * 24 * 3600)
+SCOPE_ALIASES = {"default": "default"}
 
 
 @dataclass
 class Recorded:
-    """One request gcloud sent."""
+    """One request gcloud sent (batch parts are recorded one by one)."""
 
     method: str
     path: str
@@ -73,14 +72,12 @@ class Recorded:
 
 
 @dataclass
-class Vm:
-    """An emulated instance: its resource, its temporary root and what it started."""
+class Instance:
+    """An instance resource and the VM that runs it (None until its insert finishes)."""
 
     resource: dict[str, Any]
-    root: Path
-    container: str | None = None
-    executed: list[list[str]] = field(default_factory=list)
-    background: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    vm: CosVm | None = None
+    gets: int = 0
 
 
 class ApiError(Exception):
@@ -97,29 +94,82 @@ def _already_exists(resource: str) -> ApiError:
     return ApiError(409, f"The resource '{resource}' already exists", "alreadyExists")
 
 
-def _docker(*argv: str, check: bool = False) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["docker", *argv], capture_output=True, text=True, check=check)
+def _invalid(field: str, value: Any, why: str) -> ApiError:
+    return ApiError(400, f"Invalid value for field '{field}': '{value}'. {why}")
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000-00:00", time.gmtime())
+
+
+def _last(url: str) -> str:
+    return url.rstrip("/").rsplit("/", 1)[-1]
 
 
 class ComputeEmulator:
-    """The emulator's state and behaviour; ``Handler`` only routes HTTP to it."""
+    """The API's state and behaviour; the HTTP handler only decodes and routes."""
 
-    def __init__(self, workdir: Path | None = None, boot: bool = True) -> None:
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        *,
+        boot: bool = True,
+        operation_seconds: float = 0.1,
+        ip_after_gets: int = 2,
+    ) -> None:
         self.id = uuid.uuid4().hex[:8]
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="daskbox-gce-emulator-"))
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="gce-emulator-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.boot = boot
+        self.operation_seconds = operation_seconds
+        self.ip_after_gets = ip_after_gets
         self.external_ip = True
+        # What the metadata server hands the VMs' service accounts (registries in the tests
+        # accept it as Artifact Registry accepts a real one).
+        self.access_token = f"ya29.emulated-{uuid.uuid4().hex}"
         self.requests: list[Recorded] = []
         self.failures: dict[str, tuple[int, str]] = {}
-        self.instances: dict[tuple[str, str, str], Vm] = {}
+        self.operation_failures: dict[str, tuple[str, str]] = {}
+        self.instances: dict[tuple[str, str, str], Instance] = {}
         self.firewalls: dict[tuple[str, str], dict[str, Any]] = {}
         self.operations: dict[str, dict[str, Any]] = {}
+        self._done: dict[str, threading.Event] = {}
         self.lock = threading.RLock()
         self._ids = itertools.count(1000)
         self._stop = threading.Event()
+        self.discovery = compute_v1()
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self.port = self.server.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}{PREFIX}"
+        self._handlers: dict[str, Callable[[dict[str, str], dict[str, list[str]], Any], Any]] = {
+            "compute.projects.get": self._project,
+            "compute.zones.get": lambda p, q, b: self._zone(p["project"], p["zone"]),
+            "compute.zones.list": self._zones,
+            "compute.machineTypes.get": self._machine_type,
+            "compute.machineTypes.list": self._machine_types,
+            "compute.images.getFromFamily": self._image_from_family,
+            "compute.images.get": self._image,
+            "compute.networks.get": self._network,
+            "compute.instances.insert": self._insert_instance,
+            "compute.instances.get": self._get_instance,
+            "compute.instances.list": self._list_instances,
+            "compute.instances.aggregatedList": self._aggregated_instances,
+            "compute.instances.delete": self._delete_instance,
+            "compute.instances.stop": lambda p, q, b: self._power(p, "stop"),
+            "compute.instances.start": lambda p, q, b: self._power(p, "start"),
+            "compute.instances.reset": lambda p, q, b: self._power(p, "reset"),
+            "compute.instances.getGuestAttributes": self._guest_attributes,
+            "compute.instances.getSerialPortOutput": self._serial_port,
+            "compute.firewalls.insert": self._insert_firewall,
+            "compute.firewalls.get": lambda p, q, b: self._firewall(p["project"], p["firewall"]),
+            "compute.firewalls.list": self._list_firewalls,
+            "compute.firewalls.delete": self._delete_firewall,
+            "compute.firewalls.patch": self._patch_firewall,
+            "compute.zoneOperations.get": self._get_operation,
+            "compute.zoneOperations.wait": self._wait_operation,
+            "compute.globalOperations.get": self._get_operation,
+            "compute.globalOperations.wait": self._wait_operation,
+        }
 
     # -- lifecycle ---------------------------------------------------------------------
     def start(self) -> ComputeEmulator:
@@ -132,11 +182,13 @@ class ComputeEmulator:
         self.server.shutdown()
         self.server.server_close()
         with self.lock:
-            for vm in self.instances.values():
-                self._power_off(vm)
-        leftovers = _docker("ps", "-aq", "--filter", f"label={EMULATOR_LABEL}={self.id}")
-        for container in leftovers.stdout.split():
-            _docker("rm", "--force", container)
+            instances = list(self.instances.values())
+            self.instances.clear()
+        for instance in instances:
+            if instance.vm is not None:
+                instance.vm.destroy()
+        for container in self.containers():
+            _docker_rm(container)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> ComputeEmulator:
@@ -145,58 +197,68 @@ class ComputeEmulator:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    # -- test controls -----------------------------------------------------------------
     def fail(self, call: str, code: int, message: str) -> None:
-        """Make ``call`` (e.g. "firewalls.insert") answer ``code`` with ``message``."""
-        self.failures[call] = (code, message)
+        """Answer ``call`` (``instances.insert`` or ``compute.instances.insert``) with an
+        HTTP error ``code`` and ``message``."""
+        self.failures[_method_id(call)] = (code, message)
+
+    def fail_operation(self, call: str, error_code: str, message: str) -> None:
+        """Accept ``call`` but finish its operation with ``error_code`` (e.g.
+        ``ZONE_RESOURCE_POOL_EXHAUSTED``) and ``message``: nothing is created."""
+        self.operation_failures[_method_id(call)] = (error_code, message)
 
     def bodies(self, method: str, pattern: str) -> list[Any]:
         """Recorded bodies of requests whose path matches ``pattern`` (regex)."""
         return [r.body for r in self.requests if r.method == method and re.search(pattern, r.path)]
 
     def containers(self) -> list[str]:
-        """Names of the containers this emulator started that still exist."""
+        """Names of the containers this emulator's VMs started that still exist."""
         found = _docker(
-            "ps", "-a", "--format", "{{.Names}}", "--filter", f"label={EMULATOR_LABEL}={self.id}"
+            "ps", "-a", "--format", "{{.Names}}", "--filter", f"label={CONTAINER_LABEL}"
         )
-        return found.stdout.split()
+        ours = []
+        for name in found.stdout.split():
+            labels = _docker("inspect", "--format", "{{json .Config.Labels}}", name).stdout
+            if json.loads(labels or "{}").get(CONTAINER_LABEL, "").startswith(f"{self.id}."):
+                ours.append(name)
+        return ours
 
-    # -- resources ---------------------------------------------------------------------
-    def _operation(self, project: str, kind: str, target: str, zone: str | None) -> dict[str, Any]:
-        name = f"operation-{next(self._ids)}-{uuid.uuid4().hex[:8]}"
-        scope = f"projects/{project}/zones/{zone}" if zone else f"projects/{project}/global"
-        operation = {
-            "kind": "compute#operation",
-            "id": str(next(self._ids)),
-            "name": name,
-            "operationType": kind,
-            "status": "DONE",
-            "progress": 100,
-            "targetLink": target,
-            "selfLink": f"{self.base}{scope}/operations/{name}",
-            "insertTime": _now(),
-            "startTime": _now(),
-            "endTime": _now(),
-        }
-        if zone:
-            operation["zone"] = f"{self.base}projects/{project}/zones/{zone}"
-        self.operations[name] = operation
-        return operation
+    def vm(self, name: str) -> CosVm:
+        """The running VM of the only instance called ``name``."""
+        [found] = [i.vm for (_, _, n), i in self.instances.items() if n == name and i.vm]
+        return found
 
-    def _check_failure(self, call: str) -> None:
-        if call in self.failures:
-            code, message = self.failures[call]
+    # -- routing -----------------------------------------------------------------------
+    def handle(self, http_method: str, path: str, query: dict[str, list[str]], body: Any) -> Any:
+        """Validate one request against the discovery document and answer it."""
+        try:
+            call: Call = self.discovery.route(http_method, path, query)
+            self.discovery.validate(call.request_schema, body)
+        except DiscoveryError as error:
+            raise ApiError(error.code, error.message, error.reason) from None
+        if call.method_id in self.failures:
+            code, message = self.failures[call.method_id]
             raise ApiError(code, message, "injected")
+        handler = self._handlers.get(call.method_id)
+        if handler is None:
+            raise ApiError(501, f"the emulator does not model {call.method_id}", "notImplemented")
+        return handler(call.params, query, body)
 
-    def _cos_image(self, family: str) -> dict[str, Any]:
-        name = f"{family}-125-19216-0-1"
+    # -- catalogue ---------------------------------------------------------------------
+    def _project(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        project = params["project"]
         return {
-            "kind": "compute#image",
-            "name": name,
-            "family": family,
-            "status": "READY",
-            "creationTimestamp": "2026-11-01T00:00:00.000-00:00",
-            "selfLink": f"{self.base}projects/cos-cloud/global/images/{name}",
+            "kind": "compute#project",
+            "name": project,
+            "id": str(abs(hash(project)) % 10**12),
+            "commonInstanceMetadata": {"kind": "compute#metadata", "items": []},
+            "defaultServiceAccount": self._default_account(project),
+            "selfLink": f"{self.base}projects/{project}",
         }
+
+    def _default_account(self, project: str) -> str:
+        return f"123456789012-compute@{project}.iam.gserviceaccount.com"
 
     def _zone(self, project: str, zone: str) -> dict[str, Any]:
         if zone not in ZONES:
@@ -209,17 +271,220 @@ class ComputeEmulator:
             "selfLink": f"{self.base}projects/{project}/zones/{zone}",
         }
 
-    def insert_instance(self, project: str, zone: str, body: dict[str, Any]) -> dict[str, Any]:
-        self._check_failure("instances.insert")
+    def _zones(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        items = [self._zone(params["project"], zone) for zone in ZONES]
+        return {"kind": "compute#zoneList", "items": items}
+
+    def _machine_resource(self, project: str, zone: str, name: str) -> dict[str, Any]:
         self._zone(project, zone)
-        name = body["name"]
-        machine_type = body["machineType"].rsplit("/", 1)[-1]
-        if not MACHINE_TYPE.fullmatch(machine_type):
+        found = machine_type(zone, name)
+        if found is None:
+            raise _not_found(f"projects/{project}/zones/{zone}/machineTypes/{name}")
+        return {
+            "kind": "compute#machineType",
+            "name": found.name,
+            "guestCpus": found.vcpus,
+            "memoryMb": found.memory_mb,
+            "architecture": found.architecture,
+            "zone": zone,
+            "selfLink": f"{self.base}projects/{project}/zones/{zone}/machineTypes/{name}",
+        }
+
+    def _machine_type(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        return self._machine_resource(params["project"], params["zone"], params["machineType"])
+
+    def _machine_types(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        from gce_catalogue import machine_types
+
+        zone = params["zone"]
+        self._zone(params["project"], zone)
+        items = [
+            self._machine_resource(params["project"], zone, m.name) for m in machine_types(zone)
+        ]
+        return {"kind": "compute#machineTypeList", "items": items}
+
+    def _image_resource(self, image: PublicImage) -> dict[str, Any]:
+        return {
+            "kind": "compute#image",
+            "name": image.name,
+            "family": image.family,
+            "architecture": image.architecture,
+            "status": "READY",
+            "creationTimestamp": "2026-11-01T00:00:00.000-00:00",
+            "selfLink": f"{self.base}projects/{IMAGE_PROJECT}/global/images/{image.name}",
+        }
+
+    def _image_from_family(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        found = self._find_image(params["project"], family=params["family"])
+        return self._image_resource(found)
+
+    def _image(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        return self._image_resource(self._find_image(params["project"], name=params["image"]))
+
+    def _find_image(
+        self, project: str, *, family: str | None = None, name: str | None = None
+    ) -> PublicImage:
+        for image in COS_IMAGES if project == IMAGE_PROJECT else ():
+            if (family and image.family == family) or (name and image.name == name):
+                return image
+        what = f"family/{family}" if family else str(name)
+        raise _not_found(f"projects/{project}/global/images/{what}")
+
+    def _source_image(self, url: str) -> PublicImage:
+        match = re.search(
+            r"projects/([^/]+)/(?:global/images/family/|zones/[^/]+/imageFamilyViews/)([^/]+)$",
+            url,
+        )
+        if match:
+            return self._find_image(match[1], family=match[2])
+        match = re.search(r"projects/([^/]+)/global/images/([^/]+)$", url)
+        if match:
+            return self._find_image(match[1], name=match[2])
+        raise _invalid("resource.disks[0].initializeParams.sourceImage", url, "Not an image.")
+
+    def _network(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        if params["network"] != "default":
+            raise _not_found(f"projects/{params['project']}/global/networks/{params['network']}")
+        return {"kind": "compute#network", "name": "default", "autoCreateSubnetworks": True}
+
+    # -- operations --------------------------------------------------------------------
+    def _operation(
+        self,
+        project: str,
+        zone: str | None,
+        kind: str,
+        target: str,
+        method_id: str,
+        work: Callable[[], None],
+        undo: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
+        """A RUNNING operation that performs ``work`` shortly after, or fails with the error
+        injected for ``method_id`` (then ``undo`` removes what the request reserved)."""
+        name = f"operation-{int(time.time() * 1000)}-{uuid.uuid4().hex[:12]}"
+        scope = f"projects/{project}/zones/{zone}" if zone else f"projects/{project}/global"
+        operation: dict[str, Any] = {
+            "kind": "compute#operation",
+            "id": str(next(self._ids)),
+            "name": name,
+            "operationType": kind,
+            "status": "RUNNING",
+            "progress": 0,
+            "targetLink": target,
+            "selfLink": f"{self.base}{scope}/operations/{name}",
+            "insertTime": _now(),
+            "startTime": _now(),
+        }
+        if zone:
+            operation["zone"] = f"{self.base}projects/{project}/zones/{zone}"
+        done = threading.Event()
+        with self.lock:
+            self.operations[name] = operation
+            self._done[name] = done
+        failure = self.operation_failures.get(method_id)
+
+        def finish() -> None:
+            time.sleep(self.operation_seconds)
+            if failure is not None:
+                code, message = failure
+                if undo is not None:
+                    undo()
+                operation["error"] = {"errors": [{"code": code, "message": message}]}
+                operation["httpErrorStatusCode"] = 400
+                operation["httpErrorMessage"] = "BAD REQUEST"
+            else:
+                work()
+            operation.update(status="DONE", progress=100, endTime=_now())
+            done.set()
+
+        threading.Thread(target=finish, daemon=True).start()
+        return dict(operation)
+
+    def _get_operation(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        operation = self.operations.get(params["operation"])
+        if operation is None:
+            raise _not_found(f"projects/{params['project']}/operations/{params['operation']}")
+        return dict(operation)
+
+    def _wait_operation(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        """Like the API's wait: return once DONE, or after a while with the current state."""
+        done = self._done.get(params["operation"])
+        if done is not None:
+            done.wait(timeout=30)
+        return self._get_operation(params, query, body)
+
+    # -- instances ---------------------------------------------------------------------
+    def _instance(self, project: str, zone: str, name: str) -> Instance:
+        self._zone(project, zone)  # as the API: an unknown zone is reported as such
+        instance = self.instances.get((project, zone, name))
+        if instance is None:
+            raise _not_found(f"projects/{project}/zones/{zone}/instances/{name}")
+        return instance
+
+    def _check_instance(self, project: str, zone: str, body: dict[str, Any]) -> PublicImage:
+        """What the API refuses synchronously in ``instances.insert``."""
+        name = body.get("name", "")
+        if not RESOURCE_NAME.fullmatch(name):
+            raise _invalid("resource.name", name, "Must be a match of regex "
+                           f"'{RESOURCE_NAME.pattern}'")  # fmt: skip
+        wanted = _last(body.get("machineType", ""))
+        machine = machine_type(zone, wanted)
+        if machine is None:
+            raise _invalid(
+                "resource.machineType",
+                body.get("machineType"),
+                f"Machine type with name '{wanted}' does not exist in zone '{zone}'.",
+            )
+        disks = body.get("disks") or []
+        boot = [disk for disk in disks if disk.get("boot")]
+        if len(boot) != 1:
+            raise ApiError(400, "Invalid value for field 'resource.disks': exactly one boot disk")
+        image = self._source_image(boot[0].get("initializeParams", {}).get("sourceImage", ""))
+        if image.architecture != machine.architecture:
             raise ApiError(
                 400,
-                f"Invalid value for field 'resource.machineType': '{body['machineType']}'. "
-                f"Machine type with name '{machine_type}' does not exist in zone '{zone}'.",
+                f"Invalid resource usage: 'Requested boot disk architecture ({image.architecture})"
+                f" is not compatible with machine type architecture ({machine.architecture}).'",
             )
+        for interface in body.get("networkInterfaces") or []:
+            network = _last(interface.get("network", "default"))
+            if network != "default":
+                raise _not_found(f"projects/{project}/global/networks/{network}")
+        labels = body.get("labels") or {}
+        if len(labels) > 64:
+            raise ApiError(400, "Invalid value for field 'resource.labels': at most 64 labels")
+        for key, value in labels.items():
+            if not LABEL_KEY.fullmatch(key) or not LABEL_VALUE.fullmatch(value):
+                raise _invalid(f"resource.labels.{key}", value, "Label keys and values must "
+                               "be lowercase letters, digits, '-' or '_' (keys start with a "
+                               "letter), at most 63 characters.")  # fmt: skip
+        for tag in (body.get("tags") or {}).get("items", []):
+            if not TAG.fullmatch(tag):
+                raise _invalid("resource.tags.items", tag, "Must be a match of regex "
+                               f"'{TAG.pattern}'")  # fmt: skip
+        items = (body.get("metadata") or {}).get("items", [])
+        total = 0
+        for item in items:
+            if not METADATA_KEY.fullmatch(item.get("key", "")):
+                raise _invalid("resource.metadata.items.key", item.get("key"), "Bad key.")
+            size = len(item.get("value", "").encode())
+            if size > 256 * 1024:
+                raise _invalid("resource.metadata", item["key"], "Value exceeds 256 KiB.")
+            total += size + len(item["key"])
+        if total >= 512 * 1024:
+            raise ApiError(400, "Invalid value for field 'resource.metadata': over 512 KB total")
+        duration = ((body.get("scheduling") or {}).get("maxRunDuration") or {}).get("seconds")
+        if duration is not None:
+            low, high = MAX_RUN_DURATION_SECONDS
+            if not low <= int(duration) <= high:
+                raise _invalid("resource.scheduling.maxRunDuration.seconds", duration,
+                               f"Must be between {low} and {high} seconds.")  # fmt: skip
+        return image
+
+    def _insert_instance(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        project, zone = params["project"], params["zone"]
+        self._zone(project, zone)
+        image = self._check_instance(project, zone, body)
+        name = body["name"]
         key = (project, zone, name)
         link = f"{self.base}projects/{project}/zones/{zone}/instances/{name}"
         with self.lock:
@@ -229,42 +494,200 @@ class ComputeEmulator:
             resource.update(
                 kind="compute#instance",
                 id=str(next(self._ids)),
-                status="RUNNING",
+                status="PROVISIONING",
                 zone=f"{self.base}projects/{project}/zones/{zone}",
                 selfLink=link,
                 creationTimestamp=_now(),
-                lastStartTimestamp=_now(),
+                cpuPlatform="Intel Broadwell" if image.architecture == "X86_64" else "ARM",
             )
             for index, interface in enumerate(resource.get("networkInterfaces", [])):
-                interface["networkIP"] = f"10.128.0.{index + 2}"
-                for access in interface.get("accessConfigs", []):
-                    if self.external_ip:
-                        access["natIP"] = "127.0.0.1"
-            vm = Vm(resource, self.workdir / f"{name}-{uuid.uuid4().hex[:6]}")
-            vm.root.mkdir(parents=True)
-            self.instances[key] = vm
-        if self.boot:
-            self._boot(vm)
-        return self._operation(project, "insert", link, zone)
+                interface["networkIP"] = f"10.128.0.{next(self._ids) % 250 + 2}"
+                interface["name"] = f"nic{index}"
+            for account in resource.get("serviceAccounts", []):
+                if account.get("email") == "default":
+                    account["email"] = self._default_account(project)
+            instance = Instance(resource)
+            self.instances[key] = instance
 
-    def _instance(self, project: str, zone: str, name: str) -> Vm:
-        self._zone(project, zone)  # as the API: an unknown zone is reported as such
-        vm = self.instances.get((project, zone, name))
-        if vm is None:
-            raise _not_found(f"projects/{project}/zones/{zone}/instances/{name}")
-        return vm
+        def created() -> None:
+            resource.update(status="RUNNING", lastStartTimestamp=_now())
+            if self.boot:
+                self._start_vm(key, instance)
 
-    def delete_instance(self, project: str, zone: str, name: str) -> dict[str, Any]:
-        self._check_failure("instances.delete")
+        def removed() -> None:
+            with self.lock:
+                self.instances.pop(key, None)
+
+        return self._operation(project, zone, "insert", link, "compute.instances.insert",
+                               created, removed)  # fmt: skip
+
+    def _identity(self, key: tuple[str, str, str], resource: dict[str, Any]) -> Identity:
+        items = (resource.get("metadata") or {}).get("items", [])
+        accounts = resource.get("serviceAccounts") or []
+        return Identity(
+            project=key[0],
+            zone=key[1],
+            name=key[2],
+            instance_id=resource["id"],
+            metadata={item["key"]: item.get("value", "") for item in items},
+            scopes=tuple(accounts[0].get("scopes", [])) if accounts else (),
+            service_account=accounts[0]["email"] if accounts else None,
+            access_token=self.access_token,
+            network_ip=resource["networkInterfaces"][0]["networkIP"]
+            if resource.get("networkInterfaces")
+            else "10.128.0.2",
+        )
+
+    def _start_vm(self, key: tuple[str, str, str], instance: Instance) -> None:
+        if instance.vm is None:
+            instance.vm = CosVm(
+                self._identity(key, instance.resource),
+                self.workdir / f"{key[2]}-{instance.resource['id']}",
+                emulator_id=self.id,
+                on_power_off=lambda: self._powered_off(key),
+            )
+            instance.vm.identity.external_ip = _nat_ip(instance.resource)
+        threading.Thread(target=instance.vm.boot, daemon=True).start()
+
+    def _powered_off(self, key: tuple[str, str, str]) -> None:
+        instance = self.instances.get(key)
+        if instance is None or instance.resource["status"] != "RUNNING":
+            return
+        instance.resource.update(status="STOPPING")
+        if instance.vm is not None:
+            instance.vm.halt(graceful=True)
+        instance.resource.update(status="TERMINATED", lastStopTimestamp=_now())
+
+    def _get_instance(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        instance = self._instance(params["project"], params["zone"], params["instance"])
         with self.lock:
-            vm = self._instance(project, zone, name)
-            del self.instances[(project, zone, name)]
-        self._power_off(vm)
-        shutil.rmtree(vm.root, ignore_errors=True)
-        return self._operation(project, "delete", vm.resource["selfLink"], zone)
+            instance.gets += 1
+            if self.external_ip and instance.gets >= self.ip_after_gets:
+                for interface in instance.resource.get("networkInterfaces", []):
+                    for access in interface.get("accessConfigs", []):
+                        access["natIP"] = "127.0.0.1"
+                if instance.vm is not None:
+                    instance.vm.identity.external_ip = "127.0.0.1"
+        return instance.resource
 
-    def insert_firewall(self, project: str, body: dict[str, Any]) -> dict[str, Any]:
-        self._check_failure("firewalls.insert")
+    def _list_instances(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        project, zone = params["project"], params["zone"]
+        self._zone(project, zone)
+        items = [i.resource for (p, z, _), i in self.instances.items() if (p, z) == (project, zone)]
+        return {"kind": "compute#instanceList", "items": items}
+
+    def _aggregated_instances(
+        self, params: dict[str, str], query: Any, body: Any
+    ) -> dict[str, Any]:
+        grouped: dict[str, Any] = {}
+        for (project, zone, _), instance in list(self.instances.items()):
+            if project == params["project"]:
+                scope = grouped.setdefault(f"zones/{zone}", {"instances": []})
+                scope["instances"].append(instance.resource)
+        return {"kind": "compute#instanceAggregatedList", "items": grouped}
+
+    def _delete_instance(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        project, zone, name = params["project"], params["zone"], params["instance"]
+        instance = self._instance(project, zone, name)
+        instance.resource["status"] = "STOPPING"
+
+        def deleted() -> None:
+            with self.lock:
+                self.instances.pop((project, zone, name), None)
+            if instance.vm is not None:
+                instance.vm.destroy()
+
+        return self._operation(project, zone, "delete", instance.resource["selfLink"],
+                               "compute.instances.delete", deleted)  # fmt: skip
+
+    def _power(self, params: dict[str, str], action: str) -> dict[str, Any]:
+        project, zone, name = params["project"], params["zone"], params["instance"]
+        key = (project, zone, name)
+        instance = self._instance(project, zone, name)
+
+        def act() -> None:
+            vm = instance.vm
+            if action in {"stop", "reset"} and vm is not None:
+                vm.halt(graceful=action == "stop")
+            if action == "stop":
+                instance.resource.update(status="TERMINATED", lastStopTimestamp=_now())
+                return
+            instance.resource.update(status="RUNNING", lastStartTimestamp=_now())
+            if self.boot:
+                self._start_vm(key, instance)
+
+        return self._operation(project, zone, action, instance.resource["selfLink"],
+                               f"compute.instances.{action}", act)  # fmt: skip
+
+    def _guest_attributes(
+        self, params: dict[str, str], query: dict[str, list[str]], body: Any
+    ) -> dict[str, Any]:
+        instance = self._instance(params["project"], params["zone"], params["instance"])
+        path = (query.get("queryPath") or [""])[0]
+        namespace, _, key = path.partition("/")
+        stored = instance.vm.guest_attributes if instance.vm is not None else {}
+        items = [
+            {"namespace": ns, "key": k, "value": value}
+            for (ns, k), value in sorted(stored.items())
+            if (not namespace or ns == namespace) and (not key or k == key)
+        ]
+        resource = (
+            f"projects/{params['project']}/zones/{params['zone']}/instances/"
+            f"{params['instance']}/guestAttributes/{path}"
+        )
+        if not items:
+            raise _not_found(resource)
+        return {
+            "kind": "compute#guestAttributes",
+            "queryPath": path,
+            "queryValue": {"items": items},
+            "selfLink": f"{self.base}{resource}",
+        }
+
+    def _serial_port(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        instance = self._instance(params["project"], params["zone"], params["instance"])
+        text = instance.vm.serial_output() if instance.vm is not None else ""
+        return {"kind": "compute#serialPortOutput", "contents": text, "start": "0",
+                "next": str(len(text))}  # fmt: skip
+
+    # -- firewalls ---------------------------------------------------------------------
+    def _check_firewall(self, body: dict[str, Any]) -> None:
+        name = body.get("name", "")
+        if not RESOURCE_NAME.fullmatch(name):
+            raise _invalid(
+                "resource.name", name, f"Must be a match of regex '{RESOURCE_NAME.pattern}'"
+            )
+        if _last(body.get("network", "default")) != "default":
+            raise _not_found(f"global/networks/{_last(body['network'])}")
+        families = set()
+        for index, item in enumerate(body.get("sourceRanges", [])):
+            try:
+                families.add(ipaddress.ip_network(item, strict=False).version)
+            except ValueError:
+                raise _invalid(
+                    f"resource.sourceRanges[{index}]", item, "Invalid IPCidrRange."
+                ) from None
+        if len(families) > 1:
+            raise ApiError(
+                400,
+                "Invalid value for field 'resource.sourceRanges': IPv4 and IPv6 source ranges "
+                "cannot be mixed in one firewall rule.",
+            )
+        for tag in body.get("targetTags", []):
+            if not TAG.fullmatch(tag):
+                raise _invalid(
+                    "resource.targetTags", tag, f"Must be a match of regex '{TAG.pattern}'"
+                )
+        for allowed in body.get("allowed", []):
+            for ports in allowed.get("ports", []):
+                if not re.fullmatch(r"[0-9]{1,5}(-[0-9]{1,5})?", ports) or any(
+                    not 0 <= int(port) <= 65535 for port in ports.split("-")
+                ):
+                    raise _invalid("resource.allowed.ports", ports, "Invalid port range.")
+
+    def _insert_firewall(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        project = params["project"]
+        self._check_firewall(body)
         key = (project, body["name"])
         link = f"{self.base}projects/{project}/global/firewalls/{body['name']}"
         with self.lock:
@@ -277,7 +700,13 @@ class ComputeEmulator:
                 "selfLink": link,
                 "creationTimestamp": _now(),
             }
-        return self._operation(project, "insert", link, None)
+
+        def removed() -> None:
+            with self.lock:
+                self.firewalls.pop(key, None)
+
+        return self._operation(project, None, "insert", link, "compute.firewalls.insert",
+                               lambda: None, removed)  # fmt: skip
 
     def _firewall(self, project: str, name: str) -> dict[str, Any]:
         rule = self.firewalls.get((project, name))
@@ -285,275 +714,137 @@ class ComputeEmulator:
             raise _not_found(f"projects/{project}/global/firewalls/{name}")
         return rule
 
-    def patch_firewall(self, project: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        self._check_failure("firewalls.patch")
-        with self.lock:
-            rule = self._firewall(project, name)
-            rule.update({k: v for k, v in body.items() if k != "name"})
-        return self._operation(project, "patch", rule["selfLink"], None)
+    def _list_firewalls(
+        self, params: dict[str, str], query: dict[str, list[str]], body: Any
+    ) -> dict[str, Any]:
+        rules = [r for (p, _), r in self.firewalls.items() if p == params["project"]]
+        match = re.fullmatch(r'(\w+) (eq|ne) "?(.*?)"?', (query.get("filter") or [""])[0])
+        if match:  # the API's server-side filter: FIELD eq|ne REGEX (a full match)
+            field, operator, pattern = match.groups()
+            rules = [
+                rule
+                for rule in rules
+                if bool(re.fullmatch(pattern, str(rule.get(field, "")))) == (operator == "eq")
+            ]
+        return {"kind": "compute#firewallList", "items": rules}
 
-    def delete_firewall(self, project: str, name: str) -> dict[str, Any]:
-        self._check_failure("firewalls.delete")
-        with self.lock:
-            rule = self._firewall(project, name)
-            del self.firewalls[(project, name)]
-        return self._operation(project, "delete", rule["selfLink"], None)
+    def _delete_firewall(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        project, name = params["project"], params["firewall"]
+        rule = self._firewall(project, name)
 
-    # -- booting -----------------------------------------------------------------------
-    def _boot(self, vm: Vm) -> None:
-        items = _metadata(vm)
-        user_data = items.get("user-data")
-        if user_data is not None:
-            self._run_cloud_init(vm, user_data)
-        declaration = items.get("gce-container-declaration")
-        if declaration is not None:
-            self._run_container_declaration(vm, declaration)
-
-    def _container_name(self, vm: Vm) -> str:
-        if _metadata(vm).get("gce-container-declaration") is not None:
-            # konlet's naming; instance names are unique per test, the suffix per boot.
-            return f"klt-{vm.resource['name']}-{vm.root.name[-6:]}"
-        return f"daskbox-gce-emu-{self.id}-{vm.resource['name']}"[:120]
-
-    def _remap(self, vm: Vm, path: str) -> str:
-        return str(vm.root / path.lstrip("/")) if path.startswith("/") else path
-
-    def _run_cloud_init(self, vm: Vm, user_data: str) -> None:
-        if not user_data.startswith("#cloud-config"):
-            return
-        config = yaml.safe_load(user_data) or {}
-        for item in config.get("write_files", []):
-            target = Path(self._remap(vm, item["path"]))
-            target.parent.mkdir(parents=True, exist_ok=True)
-            content = item.get("content", "")
-            data = (
-                base64.b64decode(content)
-                if item.get("encoding") in {"b64", "base64"}
-                else content.encode()
-            )
-            target.write_bytes(data)
-            target.chmod(int(str(item.get("permissions", "0644")), 8))
-        for line in config.get("runcmd", []):
-            argv = shlex.split(line) if isinstance(line, str) else [str(part) for part in line]
-            vm.executed.append(argv)
-            while argv and (argv[0] == "env" or re.fullmatch(r"[A-Z_]+=.*", argv[0])):
-                argv = argv[1:]
-            if argv[:2] == ["docker", "run"]:
-                self._docker_run(vm, argv[2:])
-            elif argv[:1] == ["systemd-run"]:
-                self._systemd_run(vm, argv[1:])
-            elif argv[:1] in (["chown"], ["mkdir"]):
-                result = subprocess.run(
-                    [argv[0], *(self._remap(vm, arg) for arg in argv[1:])],
-                    capture_output=True,
-                    text=True,
-                )
-                if result.returncode != 0:
-                    vm.executed.append([f"{argv[0]}-failed:", *result.stderr.split()])
-
-    def _docker_run(self, vm: Vm, args: list[str]) -> None:
-        remapped: list[str] = []
-        iterator = iter(args)
-        for arg in iterator:
-            if arg in {"--name", "--volume", "-v", "--env-file"}:
-                value = next(iterator)
-                if arg == "--name":
-                    value = self._container_name(vm)
-                elif arg in {"--volume", "-v"}:
-                    source, _, rest = value.partition(":")
-                    value = f"{self._remap(vm, source)}:{rest}"
-                else:
-                    value = self._remap(vm, value)
-                remapped += [arg, value]
-            else:
-                remapped.append(arg)
-        vm.container = self._container_name(vm)
-        started = _docker("run", "--label", f"{EMULATOR_LABEL}={self.id}", *remapped)
-        if started.returncode != 0:  # as on a VM: the instance runs, its serial port says why
-            vm.executed.append(["docker-run-failed:", *started.stderr.split()])
-
-    def _systemd_run(self, vm: Vm, args: list[str]) -> None:
-        """Run a transient unit's command in the background, with shims for docker/systemctl."""
-        iterator = iter(args)
-        command: list[str] = []
-        for arg in iterator:
-            if command:
-                command.append(self._remap(vm, arg) if Path(self._remap(vm, arg)).exists() else arg)
-            elif arg in {"--unit", "-u", "--property", "-p"}:
-                next(iterator)
-            elif not arg.startswith("-"):
-                command.append(arg)
-        shims = vm.root / "emulator-shims"
-        shims.mkdir(exist_ok=True)
-        (shims / "systemctl").write_text(
-            f'#!/bin/sh\n[ "$1" = poweroff ] && touch {vm.root}/powered-off\n'
-        )
-        # The VM's container is called "daskbox"; here it has a unique name.
-        name = self._container_name(vm)
-        (shims / "docker").write_text(
-            "#!/bin/sh\n"
-            'for a in "$@"; do shift; case "$a" in\n'
-            f"  daskbox) a={name};;\n"
-            f"  'name=^daskbox$') a='name=^{name}$';;\n"
-            'esac; set -- "$@" "$a"; done\n'
-            f'exec {shutil.which("docker")} "$@"\n'
-        )
-        for shim in shims.iterdir():
-            shim.chmod(0o755)
-        env = {**os.environ, "PATH": f"{shims}:{os.environ['PATH']}"}
-        vm.background.append(
-            subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        )
-
-    def _run_container_declaration(self, vm: Vm, declaration: str) -> None:
-        spec = yaml.safe_load(declaration)["spec"]
-        container = spec["containers"][0]
-        volumes = {v["name"]: v.get("hostPath", {}).get("path") for v in spec.get("volumes", [])}
-        policy = {"Always": "always", "OnFailure": "on-failure", "Never": "no"}[
-            spec.get("restartPolicy", "Always")
-        ]
-        args = ["--detach", "--name", "daskbox", "--network", "host", "--restart", policy]
-        for mount in container.get("volumeMounts", []):
-            mode = "ro" if mount.get("readOnly") else "rw"
-            args += ["--volume", f"{volumes[mount['name']]}:{mount['mountPath']}:{mode}"]
-        for variable in container.get("env", []):
-            args += ["--env", f"{variable['name']}={variable['value']}"]
-        if container.get("command"):
-            args += ["--entrypoint", container["command"][0]]
-        args += [container["image"], *container.get("command", [])[1:], *container.get("args", [])]
-        vm.executed.append(["konlet", *args])
-        self._docker_run(vm, args)
-
-    def _power_off(self, vm: Vm) -> None:
-        for process in vm.background:
-            process.kill()
-            process.wait()
-        vm.background.clear()
-        if vm.container:
-            _docker("rm", "--force", vm.container)
-            vm.container = None
-
-    def _watch_power(self) -> None:
-        """``systemctl poweroff`` inside the VM (our shim) turns the instance off."""
-        while not self._stop.wait(0.5):
+        def deleted() -> None:
             with self.lock:
-                for vm in self.instances.values():
-                    if vm.resource["status"] == "RUNNING" and (vm.root / "powered-off").exists():
-                        vm.resource["status"] = "TERMINATED"
-                        self._power_off(vm)
+                self.firewalls.pop((project, name), None)
 
-    def serial_output(self, vm: Vm) -> str:
-        lines = [f"[cloud-init] runcmd: {shlex.join(argv)}" for argv in vm.executed]
-        if vm.container:
-            logs = _docker("logs", vm.container)
-            lines += (logs.stdout + logs.stderr).splitlines()
-        return "\n".join(lines) + "\n"
+        return self._operation(project, None, "delete", rule["selfLink"],
+                               "compute.firewalls.delete", deleted)  # fmt: skip
 
-    # -- routing -----------------------------------------------------------------------
-    def handle(self, method: str, path: str, body: Any) -> tuple[int, Any]:
-        parts = path.strip("/").split("/")
-        match parts:
-            case ["projects", project] if method == "GET":
-                return 200, {
-                    "kind": "compute#project",
-                    "name": project,
-                    "commonInstanceMetadata": {"items": []},
-                    "defaultServiceAccount": f"123456789-compute@{project}.iam.gserviceaccount.com",
-                }
-            case ["projects", "cos-cloud", "global", "images"] if method == "GET":
-                # create-with-container lists COS images and picks the newest cos-stable one.
-                return 200, {"kind": "compute#imageList", "items": [self._cos_image("cos-stable")]}
-            case ["projects", "cos-cloud", "global", "images", "family", family] if method == "GET":
-                return 200, self._cos_image(family)
-            case ["projects", project, "zones", zone] if method == "GET":
-                return 200, self._zone(project, zone)
-            case ["projects", project, "zones", zone, "instances"] if method == "POST":
-                return 200, self.insert_instance(project, zone, body)
-            case ["projects", project, "zones", zone, "instances"] if method == "GET":
-                self._zone(project, zone)
-                items = [
-                    vm.resource
-                    for (p, z, _), vm in self.instances.items()
-                    if (p, z) == (project, zone)
-                ]
-                return 200, {"kind": "compute#instanceList", "items": items}
-            case ["projects", project, "aggregated", "instances"] if method == "GET":
-                grouped: dict[str, Any] = {}
-                for (p, z, _), vm in self.instances.items():
-                    if p == project:
-                        grouped.setdefault(f"zones/{z}", {"instances": []})["instances"].append(
-                            vm.resource
-                        )
-                return 200, {"kind": "compute#instanceAggregatedList", "items": grouped}
-            case ["projects", project, "zones", zone, "instances", name] if method == "GET":
-                return 200, self._instance(project, zone, name).resource
-            case ["projects", project, "zones", zone, "instances", name] if method == "DELETE":
-                return 200, self.delete_instance(project, zone, name)
-            case ["projects", project, "zones", zone, "instances", name, "serialPort"] if (
-                method == "GET"
-            ):
-                vm = self._instance(project, zone, name)
-                return 200, {
-                    "kind": "compute#serialPortOutput",
-                    "contents": self.serial_output(vm),
-                    "start": "0",
-                    "next": "1",
-                }
-            case ["projects", _, *rest] if "operations" in rest:  # get or wait, zonal or global
-                name = rest[rest.index("operations") + 1]
-                if name not in self.operations:
-                    raise ApiError(404, f"operation {name} was not found", "notFound")
-                return 200, self.operations[name]
-            case ["projects", project, "global", "firewalls"] if method == "POST":
-                return 200, self.insert_firewall(project, body)
-            case ["projects", project, "global", "firewalls"] if method == "GET":
-                return 200, {
-                    "kind": "compute#firewallList",
-                    "items": [r for (p, _), r in self.firewalls.items() if p == project],
-                }
-            case ["projects", project, "global", "firewalls", name] if method == "GET":
-                return 200, self._firewall(project, name)
-            case ["projects", project, "global", "firewalls", name] if method in {"PATCH", "PUT"}:
-                return 200, self.patch_firewall(project, name, body)
-            case ["projects", project, "global", "firewalls", name] if method == "DELETE":
-                return 200, self.delete_firewall(project, name)
-        raise ApiError(404, f"the emulator does not know {method} {PREFIX}{path}", "notFound")
+    def _patch_firewall(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        project, name = params["project"], params["firewall"]
+        rule = self._firewall(project, name)
+        self._check_firewall({**rule, **body, "name": name})
+
+        def patched() -> None:
+            rule.update({k: v for k, v in body.items() if k != "name"})
+
+        return self._operation(project, None, "patch", rule["selfLink"],
+                               "compute.firewalls.patch", patched)  # fmt: skip
+
+    # -- power watch -------------------------------------------------------------------
+    def _watch_power(self) -> None:
+        """``systemctl poweroff`` run by a process on a VM turns the instance off."""
+        while not self._stop.wait(0.2):
+            for instance in list(self.instances.values()):
+                if instance.vm is not None and instance.resource["status"] == "RUNNING":
+                    instance.vm.poll_power()
 
 
-def _metadata(vm: Vm) -> dict[str, str]:
-    return {item["key"]: item["value"] for item in vm.resource.get("metadata", {}).get("items", [])}
+def _nat_ip(resource: dict[str, Any]) -> str | None:
+    for interface in resource.get("networkInterfaces", []):
+        for access in interface.get("accessConfigs", []):
+            if access.get("natIP"):
+                return str(access["natIP"])
+    return None
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S.000-00:00", time.gmtime())
+def _method_id(call: str) -> str:
+    return call if call.startswith("compute.") else f"compute.{call}"
+
+
+def _docker(*argv: str) -> Any:
+    import subprocess
+
+    return subprocess.run(["docker", *argv], capture_output=True, text=True, check=False)
+
+
+def _docker_rm(container: str) -> None:
+    _docker("rm", "--force", container)
+
+
+def _error_payload(error: ApiError) -> dict[str, Any]:
+    return {
+        "error": {
+            "code": error.code,
+            "message": error.message,
+            "errors": [{"domain": "global", "reason": error.reason, "message": error.message}],
+        }
+    }
+
+
+def _answer(emulator: ComputeEmulator, method: str, target: str, raw: bytes) -> tuple[int, Any]:
+    """One API request (plain or a batch part) -> (status, JSON payload)."""
+    url = urlsplit(target)
+    path = url.path.removeprefix(PREFIX)
+    query = parse_qs(url.query)
+    try:
+        body = json.loads(raw) if raw.strip() else None
+    except json.JSONDecodeError:
+        return 400, _error_payload(ApiError(400, "Invalid JSON payload received."))
+    with emulator.lock:
+        emulator.requests.append(Recorded(method, path, query, body))
+    try:
+        return 200, emulator.handle(method, path, query, body)
+    except ApiError as error:
+        return error.code, _error_payload(error)
+
+
+def _batch(emulator: ComputeEmulator, content_type: str, raw: bytes) -> tuple[bytes, str]:
+    """``multipart/mixed`` of ``application/http`` requests -> the same of responses."""
+    message = email.parser.BytesParser().parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+    )
+    boundary = f"batch_{uuid.uuid4().hex}"
+    parts = []
+    for part in message.get_payload():
+        request = part.get_payload(decode=False)
+        head, _, body = request.replace("\r\n", "\n").partition("\n\n")
+        method, target, _ = head.splitlines()[0].split(" ", 2)
+        code, payload = _answer(emulator, method, target, body.encode())
+        content_id = part["Content-ID"].strip("<>")
+        parts.append(
+            f"--{boundary}\r\nContent-Type: application/http\r\n"
+            f"Content-ID: <response-{content_id}>\r\n\r\n"
+            f"HTTP/1.1 {code} {http.HTTPStatus(code).phrase}\r\n"
+            f"Content-Type: application/json; charset=UTF-8\r\n\r\n{json.dumps(payload)}\r\n"
+        )
+    text = "".join(parts) + f"--{boundary}--\r\n"
+    return text.encode(), f"multipart/mixed; boundary={boundary}"
 
 
 def _handler_for(emulator: ComputeEmulator) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def _serve(self) -> None:
-            url = urlsplit(self.path)
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            body = json.loads(raw) if raw else None
-            path = url.path.removeprefix(PREFIX)
-            with emulator.lock:
-                emulator.requests.append(Recorded(self.command, path, parse_qs(url.query), body))
-            try:
-                code, payload = emulator.handle(self.command, path, body)
-            except ApiError as error:
-                code = error.code
-                payload = {
-                    "error": {
-                        "code": error.code,
-                        "message": error.message,
-                        "errors": [
-                            {"domain": "global", "reason": error.reason, "message": error.message}
-                        ],
-                    }
-                }
-            data = json.dumps(payload).encode()
+            if urlsplit(self.path).path == BATCH_PATH:
+                data, content_type = _batch(emulator, self.headers["Content-Type"], raw)
+                code = 200
+            else:
+                code, payload = _answer(emulator, self.command, self.path, raw)
+                data, content_type = json.dumps(payload).encode(), "application/json"
             self.send_response(code)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
+            self.send_header("Content-Type", f"{content_type}; charset=UTF-8"
+                             if "multipart" not in content_type else content_type)  # fmt: skip
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

@@ -1,4 +1,4 @@
-"""A fixed LaunchSpec for golden tests (fake PEM text, so the goldens never change)."""
+"""A fixed LaunchSpec for golden tests (a fake client CA, so the goldens never change)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ from pathlib import Path
 
 from daskbox.gcloud.settings import LaunchSettings
 from daskbox.gcloud.spec import LaunchImage, LaunchSpec, build_spec
-from daskbox.gcloud.tls import ServerTLS
 
 GOLDEN = Path(__file__).parent / "golden"
 IMAGE = LaunchImage(
@@ -14,15 +13,22 @@ IMAGE = LaunchImage(
     lock_hash="0123456789abcdef" * 4,
     groups=("main",),
 )
-FAKE_TLS = ServerTLS(
-    ca_pem="-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n",
-    cert_pem="-----BEGIN CERTIFICATE-----\nSERVER\n-----END CERTIFICATE-----\n",
-    key_pem="-----BEGIN PRIVATE KEY-----\nKEY\n-----END PRIVATE KEY-----\n",
-)
+FAKE_CLIENT_CA = "-----BEGIN CERTIFICATE-----\nCLIENT CA\n-----END CERTIFICATE-----\n"
 
 
-def fixed_spec(server_tls: ServerTLS = FAKE_TLS, **overrides: object) -> LaunchSpec:
+def fixed_spec(
+    client_ca_pem: str = FAKE_CLIENT_CA,
+    image: LaunchImage = IMAGE,
+    ranges: tuple[str, ...] = ("203.0.113.7/32",),
+    **overrides: object,
+) -> LaunchSpec:
     settings = LaunchSettings(instance="daskbox-demo", workers="4", **overrides)  # type: ignore[arg-type]
     return build_spec(
-        settings, project="acme", image=IMAGE, server_tls=server_tls, ranges=("203.0.113.7/32",)
+        settings,
+        project="acme",
+        project_name="demo",
+        image=image,
+        client_ca_pem=client_ca_pem,
+        tls_days=2,
+        ranges=ranges,
     )

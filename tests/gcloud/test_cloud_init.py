@@ -1,27 +1,30 @@
-"""cloud-init user-data: golden text, validated by Debian's real ``cloud-init schema``."""
+"""cloud-init user-data and its systemd unit: golden text, Debian's real ``cloud-init
+schema`` and systemd's own ``systemd-analyze verify``, and no secret anywhere in it."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
 from golden_files import assert_golden
-from specs import fixed_spec
+from specs import IMAGE, fixed_spec
 
-from daskbox.contract import IMAGE_UID as USER_ID
-from daskbox.gcloud.cloud_init import render_user_data
+from daskbox.errors import LaunchSpecError
+from daskbox.gcloud import cloud_init
+from daskbox.gcloud.cloud_init import render_user_data, unit_text
 from daskbox.gcloud.local import local_argv
-from daskbox.gcloud.spec import docker_run_argv
-from daskbox.gcloud.tls import make_tls_material
+from daskbox.gcloud.tls import make_launch_tls
 
 needs_cloud_init = pytest.mark.skipif(
     shutil.which("cloud-init") is None, reason="Debian's cloud-init package is not installed"
 )
 
 
-def _schema(path) -> subprocess.CompletedProcess[str]:
+def _schema(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["cloud-init", "schema", "--config-file", str(path), "--annotate"],
         capture_output=True,
@@ -33,12 +36,21 @@ def test_user_data_golden():
     assert_golden("user-data.yaml", render_user_data(fixed_spec()))
 
 
+def test_user_data_holds_public_material_only():
+    """The metadata anyone with project read access sees: no private key of any kind."""
+    tls = make_launch_tls("daskbox-demo")
+    text = render_user_data(fixed_spec(client_ca_pem=tls.client_ca_pem))
+    assert "PRIVATE KEY" not in text
+    assert tls.client.key_pem not in text and tls.client.cert_pem not in text
+    files = {item["path"]: item for item in yaml.safe_load(text)["write_files"]}
+    assert files["/etc/daskbox/client-ca.pem"]["content"] == tls.client_ca_pem
+    assert {item["permissions"] for item in files.values()} == {"0644"}
+
+
 @needs_cloud_init
-@pytest.mark.parametrize("method", ["cloud-init", "container-declaration"])
-def test_user_data_passes_cloud_init_schema(tmp_path, method):
-    spec = fixed_spec(make_tls_material("daskbox-demo").server, method=method)
+def test_user_data_passes_cloud_init_schema(tmp_path):
     path = tmp_path / "user-data"
-    path.write_text(render_user_data(spec))
+    path.write_text(render_user_data(fixed_spec(client_ca_pem=make_launch_tls("x").client_ca_pem)))
     result = _schema(path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Valid cloud-config" in result.stdout
@@ -54,62 +66,89 @@ def test_schema_check_catches_a_broken_user_data(tmp_path):
     assert _schema(path).returncode != 0
 
 
-def test_vm_and_local_run_the_same_container(tmp_path):
-    """The local target differs from the VM only in the TLS folder's host path and name,
-    and in listening on loopback only (host networking would put its ports on the LAN)."""
-    spec = fixed_spec()
-    vm = docker_run_argv(spec)
-    local = local_argv(tmp_path, spec)
-    assert local[-3:-1] == ["--env", "DASKBOX_LISTEN_HOST=127.0.0.1"]
-    del local[-3:-1]
-    runcmd = yaml.safe_load(render_user_data(spec))["runcmd"]
-    [run] = [line for line in runcmd if line[2:4] == ["docker", "run"]]
-    assert run[2:] == vm  # after `env HOME=...`
-    differences = [(a, b) for a, b in zip(vm, local, strict=True) if a != b]
-    assert differences == [
-        ("daskbox", "daskbox-demo"),
-        (
-            "/etc/daskbox/tls:/etc/daskbox/tls:ro",
-            f"{tmp_path}/.daskbox/daskbox-demo.tls/server:/etc/daskbox/tls:ro",
-        ),
-    ]
+def _verify(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    """``systemd-analyze verify`` in a root holding this host's units and COS's commands."""
+    root = tmp_path / "root"
+    (root / "usr/lib/systemd").mkdir(parents=True)
+    shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
+    for command in ("usr/bin/docker", "usr/bin/docker-credential-gcr", "usr/bin/curl", "bin/bash"):
+        (root / command).parent.mkdir(parents=True, exist_ok=True)
+        (root / command).write_text("#!/bin/sh\n")
+        (root / command).chmod(0o755)
+    (root / "etc/systemd/system").mkdir(parents=True)
+    (root / "etc/systemd/system/daskbox.service").write_text(text)
+    return subprocess.run(
+        ["systemd-analyze", "verify", f"--root={root}", "daskbox.service"],
+        capture_output=True,
+        text=True,
+    )
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd on this host")
+def test_unit_passes_systemd_analyze_verify(tmp_path):
+    result = _verify(tmp_path, unit_text(fixed_spec()))
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd on this host")
+def test_systemd_analyze_flags_what_it_cannot_run(tmp_path):
+    """The check above is a real one: a misspelt key is reported, a main command that
+    does not exist fails."""
+    text = unit_text(fixed_spec())
+    misspelt = text.replace("RestartPreventExitStatus=", "RestartPreventExitCode=")
+    assert "Unknown key" in _verify(tmp_path / "key", misspelt).stderr
+    missing = text.replace("ExecStart=/usr/bin/docker", "ExecStart=/usr/bin/no-such-command")
+    assert _verify(tmp_path / "exec", missing).returncode != 0
+
+
+def test_unit_order_restart_and_power_policy():
+    lines = unit_text(fixed_spec()).splitlines()
+    for target in ("network-online.target", "gcr-online.target", "docker.service"):
+        assert any(line.startswith("After=") and target in line for line in lines)
+        assert any(line.startswith("Wants=") and target in line for line in lines)
+    assert "Restart=on-failure" in lines
+    assert "RestartPreventExitStatus=2" in lines  # bad settings: not restarted
+    assert "SuccessAction=poweroff" in lines  # the idle timeout's clean exit
+    starts = [line for line in lines if line.startswith("ExecStart")]
+    # The credential helper, the pull, the VM's own TLS, publishing its CA, the stale
+    # container, then the cluster itself (in the foreground, watched by systemd).
+    assert starts[0].startswith("ExecStartPre=/usr/bin/docker-credential-gcr configure-docker")
+    assert "docker pull" in starts[1] and "sleep" in starts[1]
+    assert "/etc/daskbox/node-tls.sh" in starts[2] and "--network none" in starts[2]
+    assert "guest-attributes/daskbox/cluster-ca" in starts[3]
+    assert starts[4] == "ExecStartPre=-/usr/bin/docker rm --force daskbox"
+    assert starts[5].startswith("ExecStart=/usr/bin/docker run --rm --name daskbox ")
+    assert "--detach" not in starts[5] and "--restart" not in starts[5]
 
 
 def test_credential_helper_only_for_google_registries():
-    from dataclasses import replace
+    local = dataclasses.replace(IMAGE, reference="registry.example.com/demo@sha256:" + "c" * 64)
+    assert "docker-credential-gcr" in unit_text(fixed_spec())
+    assert "docker-credential-gcr" not in unit_text(fixed_spec(image=local))
 
+
+def test_arguments_systemd_would_read_differently_are_refused():
+    with pytest.raises(LaunchSpecError, match="cannot be passed through a systemd unit"):
+        unit_text(fixed_spec(memory_per_worker="3GiB'; rm -rf /"))
+
+
+def test_vm_and_local_run_the_same_container(tmp_path):
+    """The local target differs from the VM only in how it is started and restarted, the
+    TLS folder's host path, the container's name, and in listening on loopback only (host
+    networking would put its ports on the LAN)."""
     spec = fixed_spec()
-    local_registry = replace(spec, image=replace(spec.image, reference="localhost:5000/demo:abc"))
-    assert "docker-credential-gcr" in render_user_data(spec)
-    assert "docker-credential-gcr" not in render_user_data(local_registry)
-
-
-@pytest.mark.parametrize("method", ["cloud-init", "container-declaration"])
-def test_server_key_is_readable_by_the_image_user_only(method):
-    """Written root-only 0600, then handed to the image's uid before the container starts."""
-    spec = fixed_spec(method=method)
-    data = yaml.safe_load(render_user_data(spec))
-    modes = {item["path"]: item["permissions"] for item in data["write_files"]}
-    assert modes["/etc/daskbox/tls/server-key.pem"] == "0600"
-    assert modes["/etc/daskbox/tls/ca.pem"] == "0644"
-    chown = ["chown", f"{USER_ID}:{USER_ID}", "/etc/daskbox/tls/server-key.pem"]
-    assert data["runcmd"][0] == chown  # before docker run / the watcher
-
-
-@pytest.mark.parametrize(
-    ("method", "pattern"),
-    [("cloud-init", "name=^daskbox$"), ("container-declaration", "name=^klt-daskbox-demo-")],
-)
-def test_both_methods_start_the_idle_watcher_on_their_container(method, pattern):
-    spec = fixed_spec(method=method)
-    data = yaml.safe_load(render_user_data(spec))
-    [script] = [item["content"] for item in data["write_files"] if item["path"].endswith(".sh")]
-    assert f"--filter '{pattern}'" in script and "systemctl poweroff" in script
-    assert data["runcmd"][-1][:1] == ["systemd-run"]
-
-
-def test_container_declaration_user_data_leaves_the_container_to_konlet():
-    """konlet runs the container: a second `docker run` from cloud-init would clash with it."""
-    runcmd = yaml.safe_load(render_user_data(fixed_spec(method="container-declaration")))["runcmd"]
-    assert not any("docker" in command for argv in runcmd for command in argv)
-    assert any("run" in argv for argv in yaml.safe_load(render_user_data(fixed_spec()))["runcmd"])
+    vm = cloud_init.cluster_argv(spec)
+    local = local_argv(tmp_path, spec)
+    assert local[-3:-1] == ["--env", "DASKBOX_LISTEN_HOST=127.0.0.1"]
+    del local[-3:-1]
+    assert vm[:3] == ["/usr/bin/docker", "run", "--rm"]
+    assert local[:5] == ["docker", "run", "--detach", "--restart", "on-failure:5"]
+    differences = [(a, b) for a, b in zip(vm[3:], local[5:], strict=True) if a != b]
+    assert differences == [
+        ("daskbox", "daskbox-demo"),
+        (
+            "type=bind,source=/var/lib/daskbox/tls,target=/etc/daskbox/tls,readonly",
+            f"type=bind,source={tmp_path}/.daskbox/daskbox-demo.tls/server,"
+            "target=/etc/daskbox/tls,readonly",
+        ),
+    ]

@@ -11,7 +11,7 @@ from specs import IMAGE
 from daskbox.errors import LaunchSpecError
 from daskbox.gcloud.launch import detect_public_ip, plan_launch
 from daskbox.gcloud.settings import LaunchSettings
-from daskbox.gcloud.tls import make_tls_material
+from daskbox.gcloud.tls import make_launch_tls
 from daskbox_services import free_port
 
 
@@ -75,9 +75,10 @@ def test_given_range_skips_detection():
 
     settings = LaunchSettings(instance="daskbox-demo", source_range="192.0.2.4/32")
     spec = plan_launch(
-        settings, project="p", image=IMAGE, tls=make_tls_material("x"), detect_ip=never
-    )
-    assert spec.source_ranges == ("192.0.2.4/32",)
+        settings, project="p", project_name="demo", image=IMAGE, tls=make_launch_tls("x"),
+        tls_days=1, detect_ip=never,
+    )  # fmt: skip
+    assert [rule.source_ranges for rule in spec.firewall_rules] == [("192.0.2.4/32",)]
 
 
 def test_failed_detection_says_to_pass_source_range():
@@ -85,7 +86,9 @@ def test_failed_detection_says_to_pass_source_range():
         plan_launch(
             LaunchSettings(instance="daskbox-demo"),
             project="p",
+            project_name="demo",
             image=IMAGE,
-            tls=make_tls_material("x"),
+            tls=make_launch_tls("x"),
+            tls_days=1,
             detect_ip=lambda: None,
         )

@@ -117,3 +117,50 @@ def test_missing_docker_cli_is_one_line_and_leaves_nothing(project, cluster_imag
     )
     assert _container(instance) is None
     assert not (project / ".daskbox" / f"{instance}.tls").exists()
+
+
+def test_bad_settings_stop_the_local_launch_without_a_restart_loop(project, cluster_image):
+    """What only the container can tell (memory it does not have) is refused by the
+    entrypoint's own --dry-run in the same set-up: exit 2, its line, nothing started."""
+    instance = _instance(project)
+    result = daskbox(
+        project, None, "launch", "--local", "--image", cluster_image.reference,
+        "--workers", "2", "--memory-per-worker", "4TiB", check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    [message] = result.stderr.strip().splitlines()
+    assert message.startswith("error: the cluster would not start: daskbox entrypoint: ")
+    assert "MEMORY_PER_WORKER" in message
+    assert "--dry-run" in result.stdout and "--detach" not in result.stdout
+    assert _container(instance) is None
+    assert not (project / ".daskbox").exists() or not list((project / ".daskbox").iterdir())
+
+
+def test_interrupted_local_launch_rolls_back(project, cluster_image):
+    """Ctrl-C while the container starts: one line, the container, its TLS folder and the
+    record are removed, nothing is left."""
+    import signal
+    import time
+
+    from conftest import DASKBOX
+
+    instance = _instance(project)
+    process = subprocess.Popen(
+        [str(DASKBOX), "launch", "--local", "--image", cluster_image.reference],
+        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("waiting for the scheduler"):
+            break
+    time.sleep(0.3)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert stderr.strip() == (
+        f"interrupted: rolled back the local launch of {instance} (container, TLS folder, "
+        "record); nothing is left"
+    )
+    assert _container(instance) is None
+    assert not list((project / ".daskbox").iterdir())

@@ -1,19 +1,29 @@
-"""Per-launch TLS: a fresh CA each time; both certificates chain to it and only to it."""
+"""TLS per launch: a client CA whose key is dropped, a cluster CA made where the cluster
+runs (here for the local target; on the VM by node_tls.sh, run with this host's openssl),
+and the extended key usages each side really needs."""
 
 from __future__ import annotations
 
 import datetime
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from daskbox.errors import GcloudError
+from daskbox.gcloud.node_tls import NODE_TLS_SCRIPT
 from daskbox.gcloud.tls import (
     LONG_VALIDITY,
     VALIDITY_MARGIN,
     certificate_validity,
-    make_tls_material,
+    make_launch_tls,
+    make_local_cluster,
+    pin_cluster_ca,
+    validity_days,
 )
 
 
@@ -21,60 +31,117 @@ def _cert(pem: str) -> x509.Certificate:
     return x509.load_pem_x509_certificate(pem.encode())
 
 
-def test_certificates_chain_to_the_launch_ca():
-    material = make_tls_material("daskbox-demo")
-    ca = _cert(material.server.ca_pem)
-    assert material.client.ca_pem == material.server.ca_pem
-    for pem in (material.server.cert_pem, material.client.cert_pem):
-        _cert(pem).verify_directly_issued_by(ca)
+def _usages(pem: str) -> set[x509.ObjectIdentifier]:
+    return set(_cert(pem).extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
 
 
-def test_server_pair_serves_both_roles_client_pair_only_the_client():
-    material = make_tls_material("daskbox-demo")
-    server_usage = (
-        _cert(material.server.cert_pem)
-        .extensions.get_extension_for_class(x509.ExtendedKeyUsage)
-        .value
-    )
-    client_usage = (
-        _cert(material.client.cert_pem)
-        .extensions.get_extension_for_class(x509.ExtendedKeyUsage)
-        .value
-    )
-    assert set(server_usage) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
-    assert list(client_usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+def test_client_certificate_is_for_client_authentication_only():
+    launch = make_launch_tls("daskbox-demo")
+    _cert(launch.client.cert_pem).verify_directly_issued_by(_cert(launch.client_ca_pem))
+    assert _usages(launch.client.cert_pem) == {ExtendedKeyUsageOID.CLIENT_AUTH}
+    assert launch.client.ca_pem == ""  # nothing trusted until the cluster CA is pinned
 
 
-def test_every_launch_gets_a_new_ca():
-    first, second = make_tls_material("a"), make_tls_material("a")
-    assert first.server.ca_pem != second.server.ca_pem
+def test_node_certificate_listens_and_dials_under_the_cluster_ca():
+    launch = make_launch_tls("daskbox-demo")
+    material = make_local_cluster("daskbox-demo", launch)
+    server, client = material.server, material.client
+    cluster_ca = _cert(client.ca_pem)
+    _cert(server.cert_pem).verify_directly_issued_by(cluster_ca)
+    assert _usages(server.cert_pem) == {
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        ExtendedKeyUsageOID.CLIENT_AUTH,
+    }
+    # The cluster trusts its own CA (workers) and the client CA (the laptop), nothing else.
+    bundle = x509.load_pem_x509_certificates(server.ca_pem.encode())
+    assert [c.subject for c in bundle] == [cluster_ca.subject, _cert(launch.client_ca_pem).subject]
+
+
+def test_every_launch_gets_new_authorities():
+    first, second = make_launch_tls("a"), make_launch_tls("a")
+    assert first.client_ca_pem != second.client_ca_pem
     with pytest.raises(InvalidSignature):
-        _cert(first.client.cert_pem).verify_directly_issued_by(_cert(second.server.ca_pem))
+        _cert(first.client.cert_pem).verify_directly_issued_by(_cert(second.client_ca_pem))
+
+
+def test_pinning_accepts_one_ca_certificate_only():
+    launch = make_launch_tls("x")
+    client = make_local_cluster("x", launch).client
+    assert pin_cluster_ca(launch.client, client.ca_pem).ca_pem == client.ca_pem
+    for bad in ("", "not a certificate", launch.client.cert_pem, client.ca_pem * 2):
+        with pytest.raises(GcloudError, match="relaunch"):
+            pin_cluster_ca(launch.client, bad)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl CLI on this host")
+def test_strict_verification_accepts_the_chains(tmp_path):
+    """Python 3.13 verifies RFC 5280 strictly (key identifiers, critical constraints), as
+    ``openssl verify -x509_strict`` does: both chains pass it."""
+    launch = make_launch_tls("x")
+    material = make_local_cluster("x", launch)
+    server, client = material.server, material.client
+    for ca, cert in ((client.ca_pem, server.cert_pem), (launch.client_ca_pem, client.cert_pem)):
+        (tmp_path / "ca.pem").write_text(ca)
+        (tmp_path / "cert.pem").write_text(cert)
+        result = subprocess.run(
+            ["openssl", "verify", "-x509_strict", "-CAfile", str(tmp_path / "ca.pem"),
+             str(tmp_path / "cert.pem")],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(
-    ("max_run_duration", "expected"),
+    ("seconds", "expected"),
     [
-        ("8h", datetime.timedelta(hours=8) + VALIDITY_MARGIN),
-        ("30d", datetime.timedelta(days=30) + VALIDITY_MARGIN),
-        ("1d12h30m", datetime.timedelta(days=1, hours=12, minutes=30) + VALIDITY_MARGIN),
-        ("0", LONG_VALIDITY),
-        ("", LONG_VALIDITY),
+        (8 * 3600, datetime.timedelta(hours=8) + VALIDITY_MARGIN),
+        (30 * 86400, datetime.timedelta(days=30) + VALIDITY_MARGIN),
         (None, LONG_VALIDITY),
     ],
 )
-def test_validity_covers_the_maximum_run_duration(max_run_duration, expected):
-    assert certificate_validity(max_run_duration) == expected
+def test_validity_covers_the_maximum_run_duration(seconds, expected):
+    assert certificate_validity(seconds) == expected
 
 
-@pytest.mark.parametrize("max_run_duration", ["30d", "0"])
-def test_certificates_outlive_the_vm(max_run_duration):
-    """A 30-day VM (or one never deleted) keeps working TLS until it is gone."""
-    validity = certificate_validity(max_run_duration)
-    material = make_tls_material("daskbox-demo", validity)
-    now = datetime.datetime.now(datetime.timezone.utc)
-    for pem in (material.server.ca_pem, material.server.cert_pem, material.client.cert_pem):
-        expires = _cert(pem).not_valid_after_utc
-        assert expires >= now + validity - datetime.timedelta(minutes=1)
-        assert expires <= now + validity + datetime.timedelta(minutes=1)
-    assert _cert(material.server.cert_pem).not_valid_after_utc > now + datetime.timedelta(days=30)
+@pytest.mark.parametrize(
+    ("validity", "days"),
+    [(datetime.timedelta(hours=32), 2), (datetime.timedelta(days=2), 2), (LONG_VALIDITY, 365)],
+)
+def test_vm_certificates_get_whole_days_never_fewer(validity, days):
+    assert validity_days(validity) == days
+
+
+def _node_tls(folder: Path, client_ca: str, days: int = 2) -> subprocess.CompletedProcess[str]:
+    script = folder / "node-tls.sh"
+    script.write_text(NODE_TLS_SCRIPT)
+    (folder / "client-ca.pem").write_text(client_ca)
+    argv = ["sh", str(script), str(folder / "state"), str(folder / "tls"),
+            str(folder / "client-ca.pem"), str(days), "10001", "daskbox-demo"]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl CLI on this host")
+def test_vm_script_makes_its_own_ca_and_node_pair_once(tmp_path):
+    """What the VM runs at boot, run here: the node pair chains to a CA made on the spot,
+    the trust bundle holds that CA and the client CA, a second run changes nothing."""
+    launch = make_launch_tls("daskbox-demo")
+    first = _node_tls(tmp_path, launch.client_ca_pem)
+    assert first.returncode == 0, first.stderr
+    tls = tmp_path / "tls"
+    cluster_ca = (tls / "cluster-ca.pem").read_text()
+    node = (tls / "server.pem").read_text()
+    _cert(node).verify_directly_issued_by(_cert(cluster_ca))
+    assert _usages(node) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    assert (tls / "ca.pem").read_text() == cluster_ca + launch.client_ca_pem
+    assert (tls / "server-key.pem").stat().st_uid == 10001
+    assert oct((tls / "server-key.pem").stat().st_mode & 0o777) == "0o600"
+    assert oct((tmp_path / "state").stat().st_mode & 0o777) == "0o700"
+    assert not (tls / "ca-key.pem").exists() and (tmp_path / "state" / "ca-key.pem").exists()
+    expires = _cert(node).not_valid_after_utc
+    assert expires - datetime.datetime.now(datetime.timezone.utc) > datetime.timedelta(days=1)
+
+    second = _node_tls(tmp_path, launch.client_ca_pem)
+    assert second.returncode == 0, second.stderr
+    assert (tls / "cluster-ca.pem").read_text() == cluster_ca  # a reboot keeps the pin valid
+    assert (tls / "server.pem").read_text() == node
+    pin_cluster_ca(launch.client, cluster_ca)  # what launch accepts from the guest attribute

@@ -29,17 +29,19 @@ LAUNCH = ("launch", "--source-range", "203.0.113.7/32")
 
 
 @pytest.fixture
-def user_project(tmp_path, registry):
+def user_project(tmp_path, open_registry):
+    """A fixture project pushing to a registry the emulated VM pulls from without
+    credentials (on 127.0.0.1, hence the explicit allow-private-registry)."""
     root = tmp_path / "user-project"
     shutil.copytree(FIXTURE, root, ignore=shutil.ignore_patterns(".daskbox"))
     instance = f"daskbox-gcloud-images-{uuid.uuid4().hex[:6]}"
-    repository = f"{registry.host}/daskbox-gcloud-{instance}"
+    repository = f"{open_registry.host}/daskbox-gcloud-{instance}"
     with (root / "pyproject.toml").open("a") as stream:
         stream.write(
             f'\n[tool.daskbox]\nrepository = "{repository}"\n'
             f'\n[tool.daskbox.gcloud]\ninstance = "{instance}"\n'
             f"scheduler-port = {free_port()}\ndashboard-port = {free_port()}\n"
-            'idle-timeout = "0"\ntimeout = 120\n'
+            'idle-timeout = "0"\ntimeout = 120\nallow-private-registry = true\n'
         )
     yield root
     client = docker.from_env()

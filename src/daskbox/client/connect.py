@@ -103,10 +103,10 @@ def open_connection_file(
     else:
         connection_path = find_connection_file(find_project_root(), instance)
     connection = read_connection_file(connection_path)
-    if not connection.scheduler_address:
+    if connection.state != "ready" or not connection.scheduler_address:
         raise ClusterUnreachable(
-            f"the launch of {connection.instance} did not finish (no scheduler address yet in "
-            f"{connection_path}): wait for `invoke launch`, or run `invoke teardown`"
+            f"the launch of {connection.instance} did not finish ({connection_path} says "
+            f"{connection.state!r}): wait for `invoke launch`, or run `invoke teardown`"
         )
     return connection_path, connection
 

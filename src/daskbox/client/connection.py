@@ -13,8 +13,8 @@ import os
 import stat
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path, PurePath
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from daskbox._files import write_atomically
 from daskbox._tasks import Progress
@@ -29,6 +29,10 @@ FORMAT_VERSION = 2
 CONNECTION_DIR = STATE_DIR
 
 Target = Literal["gce", "local"]
+# A real path, or a pure one (e.g. PureWindowsPath in tests): paths are built the same way.
+AnyPath = TypeVar("AnyPath", bound=PurePath)
+# "launching": recorded before anything is created, resources may exist; "ready": answering.
+LaunchState = Literal["launching", "ready"]
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,8 @@ class ConnectionFile:
     extras: tuple[str, ...] = ()  # the project's extras installed in the image
     project: str | None = None
     zone: str | None = None
-    firewall_rule: str | None = None
+    firewall_rules: tuple[str, ...] = ()  # the launch's own rules (one per IP family)
+    state: LaunchState = "ready"
     created_at: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
     # What build and push recorded about the image (None for an explicit --image).
@@ -122,6 +127,7 @@ class ConnectionFile:
             record = data.pop("record", None)
             data["groups"] = tuple(data["groups"])
             data["extras"] = tuple(data.get("extras", ()))
+            data["firewall_rules"] = tuple(data.get("firewall_rules", ()))
             image = None if record is None else ImageRecord.from_dict(record, source)
             return cls(tls=tls, record=image, **data)
         except (TypeError, KeyError, ImageRecordError) as error:
@@ -130,12 +136,12 @@ class ConnectionFile:
             ) from None
 
 
-def connection_dir(project_root: Path) -> Path:
+def connection_dir(project_root: AnyPath) -> AnyPath:
     """``<project>/.daskbox``, where the project's connection files live."""
     return project_root / CONNECTION_DIR
 
 
-def connection_path(project_root: Path, instance: str) -> Path:
+def connection_path(project_root: AnyPath, instance: str) -> AnyPath:
     """``<project>/.daskbox/<instance>.json``."""
     return connection_dir(project_root) / f"{instance}.json"
 

@@ -12,9 +12,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from daskbox.contract import EXIT_BAD_SETTINGS
 from daskbox.entrypoint.stop import StopRequest
-
-BAD_SETTINGS = 2
 
 
 def _error(message: str, code: int) -> int:
@@ -49,7 +48,7 @@ def main(
         limits = read_limits(root)
         plan = plan_sizing(limits, settings.overrides)
     except SettingsError as error:
-        return _error(str(error), BAD_SETTINGS)
+        return _error(str(error), EXIT_BAD_SETTINGS)
     relay = LogRelay(sys.stdout.buffer, sys.stderr.buffer)
     for line in render_plan(limits, plan).splitlines():
         relay.say(line)
@@ -58,7 +57,7 @@ def main(
     try:
         check_ports_free(settings)
     except SettingsError as error:
-        return _error(str(error), BAD_SETTINGS)
+        return _error(str(error), EXIT_BAD_SETTINGS)
     return run_cluster(settings, plan, relay, stop)
 
 

@@ -1,63 +1,144 @@
-"""LaunchSpec -> ``#cloud-config`` user-data for Container-Optimized OS.
+"""LaunchSpec -> ``#cloud-config`` user-data for Container-Optimized OS. Pure: text out.
 
-For the default method the VM's cloud-init writes the server's TLS files, lets Docker pull
-from Google's registries with the VM's service account, runs the one ``docker run`` from
-``spec.docker_run_argv``, and starts a watcher that powers the VM off once the container
-exits 0 (the entrypoint's idle timeout). For the legacy container-declaration method,
-konlet runs the container; the user-data then writes the TLS files and starts the same
-watcher, pointed at konlet's container name. Pure: text out, nothing touched.
+Everything in it is public: the client CA's certificate, a script and a systemd unit.
+COS runs cloud-init at every boot (``/var/lib/cloud`` and ``/etc`` are stateless), so the
+user-data describes the whole machine and each boot rebuilds it the same way; what must
+survive a reboot (the cluster CA, the node key, Docker's client configuration) lives on
+the stateful ``/var/lib/daskbox``.
+
+The unit, as Google's COS examples run containers, is ordered after the network,
+``gcr-online.target`` (the metadata server's credentials) and Docker, and each start:
+
+1. configures ``docker-credential-gcr`` for a Google registry (the VM's service account);
+2. pulls the image by digest, retried with doubling waits (2 s up to 2 minutes);
+3. makes the cluster CA and node key on the VM (``node_tls``) in a throwaway container of
+   that image, once per boot disk;
+4. publishes the cluster CA certificate as a guest attribute (the laptop pins it);
+5. removes a container a previous boot left behind, then runs the cluster in the
+   foreground, so systemd watches the entrypoint itself.
+
+systemd restarts it after a crash but not after exit code 2 (bad settings: the same
+settings fail the same way), and ``SuccessAction=poweroff`` powers the VM off when it
+exits 0, which the entrypoint does after its idle timeout. Only this boot's process can
+trigger that: an exit from a previous boot is never looked at.
 """
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import yaml
 
-from daskbox.contract import CONTAINER_NAME, IMAGE_UID, TLS_DIR, TLS_KEY_FILE
-from daskbox.gcloud.spec import LaunchSpec, docker_run_argv, tls_files
-from daskbox.image_ref import ImageRef
+from daskbox import contract
+from daskbox.errors import LaunchSpecError
+from daskbox.gcloud.node_tls import NODE_TLS_SCRIPT
+from daskbox.gcloud.registry import is_google_registry, registry_host
+from daskbox.gcloud.spec import LaunchSpec, container_args
 
-# COS mounts / read-only, so Docker's client config (credential helpers) lives under /var.
-DOCKER_HOME = "/var/lib/daskbox"
-WATCHER_PATH = "/etc/daskbox/poweroff-when-idle.sh"
-WATCHER_UNIT = "daskbox-poweroff-when-idle"
-
-# `docker wait` returns the exit code of each stop; a crash (non-zero) is restarted by the
-# restart policy and waited for again, a clean stop (idle timeout, exit 0) powers off.
-# The container is looked up by a name pattern each round (konlet picks a random suffix,
-# and may recreate it); a container still in "created" state is skipped, since
-# `docker wait` would report 0 for it before it ever ran.
-WATCHER_SCRIPT = """\
-#!/bin/bash
-# Power the VM off when the daskbox container stops cleanly (its idle timeout).
-while true; do
-  container=$(docker ps --all --quiet --filter 'name={pattern}' \\
-    --filter status=running --filter status=restarting --filter status=exited | head -n 1)
-  if [ -n "$container" ] && [ "$(docker wait "$container" 2>/dev/null)" = 0 ]; then
-    systemctl poweroff
-    exit 0
-  fi
-  sleep 10
-done
-"""
-
-
-def container_name_pattern(spec: LaunchSpec) -> str:
-    """How the watcher finds the container: ours is ``daskbox``; konlet names its
-    container ``klt-<instance>-<random suffix>``."""
-    if spec.method == "cloud-init":
-        return f"^{CONTAINER_NAME}$"
-    return f"^klt-{spec.instance}-"
+# On the VM host (COS mounts / read-only; /etc is rebuilt at every boot, /var is kept).
+STATE_ROOT = "/var/lib/daskbox"  # HOME for Docker's client config and the TLS state
+CA_DIR = f"{STATE_ROOT}/ca"  # root-only: the cluster CA key, never mounted into the cluster
+HOST_TLS_DIR = f"{STATE_ROOT}/tls"  # mounted read-only at contract.TLS_DIR
+CONFIG_DIR = "/etc/daskbox"
+CLIENT_CA_PATH = f"{CONFIG_DIR}/client-ca.pem"
+NODE_TLS_PATH = f"{CONFIG_DIR}/node-tls.sh"
+UNIT_NAME = "daskbox.service"
+UNIT_PATH = f"/etc/systemd/system/{UNIT_NAME}"
+DOCKER = "/usr/bin/docker"
+METADATA_URL = "http://metadata.google.internal/computeMetadata/v1"
+GUEST_ATTRIBUTE_URL = (
+    f"{METADATA_URL}/instance/guest-attributes/"
+    f"{contract.GUEST_ATTRIBUTE_NAMESPACE}/{contract.GUEST_ATTRIBUTE_CLUSTER_CA}"
+)
+# `docker pull` with doubling waits (2 s, 4 s, ... 128 s); $1 is the image.
+PULL_WITH_BACKOFF = (
+    'delay=2; for attempt in 1 2 3 4 5 6 7; do docker pull "$1" && exit 0; '
+    'echo "pull failed (attempt $attempt), retrying in ${delay}s"; sleep "$delay"; '
+    "delay=$((delay * 2)); done; exit 1"
+)
 
 
-def google_registry(registry: str) -> bool:
-    """Artifact Registry (*-docker.pkg.dev) and Container Registry (gcr.io) need the helper."""
-    return registry.endswith(".pkg.dev") or registry == "gcr.io" or registry.endswith(".gcr.io")
+def _exec(argv: list[str]) -> str:
+    """An argv as one systemd ``Exec*=`` value: shell-style quoting, with systemd's own
+    escapes for ``$`` (variables) and ``%`` (specifiers).
+
+    systemd reads whole-word quotes as a shell does but treats backslashes and quotes
+    inside a word its own way, so an argument holding either is refused, not guessed at.
+    """
+    for arg in argv:
+        if "'" in arg or "\\" in arg or "\n" in arg:
+            raise LaunchSpecError(f"{arg!r} cannot be passed through a systemd unit safely")
+    return shlex.join(argv).replace("$", "$$").replace("%", "%%")
+
+
+def node_tls_argv(spec: LaunchSpec) -> list[str]:
+    """The throwaway container that makes the cluster CA and node key (``node_tls``)."""
+    return [
+        DOCKER, "run", "--rm", "--network", "none", "--user", "0:0",
+        "--entrypoint", "/bin/sh",
+        "--mount", f"type=bind,source={STATE_ROOT},target={STATE_ROOT}",
+        "--mount", f"type=bind,source={CONFIG_DIR},target={CONFIG_DIR},readonly",
+        spec.image.reference,
+        NODE_TLS_PATH, CA_DIR, HOST_TLS_DIR, CLIENT_CA_PATH, str(spec.tls_days),
+        str(contract.IMAGE_UID), spec.instance,
+    ]  # fmt: skip
+
+
+def publish_argv() -> list[str]:
+    """Publish the cluster CA certificate (public) as a guest attribute."""
+    return [
+        "/usr/bin/curl", "--silent", "--show-error", "--fail", "--retry", "5",
+        "--retry-connrefused", "--request", "PUT", "--header", "Metadata-Flavor: Google",
+        "--upload-file", f"{HOST_TLS_DIR}/cluster-ca.pem", GUEST_ATTRIBUTE_URL,
+    ]  # fmt: skip
+
+
+def cluster_argv(spec: LaunchSpec) -> list[str]:
+    """The cluster's container, in the foreground under systemd (which restarts it)."""
+    args = container_args(spec, tls_source=HOST_TLS_DIR, name=contract.CONTAINER_NAME)
+    return [DOCKER, "run", "--rm", *args]
+
+
+def unit_text(spec: LaunchSpec) -> str:
+    """The systemd unit that runs the cluster (see the module docstring)."""
+    registry = registry_host(spec.image.reference)
+    pre = []
+    if is_google_registry(registry):
+        pre.append(["/usr/bin/docker-credential-gcr", "configure-docker", "--registries", registry])
+    pre += [
+        ["/bin/bash", "-c", PULL_WITH_BACKOFF, "pull", spec.image.reference],
+        node_tls_argv(spec),
+        publish_argv(),
+    ]
+    lines = [
+        "[Unit]",
+        f"Description=daskbox: Dask scheduler and workers of {spec.instance}",
+        "Wants=network-online.target gcr-online.target docker.service",
+        "After=network-online.target gcr-online.target docker.service",
+        # A clean exit is the entrypoint's idle timeout: the VM stops costing money.
+        "SuccessAction=poweroff",
+        "StartLimitIntervalSec=0",
+        "",
+        "[Service]",
+        f"Environment=HOME={STATE_ROOT}",
+        # The pull may wait minutes for the registry; the default 90 s would cut it short.
+        "TimeoutStartSec=0",
+        *(f"ExecStartPre={_exec(argv)}" for argv in pre),
+        f"ExecStartPre=-{_exec([DOCKER, 'rm', '--force', contract.CONTAINER_NAME])}",
+        f"ExecStart={_exec(cluster_argv(spec))}",
+        "Restart=on-failure",
+        "RestartSec=10",
+        f"RestartPreventExitStatus={contract.EXIT_BAD_SETTINGS}",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 class _Dumper(yaml.SafeDumper):
-    """Multi-line strings (PEM, scripts) as ``|`` blocks, each argv on one ``[...]`` line."""
+    """Multi-line strings (PEM, scripts, the unit) as ``|`` blocks, argv as ``[...]`` lines."""
 
 
 def _str_presenter(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
@@ -74,60 +155,29 @@ _Dumper.add_representer(str, _str_presenter)
 _Dumper.add_representer(list, _list_presenter)
 
 
-def _with_docker_home(argv: list[str]) -> list[str]:
-    return ["env", f"HOME={DOCKER_HOME}", *argv]
-
-
-def _tls_write_files(spec: LaunchSpec) -> list[dict[str, str]]:
-    # cloud-init's `owner` takes only names the host knows, and the image's user exists only
-    # in the image, so the private key is written root-only and handed to its uid by
-    # `_tls_runcmd`. The CA and the certificate are public.
-    return [
-        {
-            "path": f"{TLS_DIR}/{name}",
-            "permissions": "0600" if name == TLS_KEY_FILE else "0644",
-            "owner": "root:root",
-            "content": pem,
-        }
-        for name, pem in tls_files(spec)
-    ]
-
-
-def _tls_runcmd() -> list[list[str]]:
-    """Give the server key to the image's non-root user (numeric: the host has no such user)."""
-    return [["chown", f"{IMAGE_UID}:{IMAGE_UID}", f"{TLS_DIR}/{TLS_KEY_FILE}"]]
-
-
-def _watcher(spec: LaunchSpec) -> tuple[dict[str, str], list[str]]:
-    script = WATCHER_SCRIPT.format(pattern=container_name_pattern(spec))
-    write = {"path": WATCHER_PATH, "permissions": "0755", "content": script}
-    return write, ["systemd-run", "--unit", WATCHER_UNIT, "/bin/bash", WATCHER_PATH]
-
-
 def cloud_config(spec: LaunchSpec) -> dict[str, Any]:
-    """The cloud-config as data (what ``render_user_data`` serializes).
-
-    Both methods write the TLS files and start the idle watcher; with the default method
-    the VM also runs the container itself (with container-declaration, konlet does, and
-    the restart policy covers the moment before the TLS files exist).
-    """
-    watcher_file, watcher_command = _watcher(spec)
-    runcmd: list[list[str]] = _tls_runcmd()
-    if spec.method == "cloud-init":
-        runcmd.append(["mkdir", "-p", DOCKER_HOME])
-        registry = ImageRef.parse(spec.image.reference).registry
-        if google_registry(registry):
-            runcmd.append(
-                _with_docker_home(
-                    ["docker-credential-gcr", "configure-docker", "--registries", registry]
-                )
-            )
-        runcmd.append(_with_docker_home(docker_run_argv(spec)))
-    runcmd.append(watcher_command)
-    return {"write_files": [*_tls_write_files(spec), watcher_file], "runcmd": runcmd}
+    """The cloud-config as data (what ``render_user_data`` serializes): public files only."""
+    files = [
+        (CLIENT_CA_PATH, spec.client_ca_pem),
+        (NODE_TLS_PATH, NODE_TLS_SCRIPT),
+        (UNIT_PATH, unit_text(spec)),
+    ]
+    return {
+        "write_files": [
+            {"path": path, "permissions": "0644", "owner": "root:root", "content": content}
+            for path, content in files
+        ],
+        "runcmd": [
+            # --mount needs its source to exist; /var keeps it from the first boot on.
+            ["mkdir", "-p", STATE_ROOT],
+            ["systemctl", "daemon-reload"],
+            # --no-block: cloud-init must not wait for a unit ordered after the network.
+            ["systemctl", "start", "--no-block", UNIT_NAME],
+        ],
+    }
 
 
 def render_user_data(spec: LaunchSpec) -> str:
-    """``#cloud-config`` text for the instance's ``user-data`` metadata (either method)."""
+    """``#cloud-config`` text for the instance's ``user-data`` metadata."""
     body = yaml.dump(cloud_config(spec), Dumper=_Dumper, sort_keys=False, width=1000)
     return f"#cloud-config\n{body}"

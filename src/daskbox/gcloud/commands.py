@@ -2,14 +2,17 @@
 
 Every command names ``--project`` (and ``--zone``) explicitly, so what is printed is what
 runs regardless of the user's gcloud defaults, and asks for JSON so ``launch`` can read
-the result without a second call.
+the result without a second call. ``argv[0]`` is the bare name ``gcloud``; the runner
+replaces it with the full path it found (``gcloud.cmd`` on Windows).
 """
 
 from __future__ import annotations
 
-from daskbox.contract import INSTANCE_LABEL
-from daskbox.gcloud.container_declaration import container_flags
-from daskbox.gcloud.spec import LaunchSpec
+import re
+
+from daskbox import contract
+from daskbox.gcloud.machines import COS_IMAGE_PROJECT
+from daskbox.gcloud.spec import FirewallRule, LaunchSpec, firewall_description, label_marker
 
 GCLOUD = "gcloud"
 USER_DATA_PLACEHOLDER = "<user-data file>"
@@ -34,75 +37,71 @@ def config_list() -> list[str]:
     return [GCLOUD, "config", "list", "--format", "json"]
 
 
-def firewall_describe(project: str, rule: str) -> list[str]:
-    """The shared rule as JSON (its current source ranges), or "not found"."""
-    return [GCLOUD, "compute", "firewall-rules", "describe", rule, "--project", project,
-            "--format", "json"]  # fmt: skip
-
-
-def firewall_create(spec: LaunchSpec) -> list[str]:
-    """Allow the scheduler and dashboard ports from the owner's range to the daskbox tag."""
+def firewall_create(spec: LaunchSpec, rule: FirewallRule) -> list[str]:
+    """Allow the scheduler and dashboard ports from the owner's ranges to this instance only."""
     return [
-        GCLOUD, "compute", "firewall-rules", "create", spec.firewall_rule,
+        GCLOUD, "compute", "firewall-rules", "create", rule.name,
         "--project", spec.project,
         "--network", spec.network,
         "--direction", "INGRESS",
         "--action", "ALLOW",
         "--rules", spec.firewall_allow,
-        "--target-tags", spec.network_tag,
-        "--source-ranges", ",".join(spec.source_ranges),
-        "--description", "daskbox: Dask scheduler and dashboard, reachable by their owner only",
+        "--target-tags", spec.instance_tag,
+        "--source-ranges", ",".join(rule.source_ranges),
+        "--description", firewall_description(spec.instance, spec.project_label),
         "--format", "json",
     ]  # fmt: skip
 
 
-def firewall_update(spec: LaunchSpec, ranges: tuple[str, ...]) -> list[str]:
-    """Widen an existing shared rule to also admit this launch's caller."""
-    return [GCLOUD, "compute", "firewall-rules", "update", spec.firewall_rule,
-            "--project", spec.project, "--source-ranges", ",".join(ranges),
+def firewall_delete(project: str, rules: tuple[str, ...]) -> list[str]:
+    """Delete a launch's rules in one call, without a prompt."""
+    return [GCLOUD, "compute", "firewall-rules", "delete", *rules, "--project", project, "--quiet"]
+
+
+def firewall_list(project: str, label: str) -> list[str]:
+    """The rules daskbox launches of this project created (found by their description)."""
+    return [GCLOUD, "compute", "firewall-rules", "list", "--project", project,
+            "--filter", f"description~{re.escape(label_marker(label))}",
             "--format", "json"]  # fmt: skip
 
 
-def firewall_delete(project: str, rule: str) -> list[str]:
-    """Delete the shared rule without a prompt (teardown, or a launch's rollback)."""
-    return [GCLOUD, "compute", "firewall-rules", "delete", rule, "--project", project, "--quiet"]
-
-
 def instance_create(spec: LaunchSpec, user_data_path: str = USER_DATA_PLACEHOLDER) -> list[str]:
-    """``instances create`` (cloud-init, default) or ``create-with-container`` (legacy)."""
-    verb = "create" if spec.method == "cloud-init" else "create-with-container"
+    """``instances create`` on Container-Optimized OS with the launch's user-data.
+
+    ``enable-guest-attributes`` lets the VM publish its cluster CA certificate, the only
+    thing the VM hands back; the metadata itself holds public material only.
+    """
     argv = [
-        GCLOUD, "compute", "instances", verb, spec.instance,
+        GCLOUD, "compute", "instances", "create", spec.instance,
         "--project", spec.project,
         "--zone", spec.zone,
         "--machine-type", spec.machine_type,
-        "--image-project", "cos-cloud",
-        "--image-family", "cos-stable",
+        "--image-project", COS_IMAGE_PROJECT,
+        "--image-family", spec.image_family,
         "--boot-disk-size", f"{spec.boot_disk_size_gb}GB",
         "--network", spec.network,
-        "--tags", spec.network_tag,
+        "--tags", ",".join(spec.network_tags),
         "--labels", _labels(spec),
         "--scopes", ",".join(spec.scopes),
+        "--metadata", "enable-guest-attributes=TRUE",
         "--metadata-from-file", f"user-data={user_data_path}",
     ]  # fmt: skip
     if spec.service_account:
         argv += ["--service-account", spec.service_account]
     if spec.spot:
         argv += ["--provisioning-model", "SPOT"]
-    if spec.max_run_duration:
+    if spec.max_run_seconds:
         argv += [
-            "--max-run-duration", spec.max_run_duration,
+            "--max-run-duration", f"{spec.max_run_seconds}s",
             "--instance-termination-action", spec.termination_action,
         ]  # fmt: skip
     elif spec.spot:
         argv += ["--instance-termination-action", spec.termination_action]
-    if spec.method == "container-declaration":
-        argv += container_flags(spec)
     return [*argv, "--format", "json"]
 
 
 def instance_describe(project: str, zone: str, instance: str) -> list[str]:
-    """The instance as JSON (launch polls it for the external IP)."""
+    """The instance as JSON (launch reads the external IP from it)."""
     return [GCLOUD, "compute", "instances", "describe", instance, "--project", project,
             "--zone", zone, "--format", "json"]  # fmt: skip
 
@@ -113,10 +112,21 @@ def instance_delete(project: str, zone: str, instance: str) -> list[str]:
             "--zone", zone, "--quiet"]  # fmt: skip
 
 
-def instance_list(project: str) -> list[str]:
-    """Every daskbox-labelled instance in every zone of the project."""
+def instance_list(project: str, label: str | None = None) -> list[str]:
+    """daskbox's instances in every zone of the project (only this project's with ``label``)."""
+    wanted = f"labels.{contract.INSTANCE_LABEL}={contract.INSTANCE_LABEL_VALUE}"
+    if label is not None:
+        wanted += f" AND labels.{contract.INSTANCE_PROJECT_LABEL}={label}"
     return [GCLOUD, "compute", "instances", "list", "--project", project,
-            "--filter", f"labels.{INSTANCE_LABEL}:*", "--format", "json"]  # fmt: skip
+            "--filter", wanted, "--format", "json"]  # fmt: skip
+
+
+def cluster_ca(project: str, zone: str, instance: str) -> list[str]:
+    """The cluster CA certificate the VM published as a guest attribute."""
+    path = f"{contract.GUEST_ATTRIBUTE_NAMESPACE}/{contract.GUEST_ATTRIBUTE_CLUSTER_CA}"
+    return [GCLOUD, "compute", "instances", "get-guest-attributes", instance,
+            "--project", project, "--zone", zone, "--query-path", path,
+            "--format", "json"]  # fmt: skip
 
 
 def serial_port_output(project: str, zone: str, instance: str) -> list[str]:

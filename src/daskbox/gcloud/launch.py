@@ -1,8 +1,19 @@
-"""Launch on Compute Engine: ensure the firewall rule, create the VM, wait, write the file.
+"""Launch on Compute Engine as a transaction: record the intent, create, wait, pin, confirm.
 
-The only module (with ``local``/``teardown``) that acts. Whatever this launch created is
-deleted again when a later step fails, except a VM that was created but never answered:
-it is left for inspection (serial port output) and the error says how to tear it down.
+1. The connection file is written first, with ``state = "launching"``, the instance, its
+   zone and project, the firewall rules it will create and the client's credentials;
+   the instance also carries labels naming the project. Whatever happens next, `invoke
+   teardown` finds everything this launch may have made, by the file or by the labels.
+2. The firewall rules and the instance are created side by side. If one fails and the
+   other was made, that one is deleted again and the record removed: nothing is left.
+3. Launch waits for the VM to publish its cluster CA certificate (a guest attribute),
+   pins it, and waits for the scheduler to answer over TLS; then the file says ``ready``.
+   A VM that never gets that far is left for inspection, the error naming its serial
+   port output and `invoke teardown`.
+
+Ctrl-C anywhere prints one line: what was undone, what is left, the command that deletes
+it. After an interrupt nothing more is sent to the cloud: the record stays, so teardown
+deletes whatever the interrupted gcloud calls did create.
 """
 
 from __future__ import annotations
@@ -15,18 +26,19 @@ import shlex
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from daskbox._files import write_atomically
 from daskbox._tasks import Progress
-from daskbox.client.connection import ConnectionFile, connection_path, write_connection_file
-from daskbox.errors import GcloudError
+from daskbox.client.connection import ClientTLS, ConnectionFile, LaunchState, connection_path
+from daskbox.errors import GcloudError, Interrupted
 from daskbox.gcloud import commands
-from daskbox.gcloud._gcloud import GcloudCommandError, run_gcloud_json
+from daskbox.gcloud._gcloud import GcloudCommandError, parse_json, run_gcloud_all, run_gcloud_json
 from daskbox.gcloud.cloud_init import render_user_data
-from daskbox.gcloud.container_declaration import DEPRECATION_WARNING
-from daskbox.gcloud.ready import wait_for_scheduler
+from daskbox.gcloud.ready import poll, wait_for_scheduler
 from daskbox.gcloud.settings import LaunchSettings
 from daskbox.gcloud.spec import (
     LaunchImage,
@@ -35,7 +47,7 @@ from daskbox.gcloud.spec import (
     connection_for,
     source_ranges,
 )
-from daskbox.gcloud.tls import ServerTLS, TLSMaterial
+from daskbox.gcloud.tls import LaunchTLS, pin_cluster_ca
 
 # A plain-text "what is my IP" service; DASKBOX_IP_ECHO_URL overrides it (CI has no internet).
 IP_ECHO_URL = "https://checkip.amazonaws.com"
@@ -55,14 +67,19 @@ def detect_public_ip(url: str | None = None, timeout: float = 5.0) -> str | None
 
 
 def gcloud_project(project: str | None, echo: Progress | None = print) -> str:
-    """``project``, or gcloud's configured one, after checking gcloud is installed and
-    authenticated (one ``gcloud config list`` call: gcloud starts slowly)."""
+    """``project``, else gcloud's: its ``CLOUDSDK_CORE_PROJECT`` (which gcloud itself ranks
+    above its configuration files), else one ``gcloud config list``, which also tells
+    whether gcloud is authenticated (gcloud starts slowly: no second call)."""
+    if project:
+        return project
+    if os.environ.get("CLOUDSDK_CORE_PROJECT"):
+        return os.environ["CLOUDSDK_CORE_PROJECT"]
     config: dict[str, Any] = run_gcloud_json(commands.config_list(), echo) or {}
     core, auth = config.get("core", {}), config.get("auth", {})
     credentials_disabled = str(auth.get("disable_credentials", "")).lower() in {"true", "1"}
     if not core.get("account") and not credentials_disabled:
         raise GcloudError("gcloud is not authenticated: run `gcloud auth login`")
-    chosen = project or core.get("project")
+    chosen = core.get("project")
     if not chosen:
         raise GcloudError(
             "no Google Cloud project set: pass --project, set project in [tool.daskbox.gcloud], "
@@ -75,190 +92,284 @@ def plan_launch(
     settings: LaunchSettings,
     *,
     project: str,
+    project_name: str,
     image: LaunchImage,
-    tls: TLSMaterial,
+    tls: LaunchTLS,
+    tls_days: int,
     detect_ip: Callable[[], str | None] = detect_public_ip,
 ) -> LaunchSpec:
     """Decide everything (pure apart from IP detection, skipped when a range is given)."""
     detected = None if settings.source_range is not None else detect_ip()
     ranges = source_ranges(settings.source_range, detected, settings.allow_any_source)
-    return build_spec(settings, project=project, image=image, server_tls=tls.server, ranges=ranges)
+    return build_spec(
+        settings,
+        project=project,
+        project_name=project_name,
+        image=image,
+        client_ca_pem=tls.client_ca_pem,
+        tls_days=tls_days,
+        ranges=ranges,
+    )
 
 
-def _external_ip(instance: dict[str, Any]) -> str | None:
-    for interface in instance.get("networkInterfaces", []):
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+class LaunchRecord:
+    """The connection file as the launch's journal, plus what the launch set in motion."""
+
+    def __init__(self, path: Path, spec: LaunchSpec, client: ClientTLS) -> None:
+        self.path, self.spec, self.client = path, spec, client
+        self.created_at = _now()
+        self.started: list[str] = []  # cloud resources whose creation was requested
+        self.step = "recording the launch"
+
+    def write(self, *, host: str | None = None, state: LaunchState = "launching") -> None:
+        connection = self.connection(host=host, state=state)
+        write_atomically(self.path, connection.to_json(), private=True)
+
+    def connection(self, *, host: str | None, state: LaunchState) -> ConnectionFile:
+        return connection_for(
+            self.spec, self.client, target="gce", host=host, created_at=self.created_at,
+            state=state,
+        )  # fmt: skip
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def interrupted(self) -> str:
+        """The one line an interrupt prints at this point of the launch."""
+        name = self.spec.instance
+        if not self.started:
+            self.remove()
+            return f"interrupted while {self.step}: nothing was created; removed the launch record"
+        left = ", ".join(self.started)
+        return (
+            f"interrupted while {self.step}: nothing was rolled back; left (if gcloud got "
+            f"that far): {left}, recorded in {self.path}; delete them with "
+            f"`invoke teardown --instance {name}`"
+        )
+
+
+def _resources(spec: LaunchSpec) -> dict[str, str]:
+    """What this launch creates, by its API path -> how it is named to the user."""
+    named = {
+        commands.firewall_resource(spec.project, rule): f"firewall rule {rule}"
+        for rule in spec.rule_names
+    }
+    instance = commands.instance_resource(spec.project, spec.zone, spec.instance)
+    return {**named, instance: f"instance {spec.instance} ({spec.zone})"}
+
+
+def _explain_create_failure(spec: LaunchSpec, error: GcloudError) -> GcloudError:
+    if not isinstance(error, GcloudCommandError):
+        return error
+    detail = error.detail
+    instance = commands.instance_resource(spec.project, spec.zone, spec.instance)
+    if error.exists(instance):
+        return GcloudError(
+            f"instance {spec.instance} already exists in {spec.zone}: another launch of it "
+            f"is under way or left it; tear it down (`invoke teardown --instance "
+            f"{spec.instance}`) or pass another --instance"
+        )
+    for rule in spec.rule_names:
+        if error.exists(commands.firewall_resource(spec.project, rule)):
+            return GcloudError(
+                f"firewall rule {rule} already exists: another launch of {spec.instance} is "
+                "under way or left it behind (a race between two launches, not a missing "
+                f"permission); `invoke teardown --instance {spec.instance}` deletes it"
+            )
+    if f"zones/{spec.zone}'" in detail and "not found" in detail:
+        return GcloudError(
+            f"zone {spec.zone} does not exist: pick one from `gcloud compute zones list`"
+        )
+    if "machineType" in detail or "machine type" in detail.lower():
+        return GcloudError(
+            f"machine type {spec.machine_type} is not available in {spec.zone}: pick one from "
+            f"`gcloud compute machine-types list --zones {spec.zone}` ({detail})"
+        )
+    if "firewall" in " ".join(error.argv[:3]):
+        return GcloudError(
+            f"firewall rule could not be created ({detail}): you need "
+            f"compute.firewalls.create in {spec.project}, or ask an owner to allow the ports"
+        )
+    return GcloudError(f"creating instance {spec.instance} failed: {detail}")
+
+
+@contextmanager
+def _user_data_file(spec: LaunchSpec) -> Iterator[str]:
+    """The user-data (public: certificates, a script, a unit) in a file for gcloud."""
+    with tempfile.TemporaryDirectory(prefix="daskbox-user-data-") as folder:
+        path = Path(folder, "user-data.yaml")
+        path.write_text(render_user_data(spec), encoding="utf-8")
+        yield str(path)
+
+
+def _create(spec: LaunchSpec, record: LaunchRecord, echo: Progress) -> dict[str, Any]:
+    """Create the rules and the instance side by side; undo the half that worked if the
+    other failed, so a failure leaves nothing."""
+    resources = _resources(spec)
+    record.step = "creating the firewall rules and the instance"
+    record.started = list(resources.values())
+    with _user_data_file(spec) as user_data:
+        argvs = [commands.firewall_create(spec, rule) for rule in spec.firewall_rules]
+        argvs.append(commands.instance_create(spec, user_data))
+        results = run_gcloud_all(argvs, echo)
+    failures = [result for result in results if isinstance(result, GcloudError)]
+    if not failures:
+        created = parse_json(argvs[-1], str(results[-1]))
+        return dict(created[0] if isinstance(created, list) else created)
+    record.step = "undoing the half-made launch"
+    made = [(argv, result) for argv, result in zip(argvs, results, strict=True)
+            if not isinstance(result, GcloudError)]  # fmt: skip
+    undo = []
+    for argv, _ in made:
+        if argv[2] == "instances":
+            undo.append(commands.instance_delete(spec.project, spec.zone, spec.instance))
+        else:
+            undo.append(commands.firewall_delete(spec.project, (argv[4],)))
+    leftovers = [r for r in run_gcloud_all(undo, echo) if isinstance(r, GcloudError)]
+    if leftovers:
+        raise GcloudError(
+            f"{_explain_create_failure(spec, failures[0])}; undoing it also failed "
+            f"({leftovers[0]}): run `invoke teardown --instance {spec.instance}`"
+        )
+    record.remove()
+    record.started = []
+    raise _explain_create_failure(spec, failures[0])
+
+
+def _external_ip(instance: dict[str, Any] | None) -> str | None:
+    for interface in (instance or {}).get("networkInterfaces", []):
         for access in interface.get("accessConfigs", []):
             if access.get("natIP"):
                 return str(access["natIP"])
     return None
 
 
-def _explain_create_failure(spec: LaunchSpec, error: GcloudCommandError) -> GcloudError:
-    detail = error.detail
-    if "already exists" in detail:
-        return GcloudError(
-            f"instance {spec.instance} already exists in {spec.zone}: tear it down "
-            f"(`invoke teardown --instance {spec.instance}`) or pass another --instance"
-        )
-    if f"zones/{spec.zone}'" in detail and "not found" in detail:
-        return GcloudError(
-            f"zone {spec.zone} does not exist: pick one from `gcloud compute zones list`"
-        )
-    if "machineType" in detail or "machineTypes" in detail:
-        return GcloudError(
-            f"machine type {spec.machine_type} is not available in {spec.zone}: pick one from "
-            f"`gcloud compute machine-types list --zones {spec.zone}` ({detail})"
-        )
-    return GcloudError(f"creating instance {spec.instance} failed: {detail}")
+def _published(argv: list[str], result: str | GcloudError) -> str | None:
+    """The cluster CA in a ``get-guest-attributes`` answer; None while not published."""
+    if isinstance(result, GcloudCommandError) and "was not found" in result.detail:
+        return None
+    if isinstance(result, GcloudError):
+        raise result
+    values = [str(item.get("value", "")) for item in parse_json(argv, result) or []]
+    return values[0] if values and values[0].strip() else None
 
 
-class _Firewall:
-    """Ensure the shared rule admits this caller; remember whether we created it."""
+class _BootWatch:
+    """Poll the VM's guest attributes for its cluster CA and, while the instance shows no
+    external IP yet, its description, side by side (one gcloud start costs a second)."""
 
-    def __init__(self, spec: LaunchSpec, echo: Progress) -> None:
+    def __init__(self, spec: LaunchSpec, created: dict[str, Any], echo: Progress) -> None:
         self.spec, self.echo = spec, echo
-        self.created = False
-        self.previous_ranges: tuple[str, ...] | None = None  # set when we widened the rule
+        self.ip = _external_ip(created)
+        self.cluster_ca: str | None = None
+        self.polls = 0
 
-    def ensure(self) -> None:
+    def attempt(self) -> tuple[str, str] | None:
         spec = self.spec
-        try:
-            rule = run_gcloud_json(
-                commands.firewall_describe(spec.project, spec.firewall_rule), self.echo
-            )
-        except GcloudCommandError as error:
-            if not error.missing(commands.firewall_resource(spec.project, spec.firewall_rule)):
-                raise
-            rule = None
-        try:
-            if rule is None:
-                run_gcloud_json(commands.firewall_create(spec), self.echo)
-                self.created = True
-                return
-            current = tuple(rule.get("sourceRanges", []))
-            missing = [item for item in spec.source_ranges if item not in current]
-            if missing:
-                run_gcloud_json(commands.firewall_update(spec, (*current, *missing)), self.echo)
-                self.previous_ranges = current
-        except GcloudCommandError as error:
-            raise GcloudError(
-                f"firewall rule {spec.firewall_rule} could not be created or updated "
-                f"({error.detail}): you need compute.firewalls.create/update in {spec.project}, "
-                "or ask an owner to create the rule"
-            ) from None
-
-    def roll_back(self) -> None:
-        """Undo what ``ensure`` changed; a failure here is reported, not raised, so the
-        error that caused the rollback stays the one the user sees."""
-        spec = self.spec
-        try:
-            if self.created:
-                self.echo(f"rolling back: deleting firewall rule {spec.firewall_rule}")
-                run_gcloud_json(
-                    commands.firewall_delete(spec.project, spec.firewall_rule), self.echo
-                )
-            elif self.previous_ranges is not None:
-                self.echo(f"rolling back: restoring the source ranges of {spec.firewall_rule}")
-                run_gcloud_json(commands.firewall_update(spec, self.previous_ranges), self.echo)
-        except GcloudError as error:
-            self.echo(f"warning: could not roll back firewall rule {spec.firewall_rule}: {error}")
+        argvs = []
+        if self.cluster_ca is None:
+            argvs.append(commands.cluster_ca(spec.project, spec.zone, spec.instance))
+        if self.ip is None:
+            argvs.append(commands.instance_describe(spec.project, spec.zone, spec.instance))
+        # Each command is printed the first time it runs; later polls only report progress.
+        results = run_gcloud_all(argvs, self.echo if self.polls == 0 else None)
+        self.polls += 1
+        for argv, result in zip(argvs, results, strict=True):
+            if argv[3] == "get-guest-attributes":
+                self.cluster_ca = _published(argv, result)
+            elif isinstance(result, GcloudError):
+                raise result
+            else:
+                self.ip = _external_ip(parse_json(argv, result))
+        if self.cluster_ca is None or self.ip is None:
+            return None
+        return self.cluster_ca, self.ip
 
 
-def _create_instance(spec: LaunchSpec, echo: Progress) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="daskbox-user-data-") as folder:
-        path = Path(folder, "user-data.yaml")
-        # The user-data holds the server's private key: readable by the owner only.
-        path.touch(mode=0o600)
-        path.write_text(render_user_data(spec), encoding="utf-8")
-        try:
-            created = run_gcloud_json(commands.instance_create(spec, str(path)), echo)
-        except GcloudCommandError as error:
-            raise _explain_create_failure(spec, error) from None
-    return dict(created[0] if isinstance(created, list) else created)
-
-
-IP_POLL_SECONDS = 3.0
-
-
-def _wait_for_ip(spec: LaunchSpec, instance: dict[str, Any], echo: Progress, timeout: float) -> str:
-    """The instance's external IP, polling ``instances describe`` until it has one.
-
-    The describe command is printed once; later polls only report progress.
-    """
-    describe = commands.instance_describe(spec.project, spec.zone, spec.instance)
-    start = time.monotonic()
-    polls = 0
-    while (ip := _external_ip(instance)) is None:
-        elapsed = time.monotonic() - start
-        if elapsed > timeout:
-            raise GcloudError(
-                f"instance {spec.instance} got no external IP within {timeout:.0f} s: "
-                f"check it in the console, then run `invoke teardown --instance {spec.instance}` "
-                "(it deletes the VM and the firewall rule)"
-            )
-        if polls:
-            echo(f"  ... no external IP yet after {elapsed:.0f} s")
-        time.sleep(IP_POLL_SECONDS)
-        instance = run_gcloud_json(describe, echo if polls == 0 else None)
-        polls += 1
-    return ip
-
-
-_ELIDED_TLS = ServerTLS(
-    ca_pem="<this launch's CA certificate>\n",
-    cert_pem="<this launch's server certificate>\n",
-    key_pem="<this launch's server key>\n",
-)
-
-
-def print_plan(spec: LaunchSpec, echo: Progress = print) -> None:
-    """What ``--dry-run`` shows: every command in order and the user-data (TLS elided)."""
-    echo(f"$ {shlex.join(commands.firewall_describe(spec.project, spec.firewall_rule))}")
-    echo(f"$ {shlex.join(commands.firewall_create(spec))}  # only when the rule is missing")
-    echo(f"$ {shlex.join(commands.instance_create(spec))}")
-    echo(f"{commands.USER_DATA_PLACEHOLDER}:")
-    echo(render_user_data(dataclasses.replace(spec, server_tls=_ELIDED_TLS)).rstrip())
+def _stuck(spec: LaunchSpec, what: str, timeout: float) -> GcloudError:
+    serial = shlex.join(commands.serial_port_output(spec.project, spec.zone, spec.instance))
+    return GcloudError(
+        f"{what} within {timeout:.0f} s: look at `{serial}`; the VM is still running, "
+        f"delete it with `invoke teardown --instance {spec.instance}`"
+    )
 
 
 def launch_gce(
     project_root: Path,
     settings: LaunchSettings,
     spec: LaunchSpec,
-    tls: TLSMaterial,
+    tls: LaunchTLS,
     *,
     echo: Progress = print,
 ) -> ConnectionFile:
-    """Create the firewall rule (if needed) and the VM, wait for it, write the connection file."""
-    if spec.method == "container-declaration":
-        echo(DEPRECATION_WARNING)
-    firewall = _Firewall(spec, echo)
-    firewall.ensure()
-    try:
-        instance = _create_instance(spec, echo)
-    except BaseException:
-        firewall.roll_back()
-        raise
+    """Run the launch transaction (see the module docstring); return the ready connection."""
     path = connection_path(project_root, spec.instance)
-    created_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-    def record(host: str | None) -> ConnectionFile:
-        connection = connection_for(
-            spec, tls.client, target="gce", host=host, created_at=created_at
-        )
-        write_connection_file(path, connection)
-        return connection
-
-    # Written as soon as the VM exists (and again once it has an address), so that
-    # `invoke teardown` finds the VM and the rule whatever fails from here on.
-    record(None)
-    ip = _wait_for_ip(spec, instance, echo, settings.timeout)
-    connection = record(ip)
-    address = connection.scheduler_address
-    if wait_for_scheduler(address, tls.client, settings.timeout, echo) is None:
-        serial = shlex.join(commands.serial_port_output(spec.project, spec.zone, spec.instance))
+    if path.exists():
         raise GcloudError(
-            f"the scheduler at {address} did not answer within {settings.timeout:.0f} s: "
-            f"look at `{serial}`; the VM is still running, delete it with `invoke teardown`"
+            f"{spec.instance} is already launched, or was half-launched (recorded in {path}): "
+            f"run `invoke teardown --instance {spec.instance}` first"
         )
+    record = LaunchRecord(path, spec, tls.client)
+    try:
+        record.write()
+        instance = _create(spec, record, echo)
+        deadline = _Deadline(settings.timeout)
+        record.step = "waiting for the VM to publish its cluster CA"
+        echo(f"waiting for {spec.instance} to boot and publish its cluster CA")
+        watch = _BootWatch(spec, instance, echo)
+        booted = poll(watch.attempt, timeout=deadline.left(), waiting_for="the cluster CA and "
+                      "the external IP", echo=echo, first=1.0, longest=8.0)  # fmt: skip
+        if booted is None:
+            what = (
+                "the VM did not publish its cluster CA"
+                if watch.cluster_ca is None
+                else f"instance {spec.instance} got no external IP"
+            )
+            raise _stuck(spec, what, settings.timeout)
+        cluster_ca, ip = booted
+        record.client = pin_cluster_ca(tls.client, cluster_ca)
+        record.write(host=ip)
+        record.step = "waiting for the scheduler"
+        connection = record.connection(host=ip, state="ready")
+        if wait_for_scheduler(connection.scheduler_address, record.client, deadline.left(),
+                              echo) is None:  # fmt: skip
+            raise _stuck(
+                spec, f"the scheduler at {connection.scheduler_address} did not answer",
+                settings.timeout,
+            )  # fmt: skip
+        record.write(host=ip, state="ready")
+    except KeyboardInterrupt:
+        raise Interrupted(record.interrupted()) from None
     echo(f"connection file: {path}")
     return connection
+
+
+class _Deadline:
+    """One timeout shared by every wait of a launch."""
+
+    def __init__(self, seconds: float) -> None:
+        self._end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return max(0.0, self._end - time.monotonic())
+
+
+_ELIDED_CA = "<this launch's client CA certificate (public)>\n"
+
+
+def print_plan(spec: LaunchSpec, echo: Progress = print) -> None:
+    """What ``--dry-run`` shows: every command in order and the user-data."""
+    for rule in spec.firewall_rules:
+        echo(f"$ {shlex.join(commands.firewall_create(spec, rule))}")
+    echo(f"$ {shlex.join(commands.instance_create(spec))}")
+    echo(f"$ {shlex.join(commands.cluster_ca(spec.project, spec.zone, spec.instance))}"
+         "  # polled until the VM publishes it")  # fmt: skip
+    echo(f"{commands.USER_DATA_PLACEHOLDER}:")
+    echo(render_user_data(dataclasses.replace(spec, client_ca_pem=_ELIDED_CA)).rstrip())
+
+
+__all__ = ["detect_public_ip", "gcloud_project", "launch_gce", "plan_launch", "print_plan"]

@@ -1,16 +1,52 @@
-"""Wait until a launched scheduler answers over TLS (with progress and a deadline)."""
+"""Waiting, the one way daskbox does it: poll with doubling pauses, report progress, stop at
+a deadline. And the one thing it waits for most: a launched scheduler answering over TLS."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from daskbox._tasks import Progress
 from daskbox.client.connection import ClientTLS
 from daskbox.client.identity import scheduler_identity
 
 PROGRESS_EVERY = 10.0
+T = TypeVar("T")
+
+
+def poll(
+    attempt: Callable[[], T | None],
+    *,
+    timeout: float,
+    waiting_for: str,
+    echo: Progress,
+    first: float = 0.1,
+    longest: float = 4.0,
+    give_up: Callable[[], str | None] = lambda: None,
+) -> T | None:
+    """Call ``attempt`` until it returns something, pausing ``first`` seconds and doubling
+    up to ``longest`` (so a quick answer costs little and a slow one few calls); None once
+    ``timeout`` passes or ``give_up`` gives a reason (which is reported)."""
+    start = last_report = time.monotonic()
+    pause = first
+    while True:
+        result = attempt()
+        if result is not None:
+            return result
+        if (reason := give_up()) is not None:
+            echo(f"stopped waiting for {waiting_for}: {reason}")
+            return None
+        now = time.monotonic()
+        if now - start >= timeout:
+            return None
+        if now - last_report >= PROGRESS_EVERY:
+            echo(f"  ... still waiting for {waiting_for} after {now - start:.0f} s")
+            last_report = now
+        time.sleep(min(pause, max(0.0, start + timeout - now)))
+        pause = min(pause * 2, longest)
 
 
 @dataclass(frozen=True)
@@ -22,10 +58,28 @@ class SchedulerIdentity:
 
 
 def probe(address: str, tls: ClientTLS) -> SchedulerIdentity | None:
-    """One attempt: the scheduler's identity, or None if it does not answer (yet)."""
-    try:
-        reply = scheduler_identity(address, tls.security())
-    except (OSError, TimeoutError, EOFError):
+    """One attempt: the scheduler's identity, or None if it does not answer (yet).
+
+    The event loop runs in a thread of its own: a Ctrl-C reaches the waiting main thread
+    at once and cleanly, never half-way through building or closing an event loop.
+    """
+    outcome: list[dict[str, object] | BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            outcome.append(scheduler_identity(address, tls.security()))
+        except (OSError, TimeoutError, EOFError):
+            outcome.append(None)
+        except BaseException as error:  # handed to the main thread
+            outcome.append(error)
+
+    thread = threading.Thread(target=attempt, name="daskbox-probe", daemon=True)
+    thread.start()
+    thread.join()
+    [reply] = outcome
+    if isinstance(reply, BaseException):
+        raise reply
+    if reply is None:
         return None
     workers = reply.get("workers")
     return SchedulerIdentity(address, len(workers) if isinstance(workers, dict) else 0)
@@ -36,25 +90,24 @@ def wait_for_scheduler(
     tls: ClientTLS,
     timeout: float,
     echo: Progress = print,
-    still_alive: Callable[[], str | None] = lambda: None,
+    give_up: Callable[[], str | None] = lambda: None,
 ) -> SchedulerIdentity | None:
     """Poll until the scheduler answers with at least one worker, or ``timeout`` passes.
 
-    ``still_alive`` returns a reason to stop early (e.g. the local container exited).
+    ``give_up`` returns a reason to stop early (e.g. the local container exited).
     """
-    start = time.monotonic()
-    last_report = start
     echo(f"waiting for the scheduler at {address} (up to {timeout:.0f} s)")
-    while (elapsed := time.monotonic() - start) < timeout:
+
+    def answered() -> SchedulerIdentity | None:
         identity = probe(address, tls)
-        if identity is not None and identity.workers > 0:
-            return identity
-        if (reason := still_alive()) is not None:
-            echo(f"stopped waiting: {reason}")
-            return None
-        if time.monotonic() - last_report >= PROGRESS_EVERY:
-            state = "no workers yet" if identity is not None else "not answering yet"
-            echo(f"  ... {state} after {elapsed:.0f} s")
-            last_report = time.monotonic()
-        time.sleep(1.0)
-    return None
+        return identity if identity is not None and identity.workers > 0 else None
+
+    return poll(
+        answered,
+        timeout=timeout,
+        waiting_for="the scheduler and a worker",
+        echo=echo,
+        first=0.1,
+        longest=2.0,
+        give_up=give_up,
+    )

@@ -13,17 +13,28 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from dask.utils import parse_timedelta
+
+from daskbox import contract
 from daskbox._pyproject import daskbox_table, project_name
 from daskbox.errors import ConfigError, LaunchSpecError
-
-Method = Literal["cloud-init", "container-declaration"]
-METHODS: tuple[Method, ...] = ("cloud-init", "container-declaration")
 
 # Compute Engine resource names: lowercase letter, then letters, digits, hyphens.
 _NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _ZONE = re.compile(r"[a-z]+-[a-z]+[0-9]+-[a-z]")
-_DURATION = re.compile(r"([0-9]+[smhd])+")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# Compute Engine labels: keys start with a lowercase letter; both at most 63 characters of
+# lowercase letters, digits, '-' and '_'; at most 64 labels on a resource.
+_LABEL_KEY = re.compile(r"[a-z][-_a-z0-9]{0,62}")
+_LABEL_VALUE = re.compile(r"[-_a-z0-9]{0,63}")
+MAX_LABELS = 64
+# What Compute Engine accepts as a maximum run duration.
+MAX_RUN_DURATION_RANGE = (30, 120 * 24 * 3600)
+RESERVED_LABELS = (
+    contract.INSTANCE_LABEL,
+    contract.INSTANCE_LOCK_LABEL,
+    contract.INSTANCE_PROJECT_LABEL,
+)
 
 
 @dataclass(frozen=True)
@@ -46,11 +57,12 @@ class LaunchSettings:
     memory_per_worker: str | None = None
     # The entrypoint stops after this long without work, and the VM powers off with it.
     idle_timeout: str = "1h"
-    scheduler_port: int = 8786
-    dashboard_port: int = 8787
-    method: Method = "cloud-init"
+    scheduler_port: int = contract.DEFAULT_SCHEDULER_PORT
+    dashboard_port: int = contract.DEFAULT_DASHBOARD_PORT
     source_range: str | None = None
     allow_any_source: bool = False
+    # A registry on a private address is refused unless it is inside the VM's network.
+    allow_private_registry: bool = False
     # The identity tasks read data with (gcsfs, pandas): the project's default compute
     # account unless named; give a dedicated one only the roles the job needs.
     service_account: str | None = None
@@ -61,6 +73,11 @@ class LaunchSettings:
     application_credentials: bool = False
     labels: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     timeout: float = 600.0
+
+    @property
+    def max_run_seconds(self) -> int | None:
+        """The maximum run duration in seconds, or None when it is off (``0``)."""
+        return parse_duration(self.max_run_duration, "max-run-duration")
 
 
 # [tool.daskbox.gcloud] key -> LaunchSettings field.
@@ -80,7 +97,12 @@ def _typed(name: str, value: Any, source: str) -> Any:
             return int(str(value).removesuffix("GB"))
         if name == "timeout":
             return float(value)
-        if name in {"spot", "allow_any_source", "application_credentials"}:
+        if name in {
+            "spot",
+            "allow_any_source",
+            "allow_private_registry",
+            "application_credentials",
+        }:
             if isinstance(value, bool):
                 return value
             raise ValueError(value)
@@ -135,6 +157,41 @@ def resolve_settings(
     return settings
 
 
+def parse_duration(text: str, name: str) -> int | None:
+    """``"8h"``, ``"90m"``, ``"2 days"``, ``"3600"`` (seconds) -> whole seconds, with dask's
+    own parser; ``""``/``"0"`` -> None (off). Refuses what Compute Engine would: less than
+    30 seconds or more than 120 days."""
+    if text.strip() in {"", "0"}:
+        return None
+    form = 'a duration such as "8h", "90m" or "2d" (30 s to 120 days), or 0 for none'
+    try:
+        seconds = parse_timedelta(text.replace(" ", ""), default="seconds")
+    except (ValueError, KeyError, TypeError, OverflowError):
+        raise LaunchSpecError(f"{name} {text!r} is invalid: expected {form}") from None
+    low, high = MAX_RUN_DURATION_RANGE
+    if seconds is None or not low <= seconds <= high:
+        raise LaunchSpecError(f"{name} {text!r} is out of range: expected {form}")
+    return int(seconds)
+
+
+def _check_labels(labels: tuple[tuple[str, str], ...]) -> None:
+    for key, value in labels:
+        if key in RESERVED_LABELS:
+            raise LaunchSpecError(
+                f"label {key!r} is daskbox's own (teardown finds instances by it): pick another key"
+            )
+        if not _LABEL_KEY.fullmatch(key) or not _LABEL_VALUE.fullmatch(value):
+            raise LaunchSpecError(
+                f"label {key}={value!r} is invalid: keys start with a lowercase letter; keys "
+                "and values use lowercase letters, digits, '-' and '_', at most 63 characters"
+            )
+    if len(labels) + len(RESERVED_LABELS) > MAX_LABELS:
+        raise LaunchSpecError(
+            f"{len(labels)} labels are too many: Compute Engine allows {MAX_LABELS}, "
+            f"{len(RESERVED_LABELS)} of them daskbox's"
+        )
+
+
 def validate_settings(settings: LaunchSettings) -> None:
     """Refuse values Compute Engine would refuse later, before anything is created."""
     if not _NAME.fullmatch(settings.instance):
@@ -149,20 +206,17 @@ def validate_settings(settings: LaunchSettings) -> None:
             f"zone {settings.zone!r} is not a zone name such as us-central1-a: "
             "see `gcloud compute zones list`"
         )
-    if settings.method not in METHODS:
-        raise LaunchSpecError(f"method {settings.method!r} is unknown: use one of {METHODS}")
-    if settings.max_run_duration not in {"", "0"} and not _DURATION.fullmatch(
-        settings.max_run_duration
-    ):
+    parse_duration(settings.max_run_duration, "max-run-duration")
+    _check_labels(settings.labels)
+    if not 0 < settings.timeout <= 24 * 3600:
         raise LaunchSpecError(
-            f"max-run-duration {settings.max_run_duration!r} is invalid: use e.g. 8h or 90m"
+            f"timeout {settings.timeout:g} is invalid: expected 1 to 86400 seconds"
         )
     if settings.termination_action not in {"DELETE", "STOP"}:
         raise LaunchSpecError(
             f"termination-action {settings.termination_action!r} is invalid: use DELETE or STOP"
         )
-    if settings.scheduler_port == settings.dashboard_port:
-        raise LaunchSpecError("scheduler-port and dashboard-port must differ")
+    # Ports are checked with the entrypoint's own validation (gcloud.checks).
     if settings.service_account is not None and not _EMAIL.fullmatch(settings.service_account):
         raise LaunchSpecError(
             f"service account {settings.service_account!r} is not an email address such as "

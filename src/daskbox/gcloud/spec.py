@@ -1,29 +1,36 @@
 """LaunchSpec: everything one launch will create, decided before anything is created.
 
-``build_spec`` is pure: settings + image + TLS + source range in, one frozen value out.
-``commands``, ``cloud_init``, ``container_declaration`` and ``local`` all render from it.
+``build_spec`` is pure: settings + image + the client CA + source ranges in, one frozen
+value out. ``commands``, ``cloud_init`` and ``local`` all render from it. Every launch gets
+resources of its own (a network tag, one firewall rule per IP family, labels naming the
+project), so teardown removes exactly what its launch added.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
 
 from daskbox import contract
-from daskbox.client.connection import ClientTLS, ConnectionFile, Target
-from daskbox.contract import CONTAINER_LABEL, CONTAINER_NAME, TLS_DIR
+from daskbox.client.connection import ClientTLS, ConnectionFile, LaunchState, Target
 from daskbox.errors import LaunchSpecError
-from daskbox.gcloud.settings import LaunchSettings, Method
-from daskbox.gcloud.tls import ServerTLS
+from daskbox.gcloud.machines import cos_image_family
+from daskbox.gcloud.settings import LaunchSettings
 from daskbox.record import ImageRecord
 
-# Docker restarts a crashed entrypoint a few times; a clean exit (idle) is not restarted.
-RESTART_POLICY = "on-failure:5"
+# Docker restarts a crashed local entrypoint a few times; a clean exit (idle) is not
+# restarted, and bad settings (exit 2) never reach it: launch runs the entrypoint's
+# --dry-run in the same container first. On a VM, systemd restarts (see cloud_init).
+LOCAL_RESTART_POLICY = "on-failure:5"
+# More addresses than this in the firewall's source ranges is more than one owner's.
+MAX_SOURCE_ADDRESSES = 256
 
 
 @dataclass(frozen=True)
 class LaunchImage:
-    """The image to run: digest-pinned reference plus what the client checks against.
+    """The image to run: digest-pinned reference plus what the client checks against, and
+    the platform it was built for (the machine type must run it).
 
     ``record`` is what build and push handed over (None for an explicit ``--image``).
     """
@@ -37,30 +44,48 @@ class LaunchImage:
 
 
 @dataclass(frozen=True)
+class FirewallRule:
+    """One ingress rule of a launch: one IP family (the API refuses mixed rules)."""
+
+    name: str
+    source_ranges: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class LaunchSpec:
     """One daskbox instance on Compute Engine (or the local engine), fully decided."""
 
     instance: str
     project: str
+    project_label: str
     zone: str
     machine_type: str
     boot_disk_size_gb: int
     network: str
-    network_tag: str
-    firewall_rule: str
-    source_ranges: tuple[str, ...]
+    network_tags: tuple[str, ...]
+    firewall_rules: tuple[FirewallRule, ...]
     spot: bool
-    max_run_duration: str | None
+    max_run_seconds: int | None
     termination_action: str
     service_account: str | None
     scopes: tuple[str, ...]
     labels: tuple[tuple[str, str], ...]
     image: LaunchImage
     entrypoint_env: tuple[tuple[str, str], ...]
-    server_tls: ServerTLS
+    client_ca_pem: str
+    tls_days: int
     scheduler_port: int
     dashboard_port: int
-    method: Method
+
+    @property
+    def instance_tag(self) -> str:
+        """The network tag only this launch's instance carries (its rules target it)."""
+        return self.instance
+
+    @property
+    def image_family(self) -> str:
+        """``cos-stable`` or ``cos-arm64-stable``, as the machine type needs."""
+        return cos_image_family(self.machine_type)
 
     @property
     def firewall_allow(self) -> str:
@@ -68,56 +93,88 @@ class LaunchSpec:
         low, high = sorted((self.scheduler_port, self.dashboard_port))
         return f"tcp:{low}-{high}" if high == low + 1 else f"tcp:{low},tcp:{high}"
 
+    @property
+    def rule_names(self) -> tuple[str, ...]:
+        return tuple(rule.name for rule in self.firewall_rules)
 
-def firewall_rule_name(network_tag: str, scheduler_port: int, dashboard_port: int) -> str:
-    """One rule per tag and port pair, shared by every daskbox instance with that tag."""
-    return f"{network_tag}-allow-tcp-{scheduler_port}-{dashboard_port}"[:63]
+
+def firewall_rule_name(instance: str, version: int) -> str:
+    """``<instance>-ipv4`` / ``<instance>-ipv6``: one rule per launch and IP family."""
+    return f"{instance[:58]}-ipv{version}"
+
+
+def firewall_rule_names(instance: str) -> tuple[str, ...]:
+    """Every rule name a launch of ``instance`` may have created (teardown deletes these)."""
+    return tuple(firewall_rule_name(instance, version) for version in (4, 6))
+
+
+def project_label(name: str) -> str:
+    """A project name as a Compute Engine label value (lowercase, digits, '-', '_')."""
+    return re.sub(r"[^a-z0-9_-]+", "-", name.lower())[:63]
+
+
+def firewall_description(instance: str, label: str) -> str:
+    """The rule's description; teardown finds a project's rules by its last part."""
+    return f"daskbox: scheduler and dashboard of {instance} for their owner ({label_marker(label)})"
+
+
+def label_marker(label: str) -> str:
+    return f"{contract.INSTANCE_PROJECT_LABEL}={label}"
 
 
 def source_ranges(given: str | None, detected: str | None, allow_any: bool) -> tuple[str, ...]:
-    """The firewall's source ranges: the given or detected caller address as a /32.
+    """The firewall's source ranges: the given or detected caller address.
 
-    ``0.0.0.0/0`` would open the scheduler to the internet (TLS still guards it, but the
-    ports are scanned within minutes), so it needs ``allow_any_source``.
+    More than ``MAX_SOURCE_ADDRESSES`` addresses in total (overlaps counted once, however
+    the ranges are split: ``0.0.0.0/1,128.0.0.0/1`` is everyone) is more than one owner's
+    and needs ``allow_any_source``; TLS still guards the ports, but they get scanned.
     """
     raw = given if given is not None else detected
     if raw is None:
         raise LaunchSpecError(
             "could not detect your public IP address: pass --source-range YOUR.IP/32"
         )
-    ranges = []
+    networks = []
     for item in raw.split(","):
         try:
-            network = ipaddress.ip_network(item.strip(), strict=False)
+            networks.append(ipaddress.ip_network(item.strip(), strict=False))
         except ValueError:
             raise LaunchSpecError(
                 f"source range {item.strip()!r} is not an IP address or CIDR range"
             ) from None
-        if network.prefixlen == 0 and not allow_any:
-            raise LaunchSpecError(
-                f"source range {network} opens the cluster to everyone: pass your own /32, "
-                "or add --allow-any-source if you really mean it"
-            )
-        ranges.append(str(network))
-    return tuple(ranges)
-
-
-# Wider than this is more than one household or office: worth a warning.
-_NARROWEST_WIDE_PREFIX = {4: 24, 6: 64}
+    v4 = [n for n in networks if isinstance(n, ipaddress.IPv4Network)]
+    v6 = [n for n in networks if isinstance(n, ipaddress.IPv6Network)]
+    total = sum(n.num_addresses for n in ipaddress.collapse_addresses(v4)) + sum(
+        n.num_addresses for n in ipaddress.collapse_addresses(v6)
+    )
+    if total > MAX_SOURCE_ADDRESSES and not allow_any:
+        raise LaunchSpecError(
+            f"source ranges {raw} admit {total} addresses, more than one owner's "
+            f"{MAX_SOURCE_ADDRESSES}: pass your own /32 (or /128), or add --allow-any-source "
+            "if you really mean it"
+        )
+    return tuple(str(network) for network in networks)
 
 
 def wide_range_warnings(ranges: tuple[str, ...]) -> list[str]:
-    """One warning per range wider than a /24 (IPv4) or /64 (IPv6), apart from the
-    explicitly allowed ``0.0.0.0/0``, which ``source_ranges`` already refused or allowed."""
-    warnings = []
-    for item in ranges:
-        network = ipaddress.ip_network(item)
-        if 0 < network.prefixlen < _NARROWEST_WIDE_PREFIX[network.version]:
-            warnings.append(
-                f"warning: source range {network} admits {network.num_addresses} addresses; "
-                "the scheduler is meant for its owner only (pass your own /32)"
-            )
-    return warnings
+    """A warning when an allowed range admits more than one owner's addresses."""
+    total = sum(ipaddress.ip_network(item).num_addresses for item in ranges)
+    if total <= MAX_SOURCE_ADDRESSES:
+        return []
+    return [
+        f"warning: the firewall admits {total} addresses ({', '.join(ranges)}); the scheduler "
+        "is meant for its owner only"
+    ]
+
+
+def firewall_rules(instance: str, ranges: tuple[str, ...]) -> tuple[FirewallRule, ...]:
+    """One rule per IP family present in ``ranges``."""
+    rules = []
+    for version in (4, 6):
+        family = tuple(r for r in ranges if ipaddress.ip_network(r).version == version)
+        if family:
+            rules.append(FirewallRule(firewall_rule_name(instance, version), family))
+    return tuple(rules)
 
 
 def entrypoint_env(settings: LaunchSettings) -> tuple[tuple[str, str], ...]:
@@ -136,118 +193,123 @@ def entrypoint_env(settings: LaunchSettings) -> tuple[tuple[str, str], ...]:
 def container_env(spec: LaunchSpec) -> tuple[tuple[str, str], ...]:
     """The container's whole environment: entrypoint settings plus the TLS file paths."""
     tls = (
-        (contract.ENV_TLS_CA_FILE, f"{TLS_DIR}/{contract.TLS_CA_FILE}"),
-        (contract.ENV_TLS_CERT_FILE, f"{TLS_DIR}/{contract.TLS_CERT_FILE}"),
-        (contract.ENV_TLS_KEY_FILE, f"{TLS_DIR}/{contract.TLS_KEY_FILE}"),
+        (contract.ENV_TLS_CA_FILE, f"{contract.TLS_DIR}/{contract.TLS_CA_FILE}"),
+        (contract.ENV_TLS_CERT_FILE, f"{contract.TLS_DIR}/{contract.TLS_CERT_FILE}"),
+        (contract.ENV_TLS_KEY_FILE, f"{contract.TLS_DIR}/{contract.TLS_KEY_FILE}"),
     )
     return spec.entrypoint_env + tls
 
 
-def tls_files(spec: LaunchSpec) -> tuple[tuple[str, str], ...]:
-    """(file name inside TLS_DIR, PEM text) for the server side."""
-    return (
-        (contract.TLS_CA_FILE, spec.server_tls.ca_pem),
-        (contract.TLS_CERT_FILE, spec.server_tls.cert_pem),
-        (contract.TLS_KEY_FILE, spec.server_tls.key_pem),
-    )
-
-
-def instance_labels(settings: LaunchSettings, image: LaunchImage) -> tuple[tuple[str, str], ...]:
+def instance_labels(
+    settings: LaunchSettings, image: LaunchImage, label: str
+) -> tuple[tuple[str, str], ...]:
     """daskbox's own labels (how status and teardown find instances) plus the user's."""
     own = {
         contract.INSTANCE_LABEL: contract.INSTANCE_LABEL_VALUE,
         contract.INSTANCE_LOCK_LABEL: image.lock_hash[:16] or "unknown",
+        contract.INSTANCE_PROJECT_LABEL: label,
     }
-    return tuple(sorted({**own, **dict(settings.labels)}.items()))
+    return tuple(sorted({**dict(settings.labels), **own}.items()))
 
 
 def build_spec(
     settings: LaunchSettings,
     *,
     project: str,
+    project_name: str,
     image: LaunchImage,
-    server_tls: ServerTLS,
+    client_ca_pem: str,
+    tls_days: int,
     ranges: tuple[str, ...],
 ) -> LaunchSpec:
     """Combine resolved inputs into the LaunchSpec every renderer reads."""
-    duration = settings.max_run_duration if settings.max_run_duration not in {"", "0"} else None
+    label = project_label(project_name)
+    tags = (settings.network_tag, settings.instance)
     return LaunchSpec(
         instance=settings.instance,
         project=project,
+        project_label=label,
         zone=settings.zone,
         machine_type=settings.machine_type,
         boot_disk_size_gb=settings.boot_disk_size_gb,
         network=settings.network,
-        network_tag=settings.network_tag,
-        firewall_rule=firewall_rule_name(
-            settings.network_tag, settings.scheduler_port, settings.dashboard_port
-        ),
-        source_ranges=ranges,
+        network_tags=tuple(dict.fromkeys(tags)),
+        firewall_rules=firewall_rules(settings.instance, ranges),
         spot=settings.spot,
-        max_run_duration=duration,
+        max_run_seconds=settings.max_run_seconds,
         termination_action=settings.termination_action,
         service_account=settings.service_account,
         scopes=settings.scopes,
-        labels=instance_labels(settings, image),
+        labels=instance_labels(settings, image, label),
         image=image,
         entrypoint_env=entrypoint_env(settings),
-        server_tls=server_tls,
+        client_ca_pem=client_ca_pem,
+        tls_days=tls_days,
         scheduler_port=settings.scheduler_port,
         dashboard_port=settings.dashboard_port,
-        method=settings.method,
     )
 
 
-def docker_run_argv(
+def container_args(
     spec: LaunchSpec,
     *,
-    tls_dir: str = TLS_DIR,
-    name: str = CONTAINER_NAME,
+    tls_source: str,
+    name: str,
     env: tuple[tuple[str, str], ...] = (),
-    volumes: tuple[str, ...] = (),
+    read_only_mounts: tuple[tuple[str, str], ...] = (),
 ) -> list[str]:
-    """The one ``docker run`` both the VM and the local target execute.
+    """The container both targets run, after ``docker run`` and its restart options.
 
-    Host networking so the scheduler and worker ports are the VM's own; the TLS folder
-    is mounted read-only at the path the DASKBOX_TLS_* variables name. The local target
-    adds its own ``env`` and read-only ``volumes`` (``host:container``).
+    Host networking, so the scheduler and worker ports are the machine's own; the server's
+    TLS folder mounted read-only at the path the DASKBOX_TLS_* variables name (``--mount``
+    rather than ``-v``, so a Windows host path with its drive colon reads unambiguously).
+    The local target adds its own ``env`` and ``read_only_mounts`` (host, container path).
     """
     argv = [
-        "docker",
-        "run",
-        "--detach",
-        "--name",
-        name,
-        "--network",
-        "host",
-        "--restart",
-        RESTART_POLICY,
-        "--label",
-        f"{CONTAINER_LABEL}={spec.instance}",
-        "--volume",
-        f"{tls_dir}:{TLS_DIR}:ro",
-    ]
-    for volume in volumes:
-        argv += ["--volume", f"{volume}:ro"]
+        "--name", name,
+        "--network", "host",
+        "--label", f"{contract.CONTAINER_LABEL}={spec.instance}",
+        "--label", f"{contract.CONTAINER_PROJECT_LABEL}={spec.project_label}",
+        *tls_mount(tls_source),
+    ]  # fmt: skip
+    for source, target in read_only_mounts:
+        argv += read_only_mount(source, target)
     for key, value in (*container_env(spec), *env):
         argv += ["--env", f"{key}={value}"]
     return [*argv, spec.image.reference]
 
 
+def read_only_mount(source: str, target: str) -> list[str]:
+    """``--mount`` of the host's ``source`` at ``target`` in the container, read-only."""
+    return ["--mount", f"type=bind,source={source},target={target},readonly"]
+
+
+def tls_mount(source: str) -> list[str]:
+    """``--mount`` of the server's TLS folder, read-only, at the contract's path."""
+    return read_only_mount(source, contract.TLS_DIR)
+
+
 def connection_for(
-    spec: LaunchSpec, client_tls: ClientTLS, *, target: Target, host: str | None, created_at: str
+    spec: LaunchSpec,
+    client_tls: ClientTLS,
+    *,
+    target: Target,
+    host: str | None,
+    created_at: str,
+    state: LaunchState,
 ) -> ConnectionFile:
     """The connection file of a launch (VM or local container), the one builder for both.
 
-    ``host`` is None while a VM has no external IP yet: launch writes the file that early
-    so that `invoke teardown` always finds what it created, with empty addresses.
+    Written first with ``state="launching"`` and no address, before anything is created,
+    so that `invoke teardown` always finds what the launch may have made.
     """
     gce = target == "gce"
     return ConnectionFile(
         instance=spec.instance,
         target=target,
+        state=state,
         scheduler_address=f"tls://{host}:{spec.scheduler_port}" if host else "",
-        # The entrypoint serves the dashboard over HTTPS with the server certificate.
+        # The entrypoint serves the dashboard over HTTPS with the node certificate.
         dashboard_url=f"https://{host}:{spec.dashboard_port}/status" if host else "",
         image=spec.image.reference,
         lock_hash=spec.image.lock_hash,
@@ -256,10 +318,10 @@ def connection_for(
         tls=client_tls,
         project=spec.project if gce else None,
         zone=spec.zone if gce else None,
-        firewall_rule=spec.firewall_rule if gce else None,
+        firewall_rules=spec.rule_names if gce else (),
         created_at=created_at,
         record=spec.image.record,
-        extra={"network_tag": spec.network_tag, "method": spec.method}
+        extra={"project_label": spec.project_label}
         if gce
-        else {"container": spec.instance},
+        else {"container": spec.instance, "project_label": spec.project_label},
     )

@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # imported by the task bodies only: `invoke --list` stays fas
 LAUNCH_HELP = {
     "local": "Run the container on the local Docker engine instead of a VM.",
     "image": "Image to run (default: the one `invoke build push` recorded in "
-    ".daskbox/images/).",
+    ".daskbox/images/ for the machine type's platform).",
     "instance": "Instance (and container) name (default: daskbox-<project name>).",
     "project": "Google Cloud project (default: gcloud's configured project).",
     "zone": "Compute Engine zone (default: us-central1-a).",
@@ -34,14 +34,14 @@ LAUNCH_HELP = {
     "network-tag": "Network tag the firewall rule targets (default: daskbox).",
     "spot": "Use a Spot VM (--provisioning-model=SPOT; config: spot).",
     "no-spot": "Use a standard VM even when [tool.daskbox.gcloud] sets spot = true.",
-    "max-run-duration": "Delete the VM after this long, e.g. 8h; 0 disables (default: 8h).",
+    "max-run-duration": "Delete the VM after this long, 30s to 120d, e.g. 8h or 90m; 0 "
+    "disables (default: 8h).",
     "workers": "Dask workers (default: sized by the entrypoint).",
     "threads-per-worker": "Threads per worker (default: sized by the entrypoint).",
     "memory-per-worker": "Memory per worker, e.g. 3GiB (default: sized by the entrypoint).",
     "idle-timeout": "Stop (and power the VM off) after this long idle, e.g. 30m (default: 1h).",
     "scheduler-port": "Scheduler port (default: 8786).",
     "dashboard-port": "Dashboard port (default: 8787).",
-    "method": "cloud-init (default) or container-declaration (deprecated by Google).",
     "source-range": "Who may connect, e.g. 203.0.113.7/32 (default: your detected public IP).",
     "service-account": "Service account the VM (and so every task) runs as, e.g. "
     "data-reader@my-project.iam.gserviceaccount.com (default: the project's default "
@@ -51,8 +51,11 @@ LAUNCH_HELP = {
     "application-credentials": "--local only: mount your application-default credentials "
     "(`gcloud auth application-default login`) read-only into the container, so tasks "
     "read gs:// data as you.",
-    "allow-any-source": "Allow a 0.0.0.0/0 source range (not recommended).",
-    "no-allow-any-source": "Refuse 0.0.0.0/0 even when the config allows it.",
+    "allow-any-source": "Allow source ranges of more than 256 addresses (not recommended).",
+    "no-allow-any-source": "Refuse wide source ranges even when the config allows them.",
+    "allow-private-registry": "The image's registry is on a private address the VM can "
+    "reach (inside its VPC); refused otherwise.",
+    "no-allow-private-registry": "Refuse a private registry even when the config allows it.",
     "timeout": "Seconds to wait for the scheduler (default: 600).",
     "dry-run": "Print the commands and run nothing.",
 }
@@ -112,22 +115,18 @@ def launch(
     idle_timeout: str | None = None,
     scheduler_port: str | None = None,
     dashboard_port: str | None = None,
-    method: str | None = None,
     source_range: str | None = None,
     allow_any_source: bool = False,
     no_allow_any_source: bool = False,
     service_account: str | None = None,
     scopes: str | None = None,
     application_credentials: bool = False,
+    allow_private_registry: bool = False,
+    no_allow_private_registry: bool = False,
     timeout: str | None = None,
     dry_run: bool = False,
 ) -> None:
     """Launch the cluster on a Compute Engine VM (or, with --local, on local Docker)."""
-    from daskbox.gcloud.image import resolve_image
-    from daskbox.gcloud.settings import resolve_settings
-    from daskbox.gcloud.spec import build_spec, wide_range_warnings
-    from daskbox.gcloud.tls import LONG_VALIDITY, certificate_validity, make_tls_material
-
     flags: dict[str, Any] = {
         "instance": instance,
         "project": project,
@@ -142,58 +141,107 @@ def launch(
         "idle_timeout": idle_timeout,
         "scheduler_port": scheduler_port,
         "dashboard_port": dashboard_port,
-        "method": method,
         "source_range": source_range,
         "service_account": service_account,
         "scopes": scopes,
         "application_credentials": application_credentials or None,
         "timeout": timeout,
     }
-    with one_line_errors():
+    said = ["interrupted: launch stopped before anything was created"]
+    with one_line_errors(lambda: said[0]):
         flags["spot"] = _tri_state("spot", spot, no_spot)
         flags["allow_any_source"] = _tri_state(
             "allow-any-source", allow_any_source, no_allow_any_source
         )
-        root = find_project_root()
-        settings = resolve_settings(root, flags, local=local, invoke_config=_gcloud_config(c))
+        flags["allow_private_registry"] = _tri_state(
+            "allow-private-registry", allow_private_registry, no_allow_private_registry
+        )
         if application_credentials and not local:
             raise ConfigError(
                 "--application-credentials is for --local: a VM reads data as its service "
                 "account (--service-account EMAIL)"
             )
-        # A VM deletes itself after its maximum run duration; a local container does not.
-        validity = LONG_VALIDITY if local else certificate_validity(settings.max_run_duration)
-        tls = make_tls_material(settings.instance, validity)
-        if local:
-            from daskbox.gcloud.local import launch_local, local_argv
-
-            chosen = resolve_image(root, image, local=True)
-            spec = build_spec(
-                settings, project="local", image=chosen, server_tls=tls.server, ranges=()
+        connection = _launch(c, flags, local=local, image=image, dry_run=dry_run)
+        if connection is not None:
+            said[0] = (
+                f"interrupted after {connection.instance} was launched: it is running; "
+                f"connect with `connect(\"{connection.instance}\")`, delete it with "
+                f"`invoke teardown{' --local' if local else ''}`"
             )
-            if dry_run:
-                argv = local_argv(root, spec, credentials=settings.application_credentials)
-                print(f"$ {shlex.join(argv)}")
-                return
-            connection = launch_local(root, settings, spec, tls)
-        else:
-            from daskbox.gcloud import launch as gce
+            print(_connect_lines(connection))
 
-            chosen_project = gce.gcloud_project(settings.project)
-            chosen = resolve_image(root, image, local=False)
-            spec = gce.plan_launch(settings, project=chosen_project, image=chosen, tls=tls)
-            for warning in wide_range_warnings(spec.source_ranges):
-                print(warning)
-            if dry_run:
-                gce.print_plan(spec)
-                return
-            connection = gce.launch_gce(root, settings, spec, tls)
-        print(_connect_lines(connection))
+
+def _launch(
+    c: Context,
+    flags: dict[str, Any],
+    *,
+    local: bool,
+    image: str | None,
+    dry_run: bool,
+) -> ConnectionFile | None:
+    """settings -> image -> checks -> spec -> the target's launch (or its dry run)."""
+    from daskbox import contract
+    from daskbox._pyproject import project_name
+    from daskbox.gcloud.checks import check_launch
+    from daskbox.gcloud.image import resolve_image
+    from daskbox.gcloud.machines import machine_platform
+    from daskbox.gcloud.settings import resolve_settings
+    from daskbox.gcloud.spec import build_spec
+    from daskbox.gcloud.tls import (
+        LONG_VALIDITY,
+        certificate_validity,
+        make_launch_tls,
+        validity_days,
+    )
+
+    root = find_project_root()
+    settings = resolve_settings(root, flags, local=local, invoke_config=_gcloud_config(c))
+    where = "on local Docker" if local else f"in {settings.zone}"
+    print(f"launching {settings.instance} {where}: checking settings, image and registry")
+    # A VM runs the record of its machine type's platform (arm64 for t2a-*, c4a-*).
+    platform = contract.DEFAULT_PLATFORM if local else machine_platform(settings.machine_type)
+    chosen = resolve_image(root, image, local=local, platform=platform)
+    check_launch(settings, chosen, local=local)
+    # A VM deletes itself after its maximum run duration; a local container does not.
+    validity = LONG_VALIDITY if local else certificate_validity(settings.max_run_seconds)
+    tls = make_launch_tls(settings.instance, validity)
+    if local:
+        from daskbox.gcloud.local import check_argv, launch_local, local_argv
+
+        spec = build_spec(
+            settings, project="local", project_name=project_name(root), image=chosen,
+            client_ca_pem=tls.client_ca_pem, tls_days=validity_days(validity), ranges=(),
+        )  # fmt: skip
+        if dry_run:
+            print(f"$ {shlex.join(check_argv(root, spec))}")
+            argv = local_argv(root, spec, credentials=settings.application_credentials)
+            print(f"$ {shlex.join(argv)}")
+            return None
+        return launch_local(root, settings, spec, tls)
+    from daskbox.gcloud import launch as gce
+    from daskbox.gcloud.checks import check_registry_serves_vm
+    from daskbox.gcloud.spec import wide_range_warnings
+
+    warning = check_registry_serves_vm(chosen)
+    if warning:
+        print(warning)
+    chosen_project = gce.gcloud_project(settings.project)
+    spec = gce.plan_launch(
+        settings, project=chosen_project, project_name=project_name(root), image=chosen,
+        tls=tls, tls_days=validity_days(validity),
+    )  # fmt: skip
+    for line in wide_range_warnings(tuple(r for rule in spec.firewall_rules
+                                          for r in rule.source_ranges)):  # fmt: skip
+        print(line)
+    if dry_run:
+        gce.print_plan(spec)
+        return None
+    return gce.launch_gce(root, settings, spec, tls)
 
 
 @task(
     help={
-        "instance": "Instance to delete (default: the one launched from this project).",
+        "instance": "Instance to delete (default: every one launched from this project).",
         "local": "Tear down the local container instead of a VM.",
         "project": "Project of an instance that has no connection file.",
         "zone": "Zone of an instance that has no connection file.",
@@ -208,37 +256,69 @@ def teardown(
     zone: str | None = None,
     dry_run: bool = False,
 ) -> None:
-    """Delete the cluster, its firewall rule (if unused) and its connection file."""
+    """Delete the cluster, its firewall rules and its connection file."""
+    from daskbox._pyproject import project_name
     from daskbox.gcloud import teardown as down
     from daskbox.gcloud.settings import resolve_settings
+    from daskbox.gcloud.spec import project_label
 
-    with one_line_errors():
+    with one_line_errors(
+        "interrupted: teardown stopped; whatever it had not deleted is still recorded: run "
+        "`invoke teardown` again"
+    ):
         root = find_project_root()
-        fallback = None
+        settings = resolve_settings(
+            root, {"instance": instance, "zone": zone, "project": project}, local=local,
+            invoke_config=_gcloud_config(c),
+        )  # fmt: skip
+        label = project_label(project_name(root))
+        named = None
         if instance is not None:
-            settings = resolve_settings(
-                root,
-                {"instance": instance, "zone": zone},
-                local=local,
-                invoke_config=_gcloud_config(c),
-            )
-            fallback = functools.partial(_named_target, instance, local, project, settings)
-        down.teardown(root, instance=instance, local=local, fallback=fallback, dry_run=dry_run)
+            named = functools.partial(_named_target, instance, local, settings)
+        down.teardown(
+            root,
+            instance=instance,
+            local=local,
+            named=named,
+            discover=functools.partial(_discover, local, settings, label),
+            dry_run=dry_run,
+        )
 
 
-def _named_target(
-    instance: str, local: bool, project: str | None, settings: LaunchSettings
-) -> TeardownTarget:
+def _named_target(instance: str, local: bool, settings: LaunchSettings) -> TeardownTarget:
     """A named instance without a connection file: its project comes from the flag, the
-    config or (for a VM, one gcloud call) gcloud's configured project."""
+    config or (for a VM) gcloud; its rules from its name."""
     from daskbox.gcloud.launch import gcloud_project
+    from daskbox.gcloud.spec import firewall_rule_names
     from daskbox.gcloud.teardown import TeardownTarget
 
-    if not (project or settings.project or local):
-        project = gcloud_project(None, echo=None)
+    if local:
+        return TeardownTarget(instance=instance, local=True)
     return TeardownTarget(
-        instance=instance, local=local, project=project or settings.project, zone=settings.zone
+        instance=instance,
+        local=False,
+        project=gcloud_project(settings.project, echo=None),
+        zone=settings.zone,
+        firewall_rules=firewall_rule_names(instance),
     )
+
+
+def _discover(local: bool, settings: LaunchSettings, label: str) -> list[TeardownTarget]:
+    """What this project launched, found by label (no usable connection file)."""
+    from daskbox.gcloud.teardown import TeardownTarget
+
+    if local:
+        from daskbox.gcloud.local import project_containers
+
+        return [TeardownTarget(name, True) for name in project_containers(label)]
+    import shutil
+
+    from daskbox.gcloud.launch import gcloud_project
+    from daskbox.gcloud.teardown import discover_gce
+
+    if shutil.which("gcloud") is None:
+        return []
+    return discover_gce(gcloud_project(settings.project, echo=None), label, print)
 
 
 @task(
@@ -255,7 +335,7 @@ def status(c: Context, local: bool = False, project: str | None = None) -> None:
     from daskbox.gcloud.settings import resolve_settings
     from daskbox.gcloud.status import format_table, gce_status, local_rows
 
-    with one_line_errors():
+    with one_line_errors("interrupted: status stopped; it changes nothing"):
         rows = local_rows()
         if not local and shutil.which("gcloud") is None:
             print("gcloud is not installed: listing local clusters only")

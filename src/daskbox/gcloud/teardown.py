@@ -1,8 +1,22 @@
-"""Tear a launched cluster down: the VM (or local container), the shared firewall rule
-when no other daskbox instance needs it, the connection file. Idempotent."""
+"""Tear a launched cluster down: exactly what its launch made. Idempotent.
+
+A launch records itself (the connection file) before it creates anything, and labels its
+instance with the project, so teardown finds its resources three ways:
+
+1. the connection files (any state: a launch interrupted halfway is recorded too);
+2. ``--instance NAME`` without a file: that instance and the rules its name implies;
+3. no usable file at all (deleted, or corrupt: a corrupt file is set aside as
+   ``NAME.json.corrupt-<time>`` and reported, never a dead end): the instances labelled
+   with this project and the rules whose description names it (two gcloud calls).
+
+Resources that are already gone (the VM deleted itself at its maximum run duration, an
+interrupted launch never got that far) count as deleted, but only when the API names the
+resource itself as not found: a missing zone or project is an error, and the record stays.
+"""
 
 from __future__ import annotations
 
+import datetime
 import shlex
 import shutil
 from collections.abc import Callable
@@ -10,16 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from daskbox._tasks import Progress
-from daskbox.client.connection import (
-    ConnectionFile,
-    connection_dir,
-    connection_path,
-    read_connection_file,
-)
-from daskbox.errors import DaskboxError, GcloudError
+from daskbox.client.connection import ConnectionFile, connection_dir, connection_path
+from daskbox.errors import ConnectionFileError, DaskboxError, GcloudError
 from daskbox.gcloud import commands
-from daskbox.gcloud._gcloud import GcloudCommandError, run_gcloud_json
-from daskbox.gcloud.local import container_state, remove_container, tls_dir
+from daskbox.gcloud._gcloud import GcloudCommandError, parse_json, run_gcloud_all
+from daskbox.gcloud.spec import firewall_rule_names
 
 
 class NothingToTearDown(DaskboxError):
@@ -28,100 +37,144 @@ class NothingToTearDown(DaskboxError):
 
 @dataclass(frozen=True)
 class TeardownTarget:
-    """One cluster to delete, from its connection file or from flags."""
+    """One cluster to delete: from its connection file, from flags, or found by label."""
 
     instance: str
     local: bool
     project: str | None = None
-    zone: str | None = None
-    firewall_rule: str | None = None
-    network_tag: str | None = None
+    zone: str | None = None  # None: no instance known to exist (only rules)
+    firewall_rules: tuple[str, ...] = ()
     connection: Path | None = None
 
 
-def _from_file(path: Path) -> TeardownTarget:
-    connection: ConnectionFile = read_connection_file(path)
+def _from_file(path: Path, connection: ConnectionFile) -> TeardownTarget:
     return TeardownTarget(
         instance=connection.instance,
         local=connection.target == "local",
         project=connection.project,
         zone=connection.zone,
-        firewall_rule=connection.firewall_rule,
-        network_tag=connection.extra.get("network_tag"),
+        firewall_rules=connection.firewall_rules,
         connection=path,
     )
 
 
-def find_targets(project_root: Path, instance: str | None, local: bool) -> list[TeardownTarget]:
-    """The connection files matching the request (``local`` picks local ones only)."""
+def set_aside(path: Path, echo: Progress) -> Path:
+    """Move a corrupt connection file out of the way (kept for a look), and say so."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    path.replace(target)
+    echo(f"set aside {path.name}, which is not a readable connection file, as {target.name}")
+    return target
+
+
+def read_targets(
+    project_root: Path, instance: str | None, echo: Progress
+) -> tuple[list[TeardownTarget], bool]:
+    """Targets from the connection files (``instance``'s only, when named), and whether a
+    corrupt file was set aside (then resources are also looked for by label)."""
     if instance is not None:
-        path = connection_path(project_root, instance)
-        return [_from_file(path)] if path.is_file() else []
-    found = [_from_file(path) for path in sorted(connection_dir(project_root).glob("*.json"))]
-    return [target for target in found if target.local == local]
+        paths = [connection_path(project_root, instance)]
+    else:
+        paths = sorted(connection_dir(project_root).glob("*.json"))
+    targets, corrupt = [], False
+    for path in paths:
+        if not path.is_file():
+            continue
+        try:
+            connection = ConnectionFile.from_json(path.read_text(encoding="utf-8"), str(path))
+        except (ConnectionFileError, UnicodeDecodeError):
+            set_aside(path, echo)
+            corrupt = True
+            continue
+        targets.append(_from_file(path, connection))
+    return targets, corrupt
+
+
+def discover_gce(project: str, label: str, echo: Progress) -> list[TeardownTarget]:
+    """This project's daskbox instances (by label) and firewall rules (by description)."""
+    instances_argv = commands.instance_list(project, label)
+    rules_argv = commands.firewall_list(project, label)
+    found_instances, found_rules = run_gcloud_all([instances_argv, rules_argv], echo)
+    for result in (found_instances, found_rules):
+        if isinstance(result, GcloudError):
+            raise result
+    instances = parse_json(instances_argv, str(found_instances)) or []
+    rules = {str(rule["name"]) for rule in parse_json(rules_argv, str(found_rules)) or []}
+    targets = []
+    for item in instances:
+        name = str(item["name"])
+        own = tuple(rule for rule in firewall_rule_names(name) if rule in rules)
+        rules -= set(own)
+        zone = str(item.get("zone", "")).rstrip("/").rsplit("/", 1)[-1]
+        targets.append(TeardownTarget(name, False, project, zone, own))
+    for rule in sorted(rules):  # rules whose instance is gone or was never created
+        targets.append(TeardownTarget(rule.rsplit("-", 1)[0], False, project, None, (rule,)))
+    return targets
+
+
+def _deletions(target: TeardownTarget) -> list[tuple[list[str], str, str]]:
+    """(argv, API path of what it deletes, how to name it) for each deletion."""
+    assert target.project is not None
+    steps = []
+    if target.zone is not None:
+        steps.append(
+            (
+                commands.instance_delete(target.project, target.zone, target.instance),
+                commands.instance_resource(target.project, target.zone, target.instance),
+                f"instance {target.instance}",
+            )
+        )
+    for rule in target.firewall_rules:
+        steps.append(
+            (
+                commands.firewall_delete(target.project, (rule,)),
+                commands.firewall_resource(target.project, rule),
+                f"firewall rule {rule}",
+            )
+        )
+    return steps
+
+
+def teardown_gce(target: TeardownTarget, *, dry_run: bool, echo: Progress) -> int:
+    """Delete the instance and the rules side by side; return how many existed."""
+    if target.project is None:
+        raise GcloudError(f"no project known for {target.instance}: pass --project")
+    steps = _deletions(target)
+    if dry_run:
+        for argv, _, _ in steps:
+            echo("$ " + shlex.join(argv))
+        return 0
+    results = run_gcloud_all([argv for argv, _, _ in steps], echo)
+    existed = 0
+    for (_, resource, name), result in zip(steps, results, strict=True):
+        if isinstance(result, GcloudCommandError) and result.missing(resource):
+            echo(f"{name} was already gone")
+        elif isinstance(result, GcloudError):
+            raise result
+        else:
+            existed += 1
+    if target.connection is not None:
+        target.connection.unlink(missing_ok=True)
+    return existed
 
 
 def teardown_local(
     project_root: Path, target: TeardownTarget, *, dry_run: bool, echo: Progress
-) -> None:
+) -> int:
     """Remove the container, its TLS folder and its connection file."""
+    from daskbox.gcloud.local import remove_container, tls_dir
+
+    folder = tls_dir(project_root, target.instance)
     if dry_run:
-        echo(
-            f"would remove container {target.instance} and {tls_dir(project_root, target.instance)}"
-        )
-        return
-    if not remove_container(target.instance, echo):
+        echo(f"would remove container {target.instance} and {folder}")
+        return 0
+    existed = remove_container(target.instance, echo)
+    if not existed:
         echo(f"container {target.instance} was already gone")
-    shutil.rmtree(tls_dir(project_root, target.instance), ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
     if target.connection is not None:
         target.connection.unlink(missing_ok=True)
-
-
-def _rule_still_used(project: str, network_tag: str | None, deleted: str, echo: Progress) -> bool:
-    instances = run_gcloud_json(commands.instance_list(project), echo) or []
-    for instance in instances:
-        tags = instance.get("tags", {}).get("items", [])
-        if instance.get("name") != deleted and (network_tag is None or network_tag in tags):
-            return True
-    return False
-
-
-def teardown_gce(target: TeardownTarget, *, dry_run: bool, echo: Progress) -> None:
-    """Delete the VM (gone already is fine when a connection file named it), then the rule."""
-    if target.project is None or target.zone is None:
-        raise GcloudError(f"no project/zone known for {target.instance}: pass --project and --zone")
-    delete = commands.instance_delete(target.project, target.zone, target.instance)
-    if dry_run:
-        echo("$ " + shlex.join(delete))
-        if target.firewall_rule:
-            echo("$ " + shlex.join(commands.firewall_delete(target.project, target.firewall_rule)))
-        return
-    try:
-        run_gcloud_json(delete, echo)
-    except GcloudCommandError as error:
-        # Only the instance's own path counts as "gone": a missing zone or project is an
-        # error, not a reason to forget the VM and delete its connection file.
-        if not error.missing(
-            commands.instance_resource(target.project, target.zone, target.instance)
-        ):
-            raise
-        if target.connection is None:
-            raise NothingToTearDown(
-                f"instance {target.instance} not found in {target.zone} of {target.project}: "
-                "`invoke status` lists daskbox instances"
-            ) from None
-        echo(f"instance {target.instance} was already deleted")
-    rule = target.firewall_rule
-    if rule and not _rule_still_used(target.project, target.network_tag, target.instance, echo):
-        try:
-            run_gcloud_json(commands.firewall_delete(target.project, rule), echo)
-        except GcloudCommandError as error:
-            if not error.missing(commands.firewall_resource(target.project, rule)):
-                raise
-    elif rule:
-        echo(f"keeping firewall rule {rule}: another daskbox instance uses it")
-    if target.connection is not None:
-        target.connection.unlink(missing_ok=True)
+    return int(existed)
 
 
 def teardown(
@@ -129,30 +182,44 @@ def teardown(
     *,
     instance: str | None,
     local: bool,
-    fallback: Callable[[], TeardownTarget] | None,
+    named: Callable[[], TeardownTarget] | None,
+    discover: Callable[[], list[TeardownTarget]] | None,
     dry_run: bool = False,
     echo: Progress = print,
 ) -> int:
-    """Tear down what the connection files (or ``fallback()`` for a named instance) point at.
-
-    ``fallback`` is called only when the named instance has no connection file: building
-    it may ask gcloud for its configured project, which the file makes unnecessary.
-    Returns how many clusters were torn down; 0 means there was nothing to delete.
-    """
-    targets = find_targets(project_root, instance, local)
-    if not targets and instance is not None and fallback is not None:
-        named = fallback()
-        if named.local and container_state(named.instance) is None:
-            raise NothingToTearDown(f"no local cluster named {named.instance}")
-        targets = [named]
-    if not targets:
-        where = "local clusters" if local else "Compute Engine clusters"
-        echo(f"nothing to delete: no {where} launched from {project_root}")
-        return 0
+    """Tear down what the connection files point at, else ``named()`` (a named instance
+    without a file), else what ``discover()`` finds by label. Returns how many clusters
+    had something to delete; 0 means there was nothing."""
+    targets, corrupt = read_targets(project_root, instance, echo)
+    targets = [target for target in targets if target.local == local]
+    by_name = not targets and instance is not None and named is not None
+    if by_name and named is not None:
+        targets = [named()]
+    elif (corrupt or not targets) and instance is None and discover is not None:
+        known = {target.instance for target in targets}
+        targets += [found for found in discover() if found.instance not in known]
+    deleted = 0
     for target in targets:
         if target.local:
-            teardown_local(project_root, target, dry_run=dry_run, echo=echo)
+            existed = teardown_local(project_root, target, dry_run=dry_run, echo=echo)
         else:
-            teardown_gce(target, dry_run=dry_run, echo=echo)
-        echo(f"deleted {target.instance}" if not dry_run else "(dry run: nothing deleted)")
-    return len(targets)
+            existed = teardown_gce(target, dry_run=dry_run, echo=echo)
+        if dry_run:
+            echo("(dry run: nothing deleted)")
+        elif existed or target.connection is not None:
+            echo(f"deleted {target.instance}")
+            deleted += 1
+    if not dry_run and deleted == 0:
+        if by_name:
+            [target] = targets
+            where = "" if local else f" in {target.zone} of {target.project}"
+            kind = "local cluster" if local else "instance or firewall rule"
+            raise NothingToTearDown(
+                f"no {kind} named {instance}{where}: `invoke status` lists daskbox clusters"
+            )
+        where = "local clusters" if local else "Compute Engine clusters"
+        echo(f"nothing to delete: no {where} launched from {project_root}")
+    return deleted
+
+
+__all__ = ["NothingToTearDown", "TeardownTarget", "discover_gce", "teardown"]

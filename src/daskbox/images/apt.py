@@ -22,6 +22,15 @@ from daskbox.images.engine import ContainerEngine
 from daskbox.images.wheels import Artifact, file_sha256
 
 
+def _hand_back(folder: str) -> str:
+    """``; chown`` of what the container wrote to this user (POSIX only: Docker Desktop
+    on Windows maps the files to the user itself, and there is no ``os.getuid``)."""
+    getuid, getgid = getattr(os, "getuid", None), getattr(os, "getgid", None)
+    if getuid is None or getgid is None:
+        return ""
+    return f"; chown -R {getuid()}:{getgid()} {folder}"
+
+
 def fetch_debs(
     engine: ContainerEngine,
     base_image: str,
@@ -44,8 +53,8 @@ def fetch_debs(
             "set -e; apt-get update -qq; "
             "apt-get install --download-only --yes --no-install-recommends -qq "
             + " ".join(shlex.quote(p) for p in packages)
-            + "; cp /var/cache/apt/archives/*.deb /out/ 2>/dev/null || true; "
-            f"chown -R {os.getuid()}:{os.getgid()} /out"
+            + "; cp /var/cache/apt/archives/*.deb /out/ 2>/dev/null || true"
+            + _hand_back("/out")
         )
         try:
             engine.run(base_image, ["sh", "-c", script], {str(scratch): "/out"}, platform)

@@ -34,6 +34,18 @@ _IMAGE_HELP = {
 }
 
 
+# What Ctrl-C leaves: Docker tags an image only when its build finished, and a registry
+# tags a pushed image only once all of its layers arrived.
+INTERRUPTED_BUILD = (
+    "interrupted: build stopped before tagging the image, so none is half-made (Docker keeps "
+    "its layer cache); run `invoke build` again"
+)
+INTERRUPTED_PUSH = (
+    "interrupted: push stopped; the registry got no new tag (layers already sent are reused "
+    "by the next push); run `invoke push` again"
+)
+
+
 def print_progress(message: str) -> None:
     """Progress lines; docker build's own step lines pass through as they are."""
     print(
@@ -145,7 +157,7 @@ def build(
     """
     from daskbox.images.pipeline import build_image
 
-    with one_line_errors():
+    with one_line_errors(INTERRUPTED_BUILD):
         plan = _plan(c, with_, extras, base_image, repository, platform)
         if warning := dashboard_warning(plan.environment.names()):
             print(warning, file=sys.stderr, flush=True)
@@ -184,7 +196,7 @@ def push(
     from daskbox.images.engine import DockerEngine
     from daskbox.images.pipeline import find_pushed, push_image
 
-    with one_line_errors():
+    with one_line_errors(INTERRUPTED_PUSH):
         plan = _plan(c, with_, extras, base_image, repository, platform, reuse=True)
         if dry_run:
             pinned = find_pushed(plan.reference, DockerEngine())

@@ -1,0 +1,70 @@
+"""The VM's side of TLS: at boot, make the cluster CA and the node key on the VM itself.
+
+``NODE_TLS_SCRIPT`` runs in a throwaway container of the cluster's own image (``openssl``
+and ``/bin/sh`` come with every ``python:*-slim`` image, since Debian's ca-certificates
+depends on openssl; Container-Optimized OS itself is not documented to ship openssl), as
+root, with no network. It makes, once per boot disk:
+
+* ``STATE/ca-key.pem`` + ``STATE/ca.pem``: the cluster CA (the key root-only, never mounted
+  into the cluster's container, never sent anywhere);
+* ``TLS/server-key.pem`` + ``TLS/server.pem``: the node pair the scheduler and workers
+  present, signed by the cluster CA (``serverAuth`` and ``clientAuth``, see
+  ``daskbox.gcloud.tls``), the key owned by the image's non-root user, mode 0600;
+
+and at every boot ``TLS/ca.pem``, the trust bundle (the cluster CA, for workers and the
+scheduler, plus the laptop's client CA from the instance metadata), and
+``TLS/cluster-ca.pem``, the certificate the boot publishes as a guest attribute for the
+laptop to pin. All of it sits on COS's stateful ``/var``, so a second boot presents the
+same CA and the laptop's pin still holds.
+
+Arguments: STATE TLS CLIENT_CA DAYS UID INSTANCE. Pure text; ``cloud_init`` places it.
+"""
+
+from __future__ import annotations
+
+NODE_TLS_SCRIPT = r"""#!/bin/sh
+# daskbox: make this cluster's CA and node certificate on the VM, once per boot disk.
+# The private keys never leave this VM; only the CA certificate is published.
+set -eu
+state=$1 tls=$2 client_ca=$3 days=$4 uid=$5 instance=$6
+umask 077
+mkdir -p "$state" "$tls"
+if [ ! -s "$state/ca-key.pem" ] || [ ! -s "$tls/server-key.pem" ] || [ ! -s "$tls/server.pem" ]
+then
+  conf="$state/openssl.cnf"
+  cat > "$conf" <<'CONF'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+[ca]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[node]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+# One certificate for listening and for dialing (distributed's roles): both usages.
+extendedKeyUsage = serverAuth, clientAuth
+subjectAltName = DNS:daskbox-node, IP:127.0.0.1
+authorityKeyIdentifier = keyid
+CONF
+  openssl req -x509 -new -config "$conf" -extensions ca -newkey ec \
+    -pkeyopt ec_paramgen_curve:P-256 -nodes -days "$days" \
+    -subj "/O=daskbox/CN=daskbox cluster CA for $instance" \
+    -keyout "$state/ca-key.pem" -out "$state/ca.pem"
+  openssl req -new -config "$conf" -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -subj "/O=daskbox/CN=daskbox-node" -keyout "$tls/server-key.pem" -out "$state/node.csr"
+  openssl x509 -req -in "$state/node.csr" -CA "$state/ca.pem" -CAkey "$state/ca-key.pem" \
+    -set_serial "0x$(openssl rand -hex 16)" -days "$days" -extfile "$conf" \
+    -extensions node -out "$tls/server.pem"
+  rm -f "$state/node.csr" "$conf"
+fi
+cat "$state/ca.pem" "$client_ca" > "$tls/ca.pem"
+cp "$state/ca.pem" "$tls/cluster-ca.pem"
+chown "$uid:$uid" "$tls/server-key.pem"
+chmod 0600 "$tls/server-key.pem"
+chmod 0644 "$tls/server.pem" "$tls/ca.pem" "$tls/cluster-ca.pem"
+chmod 0755 "$tls"
+chmod 0700 "$state"
+"""

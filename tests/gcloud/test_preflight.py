@@ -1,0 +1,181 @@
+"""Everything checked before anything is created: the entrypoint's own validation of the
+launch flags, durations, labels, the image's architecture against the machine type, and
+whether the VM can reach and pull from the image's registry."""
+
+from __future__ import annotations
+
+import pytest
+from specs import IMAGE
+
+from daskbox.entrypoint.settings import SettingsError, read_settings
+from daskbox.errors import LaunchSpecError
+from daskbox.gcloud.checks import check_entrypoint_settings, check_launch
+from daskbox.gcloud.machines import check_architecture, cos_image_family, machine_platform
+from daskbox.gcloud.registry import check_vm_can_pull, is_google_registry, private_reason
+from daskbox.gcloud.settings import LaunchSettings, parse_duration, validate_settings
+from daskbox.gcloud.spec import LaunchImage, entrypoint_env, source_ranges
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"workers": "abc"}, "--workers='abc' is invalid: expected a whole number"),
+        ({"memory_per_worker": "5XB"}, "--memory-per-worker='5XB' is invalid"),
+        ({"threads_per_worker": "0"}, "--threads-per-worker='0' is invalid"),
+        ({"idle_timeout": "10 fortnights"}, "--idle-timeout='10 fortnights' is invalid"),
+        ({"scheduler_port": 70000}, "--scheduler-port='70000' is invalid: expected a port"),
+        ({"scheduler_port": 9000, "dashboard_port": 9000}, "are both 9000"),
+    ],
+)
+def test_launch_flags_go_through_the_entrypoints_own_validation(flags, message):
+    settings = LaunchSettings(instance="x", **flags)
+    env = dict(entrypoint_env(settings))
+    with pytest.raises(SettingsError):  # the very function the container runs
+        read_settings(env)
+    with pytest.raises(LaunchSpecError, match=message):
+        check_entrypoint_settings(env)
+
+
+def test_valid_flags_pass():
+    settings = LaunchSettings(instance="x", workers="4", memory_per_worker="3GiB")
+    check_entrypoint_settings(dict(entrypoint_env(settings)))
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("8h", 28800), ("90m", 5400), ("30s", 30), ("2d", 172800), ("120d", 10368000),
+     ("3600", 3600), ("2 days", 172800), ("0", None), ("", None)],
+)  # fmt: skip
+def test_durations_use_dasks_parser(text, seconds):
+    assert parse_duration(text, "max-run-duration") == seconds
+
+
+@pytest.mark.parametrize("text", ["29s", "121d", "eight hours", "1d12h", "-5m"])
+def test_durations_outside_30s_to_120_days_are_refused(text):
+    with pytest.raises(LaunchSpecError, match="max-run-duration"):
+        parse_duration(text, "max-run-duration")
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ((("Team", "data"),), "label Team='data' is invalid"),
+        ((("team", "Data"),), "label team='Data' is invalid"),
+        ((("1team", "x"),), "is invalid"),
+        ((("team", "x" * 64),), "is invalid"),
+        ((("daskbox", "mine"),), "daskbox's own"),
+        ((("daskbox-project", "other"),), "daskbox's own"),
+        (tuple((f"k{i}", "v") for i in range(62)), "too many"),
+    ],
+)
+def test_labels_follow_compute_engines_rules(labels, message):
+    with pytest.raises(LaunchSpecError, match=message):
+        validate_settings(LaunchSettings(instance="x", labels=labels))
+
+
+@pytest.mark.parametrize(
+    ("machine", "platform", "family"),
+    [
+        ("e2-highcpu-16", "linux/amd64", "cos-stable"),
+        ("t2a-standard-8", "linux/arm64", "cos-arm64-stable"),
+        ("c4a-highmem-72", "linux/arm64", "cos-arm64-stable"),
+        ("custom-4-8192", "linux/amd64", "cos-stable"),
+        ("n2d-custom-8-16384", "linux/amd64", "cos-stable"),
+    ],
+)
+def test_machine_types_map_to_their_architecture(machine, platform, family):
+    assert machine_platform(machine) == platform
+    assert cos_image_family(machine) == family
+
+
+def test_an_image_for_the_wrong_architecture_is_refused():
+    check_architecture("t2a-standard-8", "linux/arm64")
+    with pytest.raises(LaunchSpecError, match="built for linux/amd64 but t2a-standard-8 is a "
+                                              "linux/arm64 machine"):  # fmt: skip
+        check_architecture("t2a-standard-8", "linux/amd64")
+    with pytest.raises(LaunchSpecError, match="launch on an Arm machine type"):
+        check_architecture("e2-highcpu-16", "linux/arm64")
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        ("localhost:5000", "loopback"),
+        ("127.0.0.1:5000", "loopback"),
+        ("[::1]:5000", "loopback"),
+        ("169.254.169.254", "link-local"),
+        ("[fe80::1]:5000", "link-local"),
+        ("10.0.0.5:5000", "private"),
+        ("172.16.3.4", "private"),
+        ("192.168.1.10:5000", "private"),
+        ("[fd00::5]:5000", "private"),
+        ("registry:5000", "without a domain"),
+        ("registry.local", "local-network"),
+        ("registry.corp.internal:443", "local-network"),
+        ("ghcr.io", None),
+        ("europe-docker.pkg.dev", None),
+        ("34.102.136.180:5000", None),
+    ],
+)
+def test_registries_the_vm_cannot_reach(host, reason):
+    found = private_reason(host)
+    assert (found is None) if reason is None else (reason in str(found))
+
+
+def test_private_registry_is_refused_with_the_fix_unless_allowed():
+    reference = "127.0.0.1:5000/demo@sha256:" + "a" * 64
+    with pytest.raises(LaunchSpecError, match="push the image to Artifact Registry") as refused:
+        check_vm_can_pull(reference, ("storage-ro",), allow_private_registry=False)
+    assert "--allow-private-registry" in str(refused.value)
+    check_vm_can_pull(reference, ("storage-ro",), allow_private_registry=True)
+
+
+@pytest.mark.parametrize(
+    ("host", "google"),
+    [("us-central1-docker.pkg.dev", True), ("gcr.io", True), ("eu.gcr.io", True),
+     ("docker.io", False), ("ghcr.io", False), ("pkg.dev.example.com", False)],
+)  # fmt: skip
+def test_google_registries(host, google):
+    assert is_google_registry(host) is google
+
+
+def test_google_registry_needs_a_storage_read_scope():
+    with pytest.raises(LaunchSpecError, match="add storage-ro to scopes"):
+        check_vm_can_pull(IMAGE.reference, ("logging-write",), allow_private_registry=False)
+    for scopes in (("storage-ro",), ("cloud-platform",),
+                   ("https://www.googleapis.com/auth/devstorage.read_only",)):  # fmt: skip
+        check_vm_can_pull(IMAGE.reference, scopes, allow_private_registry=False)
+
+
+def test_check_launch_covers_both_targets():
+    bad = LaunchSettings(instance="x", workers="abc")
+    for local in (True, False):
+        with pytest.raises(LaunchSpecError, match="--workers"):
+            check_launch(bad, IMAGE, local=local)
+    arm = LaunchSettings(instance="x", machine_type="c4a-standard-8")
+    check_launch(arm, IMAGE, local=True)  # the local engine runs what it has
+    with pytest.raises(LaunchSpecError, match="linux/arm64"):
+        check_launch(arm, IMAGE, local=False)
+    check_launch(arm, LaunchImage(IMAGE.reference, "", (), platform="linux/arm64"), local=False)
+
+
+@pytest.mark.parametrize(
+    ("ranges", "allowed"),
+    [
+        ("203.0.113.7/32", True),
+        ("203.0.113.0/24", True),  # 256 addresses: one office
+        ("203.0.113.0/24,198.51.100.1/32", False),  # 257
+        ("203.0.113.0/24,203.0.113.5/32", True),  # overlaps count once
+        ("0.0.0.0/1,128.0.0.0/1", False),  # everyone, split in two
+        ("0.0.0.0/0", False),
+        ("2001:db8::7/128", True),
+        ("2001:db8::/64", False),
+    ],
+)
+def test_more_than_256_addresses_need_allow_any_source(ranges, allowed):
+    if allowed:
+        source_ranges(ranges, None, allow_any=False)
+    else:
+        with pytest.raises(LaunchSpecError, match="--allow-any-source"):
+            source_ranges(ranges, None, allow_any=False)
+    assert source_ranges(ranges, None, allow_any=True)
