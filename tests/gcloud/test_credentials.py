@@ -37,10 +37,10 @@ def curl_dashboard(url: str, *certificate: str) -> subprocess.CompletedProcess[s
 
 
 def test_a_vm_runs_as_the_given_account_and_shows_its_dashboard_to_the_launch_only(
-    project, cluster_image, emulator, gcloud_env, tmp_path
+    project, vm_image, emulator, gcloud_env, tmp_path
 ):
     launched = daskbox(
-        project, gcloud_env, "launch", "--image", cluster_image.reference, "--source-range",
+        project, gcloud_env, "launch", "--image", vm_image.reference, "--source-range",
         CALLER, "--service-account", ACCOUNT, "--scopes", "storage-ro,logging-write,bigquery",
     )  # fmt: skip
     try:
@@ -102,7 +102,7 @@ def test_the_local_target_mounts_application_credentials_only_when_asked(project
         "--application-credentials",
     )  # fmt: skip
     try:
-        assert f":{GOOGLE_MOUNT}:ro" in launched.stdout  # the printed docker run
+        assert f"target={GOOGLE_MOUNT},readonly" in launched.stdout  # the printed docker run
         asked = container(instance)
         [mount] = [m for m in asked["Mounts"] if m["Destination"] == GOOGLE_MOUNT]
         assert mount["RW"] is False

@@ -147,4 +147,7 @@ def test_an_interrupted_build_says_what_is_left(cluster_image):
         [str(DASKBOX), "build", "--force"], project, env, "daskbox: building "
     )
     assert code == 130
-    assert stderr.strip() == INTERRUPTED_BUILD
+    *warnings, last = stderr.strip().splitlines()
+    assert last == INTERRUPTED_BUILD
+    # The fixture has no bokeh: build's one warning may come first, nothing else.
+    assert all(line.startswith("warning: bokeh is not in the image") for line in warnings)
