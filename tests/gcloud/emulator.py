@@ -810,8 +810,8 @@ class ComputeEmulator:
             with self.lock:
                 self.groups.pop((project, zone, name), None)
 
-        return self._operation(project, zone, "insert", link,
-                               "compute.instanceGroupManagers.insert", created, removed)  # fmt: skip
+        method = "compute.instanceGroupManagers.insert"
+        return self._operation(project, zone, "insert", link, method, created, removed)
 
     def _public_group(self, group: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in group.items() if k not in {"members", "active"}}
@@ -1070,8 +1070,8 @@ def _filtered(items: list[dict[str, Any]], query: Any) -> list[dict[str, Any]]:
     if not match:
         return items
     field, operator, pattern = match.groups()
-    return [item for item in items
-            if bool(re.fullmatch(pattern, str(item.get(field, "")))) == (operator == "eq")]  # fmt: skip
+    wanted = operator == "eq"
+    return [i for i in items if bool(re.fullmatch(pattern, str(i.get(field, "")))) == wanted]
 
 
 def _nat_ip(resource: dict[str, Any]) -> str | None:

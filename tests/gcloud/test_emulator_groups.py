@@ -70,8 +70,14 @@ def test_group_creates_resizes_recreates_and_deletes(emulator, gcloud_env):
                       "--quiet")  # fmt: skip
     assert deleted.returncode == 0, deleted.stderr
     first_id = instance["id"]
-    _wait_for(lambda: (found := emulator.instances.get(("test-project", ZONE, names[0])))
-              and found.resource["id"] != first_id and found.resource["status"] == "RUNNING")  # fmt: skip
+
+    def recreated() -> bool:
+        found = emulator.instances.get(("test-project", ZONE, names[0]))
+        return found is not None and found.resource["id"] != first_id and (
+            found.resource["status"] == "RUNNING"
+        )
+
+    _wait_for(recreated)
 
     # A VM that stopped by itself stays stopped (do-nothing), and still counts.
     stopped = _gcloud(gcloud_env, "compute", "instances", "stop", names[1], "--zone", ZONE)
@@ -84,9 +90,9 @@ def test_group_creates_resizes_recreates_and_deletes(emulator, gcloud_env):
         resized = _gcloud(gcloud_env, "compute", "instance-groups", "managed", "resize", "grp",
                           "--zone", ZONE, "--size", str(size))  # fmt: skip
         assert resized.returncode == 0, resized.stderr
-        _wait_for(lambda n=expected: len(_members(gcloud_env, "grp")) == n
-                  and len(_running(emulator, "node-")) == n or n == 0
-                  and not any(k[2].startswith("node-") for k in emulator.instances))  # fmt: skip
+        _wait_for(lambda n=expected: (len(_members(gcloud_env, "grp")) == n
+                  and len(_running(emulator, "node-")) == n) or (n == 0
+                  and not any(k[2].startswith("node-") for k in emulator.instances)))  # fmt: skip
 
     in_use = _gcloud(gcloud_env, "compute", "instance-templates", "delete", "tpl", "--quiet")
     assert in_use.returncode != 0 and "already being used" in in_use.stderr
