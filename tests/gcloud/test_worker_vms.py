@@ -10,7 +10,6 @@ resizes to 0 and back, and teardown leaves nothing."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -26,13 +25,24 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 ZONE = ("--zone", "us-central1-a")
 
 
-def _node() -> str:
-    return os.environ.get("DASKBOX_NODE_NAME", "")
+def _by_value():
+    # The VMs' processes cannot import this test module; local functions are shipped by
+    # value (cloudpickle).
+    def node() -> str:
+        import os
+
+        return os.environ.get("DASKBOX_NODE_NAME", "")
+
+    def slow_square(x: int) -> int:
+        import time
+
+        time.sleep(0.5)
+        return x * x
+
+    return node, slow_square
 
 
-def _slow_square(x: int) -> int:
-    time.sleep(0.5)
-    return x * x
+_node, _slow_square = _by_value()
 
 
 def _nodes(client: Client) -> dict[str, int]:
