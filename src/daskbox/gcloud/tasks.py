@@ -347,7 +347,7 @@ def _discover(local: bool, settings: LaunchSettings, label: str) -> list[Teardow
         "dry-run": "Print the gcloud command and run nothing.",
     }
 )
-def scale(c: Context, vms: int, instance: str | None = None, dry_run: bool = False) -> None:
+def scale(c: Context, vms: str, instance: str | None = None, dry_run: bool = False) -> None:
     """Set the number of worker VMs of a cluster launched with --worker-vms."""
     from daskbox.gcloud.scale import scale as resize
 
@@ -355,7 +355,13 @@ def scale(c: Context, vms: int, instance: str | None = None, dry_run: bool = Fal
         "interrupted: scale stopped; gcloud may still have resized the group: "
         "`invoke status` shows it"
     ):
-        resize(find_project_root(), vms, instance=instance, dry_run=dry_run)
+        try:
+            size = int(vms)
+        except ValueError:
+            raise ConfigError(
+                f"{vms!r} is not a number of worker VMs: e.g. `invoke scale 4`"
+            ) from None
+        resize(find_project_root(), size, instance=instance, dry_run=dry_run)
 
 
 @task(
