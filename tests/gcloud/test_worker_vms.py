@@ -10,7 +10,6 @@ resizes to 0 and back, and teardown leaves nothing."""
 from __future__ import annotations
 
 import json
-import re
 import time
 from pathlib import Path
 
@@ -112,8 +111,10 @@ def test_worker_vms_compute_rejoin_scale_and_tear_down(
             )
 
         # The environment check covers every worker of every VM, counted per VM.
-        checked = daskbox(project, gcloud_env, "check")
-        assert re.search(r"on scheduler and 3 workers on 3 VMs", checked.stdout), checked.stdout
+        # (The fixture image is not this test environment: differences are expected here.)
+        checked = daskbox(project, gcloud_env, "check", check=False)
+        counts = ", ".join(f"{name}: 1" for name in sorted([instance, *members]))
+        assert f"scheduler and 3 workers on 3 VMs ({counts})" in checked.stdout + checked.stderr
 
         status = daskbox(project, gcloud_env, "status")
         assert group in status.stdout and "(worker group)" in status.stdout

@@ -371,6 +371,8 @@ class CheckResult:
                 )
         if expected := self._expected():
             lines.append(f"expected: {expected}")
+        if self.workers_per_node():
+            lines.append(f"checked: {self.checked()}")
         if self.note:
             lines.append(f"note: {self.note}")
         return "\n".join(lines)
@@ -380,13 +382,19 @@ class CheckResult:
         nodes = Counter(c.node for c in self.comparisons if c.where != SCHEDULER and c.node)
         return dict(sorted(nodes.items()))
 
-    def confirmation(self) -> str:
-        """The one line printed when everything matches."""
+    def checked(self) -> str:
+        """The processes checked: "scheduler and 6 workers", plus the count per VM when the
+        workers run on several (``on 3 VMs (a: 2, b: 2, c: 2)``)."""
         workers = sum(1 for c in self.comparisons if c.where != SCHEDULER)
         processes = f"scheduler and {workers} worker{'' if workers == 1 else 's'}"
         if len(nodes := self.workers_per_node()) > 1:
             counts = ", ".join(f"{node}: {count}" for node, count in nodes.items())
             processes += f" on {len(nodes)} VMs ({counts})"
+        return processes
+
+    def confirmation(self) -> str:
+        """The one line printed when everything matches."""
+        processes = self.checked()
         # daskbox first: it is the local-only package every user has.
         local_only = sorted(self.local_only, key=lambda name: (name != "daskbox", name))
         named = ", ".join(local_only[:4]) + (", ..." if len(local_only) > 4 else "")
