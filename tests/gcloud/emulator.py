@@ -182,6 +182,9 @@ class ComputeEmulator:
             "compute.instanceGroupManagers.resize": self._resize_group,
             "compute.instanceGroupManagers.listManagedInstances": self._managed_instances,
             "compute.instanceGroupManagers.delete": self._delete_group,
+            # The plain instance-group view of each managed group (gcloud lists sizes so).
+            "compute.instanceGroups.list": self._list_instance_groups,
+            "compute.instanceGroups.aggregatedList": self._aggregated_instance_groups,
             # No autoscalers are modelled: gcloud asks before it deletes a group.
             "compute.autoscalers.list": lambda p, q, b: {"kind": "compute#autoscalerList",
                                                          "items": []},
@@ -797,6 +800,7 @@ class ComputeEmulator:
                 "targetSize": size,
                 "zone": f"{self.base}projects/{project}/zones/{zone}",
                 "selfLink": link,
+                "instanceGroup": link.replace("/instanceGroupManagers/", "/instanceGroups/"),
                 "creationTimestamp": _now(),
                 "members": {},  # instance name -> what the group last did with it
                 "active": False,  # the group acts once its insert operation is DONE
@@ -828,6 +832,33 @@ class ComputeEmulator:
                 scope = grouped.setdefault(f"zones/{zone}", {"instanceGroupManagers": []})
                 scope["instanceGroupManagers"].append(self._public_group(group))
         return {"kind": "compute#instanceGroupManagerAggregatedList", "items": grouped}
+
+    def _instance_group(self, project: str, zone: str, group: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "kind": "compute#instanceGroup",
+            "name": group["name"],
+            "zone": group["zone"],
+            "size": sum(1 for m in group["members"] if (project, zone, m) in self.instances),
+            "selfLink": group["instanceGroup"],
+        }
+
+    def _list_instance_groups(
+        self, params: dict[str, str], query: Any, body: Any
+    ) -> dict[str, Any]:
+        project, zone = params["project"], params["zone"]
+        items = [self._instance_group(p, z, g) for (p, z, _), g in self.groups.items()
+                 if (p, z) == (project, zone)]  # fmt: skip
+        return {"kind": "compute#instanceGroupList", "items": _filtered(items, query)}
+
+    def _aggregated_instance_groups(
+        self, params: dict[str, str], query: Any, body: Any
+    ) -> dict[str, Any]:
+        grouped: dict[str, Any] = {}
+        for (project, zone, _), group in list(self.groups.items()):
+            if project == params["project"]:
+                scope = grouped.setdefault(f"zones/{zone}", {"instanceGroups": []})
+                scope["instanceGroups"].append(self._instance_group(project, zone, group))
+        return {"kind": "compute#instanceGroupAggregatedList", "items": grouped}
 
     def _resize_group(
         self, params: dict[str, str], query: dict[str, list[str]], body: Any

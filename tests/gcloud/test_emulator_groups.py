@@ -64,6 +64,11 @@ def test_group_creates_resizes_recreates_and_deletes(emulator, gcloud_env):
     assert instance["labels"] == {"team": "blue"}  # made from the template
     assert instance["scheduling"]["provisioningModel"] == "SPOT"
     assert sorted(m["instance"].rsplit("/", 1)[-1] for m in _members(gcloud_env, "grp")) == names
+    listed = _gcloud(gcloud_env, "compute", "instance-groups", "managed", "list", "--format",
+                     "json")  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    [shown] = json.loads(listed.stdout)
+    assert (shown["name"], shown["targetSize"], int(shown["size"])) == ("grp", 2, 2)
 
     # A VM deleted by hand is recreated, with the same name.
     deleted = _gcloud(gcloud_env, "compute", "instances", "delete", names[0], "--zone", ZONE,
