@@ -409,7 +409,7 @@ def launch_gce(
                                                            spec.instance), echo)
             )  # fmt: skip
             if scheduler_ip is None:
-                raise _stuck(spec, f"instance {spec.instance} got no internal IP", 0)
+                raise _stuck(spec, f"instance {spec.instance} got no internal IP", settings.timeout)
             # The pinned PEM, as the client trusts it: what the worker VMs trust too.
             _create_workers(spec, record, record.client.ca_pem, scheduler_ip, echo)
             hosts += spec.workers.size
