@@ -34,6 +34,13 @@ ENV_TLS_KEY_FILE: Final = "DASKBOX_TLS_KEY_FILE"
 # behind its firewall), 127.0.0.1 for the local target (nothing on the LAN reaches it).
 ENV_LISTEN_HOST: Final = "DASKBOX_LISTEN_HOST"
 LOOPBACK: Final = "127.0.0.1"
+# Worker mode: with a scheduler address the entrypoint starts only nannies and workers
+# (a worker VM of a cluster), which join that scheduler; without one, scheduler + workers.
+ENV_SCHEDULER_ADDRESS: Final = "DASKBOX_SCHEDULER_ADDRESS"
+# The workers' name prefix (worker names are <node>-0, <node>-1, ...): the VM's name on
+# Compute Engine, so names stay unique across VMs and the environment check counts per VM.
+ENV_NODE_NAME: Final = "DASKBOX_NODE_NAME"
+DEFAULT_NODE_NAME: Final = "worker"
 # The original recipe's names, still accepted by the entrypoint.
 LEGACY_ENV_WORKERS: Final = "NUM_WORKERS"
 LEGACY_ENV_THREADS_PER_WORKER: Final = "THREADS_PER_WORKER"
@@ -77,6 +84,14 @@ ENV_GOOGLE_CREDENTIALS: Final = "GOOGLE_APPLICATION_CREDENTIALS"
 # -- the cluster's TLS on a VM: made there at boot; only the CA certificate is published ---
 GUEST_ATTRIBUTE_NAMESPACE: Final = "daskbox"
 GUEST_ATTRIBUTE_CLUSTER_CA: Final = "cluster-ca"  # PEM of the VM's cluster CA, pinned by launch
+# Worker VMs: each publishes a certificate request for its own node key on itself; the
+# scheduler VM's signer publishes the signed certificate on the scheduler VM, keyed by
+# the worker VM's name. Requests and certificates are public; keys never leave their VM.
+GUEST_ATTRIBUTE_NODE_CSR: Final = "node-csr"
+GUEST_ATTRIBUTE_CERT_NAMESPACE: Final = "daskbox-certs"
+# The Compute Engine API the VMs' signer and joiners call (gcloud's endpoint override,
+# when one is set, is handed to them instead).
+COMPUTE_API: Final = "https://compute.googleapis.com/compute/v1/"
 
 # -- the entrypoint's exit codes that others act on ------------------------------------------
 EXIT_BAD_SETTINGS: Final = 2  # never restarted: the same settings fail the same way

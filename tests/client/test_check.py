@@ -256,3 +256,29 @@ def test_environment_report_reads_the_image_variables(monkeypatch, groups):
     data = environment_report()
     assert data["lock_hash"] == "c" * 64
     assert data["groups"] == [g.strip() for g in groups.split(",") if g.strip()]
+
+
+class TestWorkersPerVM:
+    def test_workers_on_several_vms_are_counted_per_vm(self):
+        here = local(dask="1", toolz="1")
+        on = {
+            "scheduler": {**report(dask="1", toolz="1"), "node": "box"},
+            "tls://a:1": {**report(dask="1", toolz="1"), "node": "box"},
+            "tls://b:1": {**report(dask="1", toolz="1"), "node": "box-w-ab12"},
+            "tls://b:2": {**report(dask="1", toolz="1"), "node": "box-w-ab12"},
+        }
+        result = check_reports(here, on)
+        assert result.workers_per_node() == {"box": 1, "box-w-ab12": 2}
+        assert "on scheduler and 3 workers on 2 VMs (box: 1, box-w-ab12: 2)" in (
+            result.confirmation()
+        )
+        drifted = check_reports(here, {**on, "tls://b:2": {**on["tls://b:2"], "toolz": "2"}})
+        assert "checked: scheduler and 3 workers on 2 VMs" in drifted.mismatch_message()
+
+    def test_one_vm_or_an_older_image_reads_as_before(self):
+        here = local(dask="1", toolz="1")
+        one_vm = {name: {**report(dask="1", toolz="1"), "node": "box"}
+                  for name in ("scheduler", "tls://a:1", "tls://a:2")}  # fmt: skip
+        assert "workers (groups: main)" in check_reports(here, one_vm).confirmation()
+        older = {"scheduler": report(dask="1", toolz="1"), "tls://a:1": report(dask="1", toolz="1")}
+        assert check_reports(here, older).workers_per_node() == {}

@@ -61,9 +61,26 @@ def _mount(value: str) -> str:
     return ",".join(fields)
 
 
+def _host_network(args: list[str]) -> bool:
+    """Whether ``docker run`` options (up to the image) ask for the host's network."""
+    for index, arg in enumerate(args):
+        if not arg.startswith("-"):
+            return False
+        if arg in {"--network=host", "--net=host"}:
+            return True
+        if arg in {"--network", "--net"} and args[index + 1 : index + 2] == ["host"]:
+            return True
+    return False
+
+
 def _run_arguments(args: list[str]) -> list[str]:
     prefix = os.environ["COS_EMU_PREFIX"]
     out = ["--label", os.environ["COS_EMU_LABEL"]]
+    if _host_network(args):
+        # metadata.google.internal answers on the VM's network: in this model, through the
+        # VM's metadata server as HTTP proxy (the route the VM's host processes use too).
+        out += ["--env", f"http_proxy={os.environ['http_proxy']}",
+                "--env", "no_proxy=127.0.0.1,localhost"]  # fmt: skip
     index = 0
     while index < len(args):
         arg = args[index]

@@ -433,7 +433,21 @@ class CosVm:
             for name in _words(value)
             if name in BOOT_TARGETS
         ]
-        while not set(ordered_after) <= self.active:
+        # Ordered after another unit started in the same boot: wait until its start job is
+        # done (a simple unit: its ExecStartPre steps ran and ExecStart began), or it failed.
+        after_units = [
+            name
+            for value in unit.all("Unit", "After")
+            for name in _words(value)
+            if name not in BOOT_TARGETS
+        ]
+
+        def others_started() -> bool:
+            with self.lock:
+                runs = [self.units.get(name) for name in after_units]
+            return all(other is None or other.state != "activating" for other in runs)
+
+        while not set(ordered_after) <= self.active or not others_started():
             if run.stop.wait(0.05):
                 return
         prevent = {int(code) for value in unit.all("Service", "RestartPreventExitStatus")

@@ -132,6 +132,9 @@ class ComputeEmulator:
         self.operation_failures: dict[str, tuple[str, str]] = {}
         self.instances: dict[tuple[str, str, str], Instance] = {}
         self.firewalls: dict[tuple[str, str], dict[str, Any]] = {}
+        self.templates: dict[tuple[str, str], dict[str, Any]] = {}
+        self.groups: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._internal_ips = itertools.count(2)
         self.operations: dict[str, dict[str, Any]] = {}
         self._done: dict[str, threading.Event] = {}
         self.lock = threading.RLock()
@@ -165,6 +168,28 @@ class ComputeEmulator:
             "compute.firewalls.list": self._list_firewalls,
             "compute.firewalls.delete": self._delete_firewall,
             "compute.firewalls.patch": self._patch_firewall,
+            "compute.instanceTemplates.insert": self._insert_template,
+            "compute.instanceTemplates.get": lambda p, q, b: self._template(p["project"],
+                                                                            p["instanceTemplate"]),
+            "compute.instanceTemplates.list": self._list_templates,
+            "compute.instanceTemplates.aggregatedList": self._aggregated_templates,
+            "compute.instanceTemplates.delete": self._delete_template,
+            "compute.instanceGroupManagers.insert": self._insert_group,
+            "compute.instanceGroupManagers.get": lambda p, q, b: self._group(
+                p["project"], p["zone"], p["instanceGroupManager"]),
+            "compute.instanceGroupManagers.list": self._list_groups,
+            "compute.instanceGroupManagers.aggregatedList": self._aggregated_groups,
+            "compute.instanceGroupManagers.resize": self._resize_group,
+            "compute.instanceGroupManagers.listManagedInstances": self._managed_instances,
+            "compute.instanceGroupManagers.delete": self._delete_group,
+            # The plain instance-group view of each managed group (gcloud lists sizes so).
+            "compute.instanceGroups.list": self._list_instance_groups,
+            "compute.instanceGroups.aggregatedList": self._aggregated_instance_groups,
+            # No autoscalers are modelled: gcloud asks before it deletes a group.
+            "compute.autoscalers.list": lambda p, q, b: {"kind": "compute#autoscalerList",
+                                                         "items": []},
+            "compute.autoscalers.aggregatedList": lambda p, q, b: {
+                "kind": "compute#autoscalerAggregatedList", "items": {}},
             "compute.zoneOperations.get": self._get_operation,
             "compute.zoneOperations.wait": self._wait_operation,
             "compute.globalOperations.get": self._get_operation,
@@ -175,10 +200,13 @@ class ComputeEmulator:
     def start(self) -> ComputeEmulator:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         threading.Thread(target=self._watch_power, daemon=True).start()
+        threading.Thread(target=self._reconcile_groups, daemon=True).start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        with self.lock:
+            self.groups.clear()
         self.server.shutdown()
         self.server.server_close()
         with self.lock:
@@ -472,6 +500,10 @@ class ComputeEmulator:
             total += size + len(item["key"])
         if total >= 512 * 1024:
             raise ApiError(400, "Invalid value for field 'resource.metadata': over 512 KB total")
+        deadline = (body.get("scheduling") or {}).get("terminationTime")
+        if deadline is not None and _timestamp(deadline) <= time.time():
+            raise _invalid("resource.scheduling.terminationTime", deadline,
+                           "Termination time must be in the future.")  # fmt: skip
         duration = ((body.get("scheduling") or {}).get("maxRunDuration") or {}).get("seconds")
         if duration is not None:
             low, high = MAX_RUN_DURATION_SECONDS
@@ -481,7 +513,9 @@ class ComputeEmulator:
         return image
 
     def _insert_instance(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
-        project, zone = params["project"], params["zone"]
+        return self._create_instance(params["project"], params["zone"], body)
+
+    def _create_instance(self, project: str, zone: str, body: Any) -> dict[str, Any]:
         self._zone(project, zone)
         image = self._check_instance(project, zone, body)
         name = body["name"]
@@ -501,7 +535,10 @@ class ComputeEmulator:
                 cpuPlatform="Intel Broadwell" if image.architecture == "X86_64" else "ARM",
             )
             for index, interface in enumerate(resource.get("networkInterfaces", [])):
-                interface["networkIP"] = f"10.128.0.{next(self._ids) % 250 + 2}"
+                # Each VM's internal address is one of this host's loopback addresses, so
+                # VMs (containers on this host) reach each other by it, as in one VPC.
+                number = next(self._internal_ips)
+                interface["networkIP"] = f"127.1.{number // 250}.{number % 250 + 2}"
                 interface["name"] = f"nic{index}"
             for account in resource.get("serviceAccounts", []):
                 if account.get("email") == "default":
@@ -650,6 +687,288 @@ class ComputeEmulator:
         return {"kind": "compute#serialPortOutput", "contents": text, "start": "0",
                 "next": str(len(text))}  # fmt: skip
 
+    # -- instance templates -------------------------------------------------------------
+    def _template(self, project: str, name: str) -> dict[str, Any]:
+        template = self.templates.get((project, name))
+        if template is None:
+            raise _not_found(f"projects/{project}/global/instanceTemplates/{name}")
+        return template
+
+    def _insert_template(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        """Checked as an instance would be (in the catalogue's first zone offering the machine
+        type), since every VM of a group is made from it."""
+        project, name = params["project"], body.get("name", "")
+        if not RESOURCE_NAME.fullmatch(name):
+            raise _invalid("resource.name", name, f"Must be a match of regex "
+                           f"'{RESOURCE_NAME.pattern}'")  # fmt: skip
+        properties = body.get("properties") or {}
+        machine = properties.get("machineType", "")
+        if "/" in machine:
+            raise _invalid("resource.properties.machineType", machine,
+                           "Must be a machine type name, not a URL, in a template.")  # fmt: skip
+        zone = next((z for z in ZONES if machine_type(z, machine) is not None), None)
+        if zone is None:
+            raise _invalid("resource.properties.machineType", machine, "Unknown machine type.")
+        self._check_instance(project, zone, {**properties, "name": "template-check",
+                                             "machineType": machine})  # fmt: skip
+        link = f"{self.base}projects/{project}/global/instanceTemplates/{name}"
+        with self.lock:
+            if (project, name) in self.templates:
+                raise _already_exists(f"projects/{project}/global/instanceTemplates/{name}")
+            self.templates[(project, name)] = {
+                **json.loads(json.dumps(body)),
+                "kind": "compute#instanceTemplate",
+                "id": str(next(self._ids)),
+                "selfLink": link,
+                "creationTimestamp": _now(),
+            }
+
+        def removed() -> None:
+            with self.lock:
+                self.templates.pop((project, name), None)
+
+        return self._operation(project, None, "insert", link, "compute.instanceTemplates.insert",
+                               lambda: None, removed)  # fmt: skip
+
+    def _list_templates(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        items = [t for (p, _), t in self.templates.items() if p == params["project"]]
+        return {"kind": "compute#instanceTemplateList", "items": _filtered(items, query)}
+
+    def _aggregated_templates(
+        self, params: dict[str, str], query: Any, body: Any
+    ) -> dict[str, Any]:
+        items = self._list_templates(params, query, body)["items"]
+        return {"kind": "compute#instanceTemplateAggregatedList",
+                "items": {"global": {"instanceTemplates": items}}}  # fmt: skip
+
+    def _delete_template(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        project, name = params["project"], params["instanceTemplate"]
+        template = self._template(project, name)
+        users = [g["name"] for (p, _, _), g in self.groups.items()
+                 if p == project and _last(g["instanceTemplate"]) == name]  # fmt: skip
+        if users:
+            raise ApiError(
+                400,
+                f"The instance_template resource '{template['selfLink']}' is already being used "
+                f"by 'projects/{project}/zones/.../instanceGroupManagers/{users[0]}'",
+                "resourceInUseByAnotherResource",
+            )
+
+        def deleted() -> None:
+            with self.lock:
+                self.templates.pop((project, name), None)
+
+        return self._operation(project, None, "delete", template["selfLink"],
+                               "compute.instanceTemplates.delete", deleted)  # fmt: skip
+
+    # -- managed instance groups ----------------------------------------------------------
+    def _group(self, project: str, zone: str, name: str) -> dict[str, Any]:
+        self._zone(project, zone)
+        group = self.groups.get((project, zone, name))
+        if group is None:
+            raise _not_found(f"projects/{project}/zones/{zone}/instanceGroupManagers/{name}")
+        return group
+
+    def _insert_group(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        project, zone, name = params["project"], params["zone"], body.get("name", "")
+        self._zone(project, zone)
+        if not RESOURCE_NAME.fullmatch(name):
+            raise _invalid("resource.name", name, "Must be a match of regex "
+                           f"'{RESOURCE_NAME.pattern}'")  # fmt: skip
+        template_url = body.get("instanceTemplate", "")
+        match = re.search(r"projects/([^/]+)/global/instanceTemplates/([^/]+)$", template_url)
+        if not match:
+            raise _invalid("resource.instanceTemplate", template_url, "Not a template URL.")
+        self._template(match[1], match[2])
+        base = body.get("baseInstanceName") or name[:58]
+        if not re.fullmatch(r"[a-z][-a-z0-9]{0,57}", base):
+            raise _invalid("resource.baseInstanceName", base, "At most 58 characters, "
+                           "lowercase letters, digits and hyphens.")  # fmt: skip
+        size = int(body.get("targetSize", 0))
+        if not 0 <= size <= 2000:
+            raise _invalid("resource.targetSize", size, "Must be 0 to 2000.")
+        link = f"{self.base}projects/{project}/zones/{zone}/instanceGroupManagers/{name}"
+        with self.lock:
+            if (project, zone, name) in self.groups:
+                raise _already_exists(f"projects/{project}/zones/{zone}/instanceGroupManagers/"
+                                      f"{name}")  # fmt: skip
+            group = {
+                **json.loads(json.dumps(body)),
+                "kind": "compute#instanceGroupManager",
+                "id": str(next(self._ids)),
+                "baseInstanceName": base,
+                "targetSize": size,
+                "zone": f"{self.base}projects/{project}/zones/{zone}",
+                "selfLink": link,
+                "instanceGroup": link.replace("/instanceGroupManagers/", "/instanceGroups/"),
+                "creationTimestamp": _now(),
+                "members": {},  # instance name -> what the group last did with it
+                "active": False,  # the group acts once its insert operation is DONE
+            }
+            self.groups[(project, zone, name)] = group
+
+        def created() -> None:
+            group["active"] = True
+
+        def removed() -> None:
+            with self.lock:
+                self.groups.pop((project, zone, name), None)
+
+        method = "compute.instanceGroupManagers.insert"
+        return self._operation(project, zone, "insert", link, method, created, removed)
+
+    def _public_group(self, group: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in group.items() if k not in {"members", "active"}}
+
+    def _list_groups(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        items = [self._public_group(g) for (p, z, _), g in self.groups.items()
+                 if (p, z) == (params["project"], params["zone"])]  # fmt: skip
+        return {"kind": "compute#instanceGroupManagerList", "items": _filtered(items, query)}
+
+    def _aggregated_groups(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        grouped: dict[str, Any] = {}
+        for (project, zone, _), group in list(self.groups.items()):
+            if project == params["project"] and _filtered([group], query):
+                scope = grouped.setdefault(f"zones/{zone}", {"instanceGroupManagers": []})
+                scope["instanceGroupManagers"].append(self._public_group(group))
+        return {"kind": "compute#instanceGroupManagerAggregatedList", "items": grouped}
+
+    def _instance_group(self, project: str, zone: str, group: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "kind": "compute#instanceGroup",
+            "name": group["name"],
+            "zone": group["zone"],
+            "size": sum(1 for m in group["members"] if (project, zone, m) in self.instances),
+            "selfLink": group["instanceGroup"],
+        }
+
+    def _list_instance_groups(
+        self, params: dict[str, str], query: Any, body: Any
+    ) -> dict[str, Any]:
+        project, zone = params["project"], params["zone"]
+        items = [self._instance_group(p, z, g) for (p, z, _), g in self.groups.items()
+                 if (p, z) == (project, zone)]  # fmt: skip
+        return {"kind": "compute#instanceGroupList", "items": _filtered(items, query)}
+
+    def _aggregated_instance_groups(
+        self, params: dict[str, str], query: Any, body: Any
+    ) -> dict[str, Any]:
+        grouped: dict[str, Any] = {}
+        for (project, zone, _), group in list(self.groups.items()):
+            if project == params["project"]:
+                scope = grouped.setdefault(f"zones/{zone}", {"instanceGroups": []})
+                scope["instanceGroups"].append(self._instance_group(project, zone, group))
+        return {"kind": "compute#instanceGroupAggregatedList", "items": grouped}
+
+    def _resize_group(
+        self, params: dict[str, str], query: dict[str, list[str]], body: Any
+    ) -> dict[str, Any]:
+        group = self._group(params["project"], params["zone"], params["instanceGroupManager"])
+        size = int((query.get("size") or ["-1"])[0])
+        if not 0 <= size <= 2000:
+            raise _invalid("size", size, "Must be 0 to 2000.")
+
+        def resized() -> None:
+            group["targetSize"] = size
+
+        return self._operation(params["project"], params["zone"], "resize", group["selfLink"],
+                               "compute.instanceGroupManagers.resize", resized)  # fmt: skip
+
+    def _managed_instances(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        project, zone = params["project"], params["zone"]
+        group = self._group(project, zone, params["instanceGroupManager"])
+        listed = []
+        for name, action in sorted(group["members"].items()):
+            instance = self.instances.get((project, zone, name))
+            entry = {
+                "instance": f"{self.base}projects/{project}/zones/{zone}/instances/{name}",
+                "currentAction": action if instance is None else "NONE",
+            }
+            if instance is not None:
+                entry |= {"id": instance.resource["id"],
+                          "instanceStatus": instance.resource["status"]}  # fmt: skip
+            listed.append(entry)
+        return {"managedInstances": listed}
+
+    def _delete_group(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
+        project, zone, name = params["project"], params["zone"], params["instanceGroupManager"]
+        group = self._group(project, zone, name)
+
+        def deleted() -> None:
+            with self.lock:
+                self.groups.pop((project, zone, name), None)
+                members = [self.instances.pop((project, zone, m), None) for m in group["members"]]
+            for instance in members:
+                if instance is not None and instance.vm is not None:
+                    instance.vm.destroy()
+
+        return self._operation(project, zone, "delete", group["selfLink"],
+                               "compute.instanceGroupManagers.delete", deleted)  # fmt: skip
+
+    def _reconcile_groups(self) -> None:
+        """What a group does on its own: keep ``targetSize`` VMs, recreating (same name) one
+        that was deleted, removing extra ones; a VM that stopped is left stopped with the
+        ``DO_NOTHING`` failure action, recreated otherwise. VMs past their termination time
+        are deleted (their template's absolute deadline covers recreated ones too)."""
+        while not self._stop.wait(0.5):
+            self._expire_instances()
+            for key, group in list(self.groups.items()):
+                if group.get("active"):
+                    try:
+                        self._reconcile(key, group)
+                    except ApiError as error:  # e.g. a termination time now in the past
+                        group["lastError"] = error.message
+
+    def _reconcile(self, key: tuple[str, str, str], group: dict[str, Any]) -> None:
+        project, zone, _ = key
+        members: dict[str, str] = group["members"]
+        policy = (group.get("instanceLifecyclePolicy") or {}).get("defaultActionOnFailure")
+        for name in list(members):
+            instance = self.instances.get((project, zone, name))
+            if instance is None and members[name] == "DELETING":
+                members.pop(name)
+            elif instance is None or (
+                instance.resource["status"] == "TERMINATED" and policy != "DO_NOTHING"
+            ):
+                if instance is not None:  # REPAIR: recreate the failed VM
+                    with self.lock:
+                        self.instances.pop((project, zone, name), None)
+                    if instance.vm is not None:
+                        instance.vm.destroy()
+                members[name] = "RECREATING"
+                self._create_member(key, group, name)
+        while len(members) > group["targetSize"]:
+            name = sorted(members)[-1]
+            members[name] = "DELETING"
+            with self.lock:
+                instance = self.instances.pop((project, zone, name), None)
+            if instance is not None and instance.vm is not None:
+                instance.vm.destroy()
+            members.pop(name)
+        while len(members) < group["targetSize"]:
+            name = f"{group['baseInstanceName']}-{uuid.uuid4().hex[:4]}"
+            members[name] = "CREATING"
+            self._create_member(key, group, name)
+
+    def _create_member(self, key: tuple[str, str, str], group: dict[str, Any], name: str) -> None:
+        project, zone, _ = key
+        template = self._template(*_template_key(group["instanceTemplate"]))
+        body = json.loads(json.dumps(template["properties"]))
+        body["name"] = name
+        body["machineType"] = f"zones/{zone}/machineTypes/{body['machineType']}"
+        items = (body.setdefault("metadata", {})).setdefault("items", [])
+        items.append({"key": "created-by", "value": _link_path(group["selfLink"])})
+        self._create_instance(project, zone, body)
+
+    def _expire_instances(self) -> None:
+        for key, instance in list(self.instances.items()):
+            deadline = (instance.resource.get("scheduling") or {}).get("terminationTime")
+            if deadline and _timestamp(deadline) <= time.time():
+                with self.lock:
+                    self.instances.pop(key, None)
+                if instance.vm is not None:
+                    instance.vm.destroy()
+
     # -- firewalls ---------------------------------------------------------------------
     def _check_firewall(self, body: dict[str, Any]) -> None:
         name = body.get("name", "")
@@ -673,7 +992,7 @@ class ComputeEmulator:
                 "Invalid value for field 'resource.sourceRanges': IPv4 and IPv6 source ranges "
                 "cannot be mixed in one firewall rule.",
             )
-        for tag in body.get("targetTags", []):
+        for tag in [*body.get("targetTags", []), *body.get("sourceTags", [])]:
             if not TAG.fullmatch(tag):
                 raise _invalid(
                     "resource.targetTags", tag, f"Must be a match of regex '{TAG.pattern}'"
@@ -759,6 +1078,33 @@ class ComputeEmulator:
                     instance.vm.poll_power()
 
 
+def _timestamp(text: str) -> float:
+    """An RFC 3339 time (``2026-11-27T20:00:00Z``) as seconds since the epoch."""
+    import datetime
+
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _template_key(url: str) -> tuple[str, str]:
+    match = re.search(r"projects/([^/]+)/global/instanceTemplates/([^/]+)$", url)
+    assert match is not None
+    return match[1], match[2]
+
+
+def _link_path(url: str) -> str:
+    return url.split(PREFIX, 1)[-1]
+
+
+def _filtered(items: list[dict[str, Any]], query: Any) -> list[dict[str, Any]]:
+    """The API's server-side filter as gcloud sends it: ``FIELD eq|ne REGEX``."""
+    match = re.fullmatch(r'(\w+) (eq|ne) "?(.*?)"?', ((query or {}).get("filter") or [""])[0])
+    if not match:
+        return items
+    field, operator, pattern = match.groups()
+    wanted = operator == "eq"
+    return [i for i in items if bool(re.fullmatch(pattern, str(i.get(field, "")))) == wanted]
+
+
 def _nat_ip(resource: dict[str, Any]) -> str | None:
     for interface in resource.get("networkInterfaces", []):
         for access in interface.get("accessConfigs", []):
@@ -836,7 +1182,13 @@ def _handler_for(emulator: ComputeEmulator) -> type[http.server.BaseHTTPRequestH
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
-            if urlsplit(self.path).path == BATCH_PATH:
+            token = self.headers.get("Authorization")
+            if token is not None and token != f"Bearer {emulator.access_token}":
+                # gcloud here sends none (credentials disabled); a VM sends its account's.
+                code, payload = 401, _error_payload(ApiError(401, "Invalid Credentials",
+                                                             "authError"))  # fmt: skip
+                data, content_type = json.dumps(payload).encode(), "application/json"
+            elif urlsplit(self.path).path == BATCH_PATH:
                 data, content_type = _batch(emulator, self.headers["Content-Type"], raw)
                 code = 200
             else:

@@ -66,8 +66,11 @@ def test_schema_check_catches_a_broken_user_data(tmp_path):
     assert _schema(path).returncode != 0
 
 
-def _verify(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
-    """``systemd-analyze verify`` in a root holding this host's units and COS's commands."""
+def _verify(
+    tmp_path: Path, text: str, others: dict[str, str] | None = None, unit: str = "daskbox.service"
+) -> subprocess.CompletedProcess[str]:
+    """``systemd-analyze verify`` in a root holding this host's units and COS's commands
+    (``text`` as ``unit``, ``others`` beside it)."""
     root = tmp_path / "root"
     (root / "usr/lib/systemd").mkdir(parents=True)
     shutil.copytree("/usr/lib/systemd/system", root / "usr/lib/systemd/system", symlinks=True)
@@ -76,9 +79,10 @@ def _verify(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
         (root / command).write_text("#!/bin/sh\n")
         (root / command).chmod(0o755)
     (root / "etc/systemd/system").mkdir(parents=True)
-    (root / "etc/systemd/system/daskbox.service").write_text(text)
+    for name, content in {**(others or {}), unit: text}.items():
+        (root / "etc/systemd/system" / name).write_text(content)
     return subprocess.run(
-        ["systemd-analyze", "verify", f"--root={root}", "daskbox.service"],
+        ["systemd-analyze", "verify", f"--root={root}", unit],
         capture_output=True,
         text=True,
     )
@@ -138,6 +142,9 @@ def test_vm_and_local_run_the_same_container(tmp_path):
     networking would put its ports on the LAN)."""
     spec = fixed_spec()
     vm = cloud_init.cluster_argv(spec)
+    # On a VM the workers are named after it (names stay unique across worker VMs).
+    assert vm[-3:-1] == ["--env", "DASKBOX_NODE_NAME=daskbox-demo"]
+    del vm[-3:-1]
     local = local_argv(tmp_path, spec)
     assert local[-3:-1] == ["--env", "DASKBOX_LISTEN_HOST=127.0.0.1"]
     del local[-3:-1]
@@ -152,3 +159,66 @@ def test_vm_and_local_run_the_same_container(tmp_path):
             "target=/etc/daskbox/tls,readonly",
         ),
     ]
+
+
+# -- worker VMs ----------------------------------------------------------------------------
+CLUSTER_CA = "-----BEGIN CERTIFICATE-----\nCLUSTER CA\n-----END CERTIFICATE-----\n"
+
+
+def _with_workers(**overrides: object):
+    return fixed_spec(worker_vms=2, spot_workers=True, **overrides)
+
+
+def test_worker_user_data_golden():
+    spec = _with_workers()
+    assert_golden("user-data-with-workers.yaml", render_user_data(spec))
+    assert_golden("worker-user-data.yaml",
+                  cloud_init.render_worker_user_data(spec, CLUSTER_CA, "10.128.0.5"))  # fmt: skip
+
+
+def test_worker_user_data_holds_public_material_only():
+    """The template anyone with project read access sees: the two CA certificates and a
+    unit, no private key; the worker VM makes its own key at boot."""
+    tls = make_launch_tls("daskbox-demo")
+    spec = _with_workers(client_ca_pem=tls.client_ca_pem)
+    text = cloud_init.render_worker_user_data(spec, CLUSTER_CA, "10.128.0.5")
+    assert "PRIVATE KEY" not in text and tls.client.key_pem not in text
+    files = {item["path"]: item["content"] for item in yaml.safe_load(text)["write_files"]}
+    assert files["/etc/daskbox/client-ca.pem"] == tls.client_ca_pem
+    assert files["/etc/daskbox/cluster-ca.pem"] == CLUSTER_CA
+    unit = files["/etc/systemd/system/daskbox.service"]
+    assert "DASKBOX_SCHEDULER_ADDRESS=tls://10.128.0.5:8786" in unit
+    assert "-m daskbox.entrypoint.enroll join" in unit and "--scheduler daskbox-demo" in unit
+
+
+@needs_cloud_init
+def test_worker_user_data_passes_cloud_init_schema(tmp_path):
+    path = tmp_path / "user-data"
+    spec = _with_workers(client_ca_pem=make_launch_tls("x").client_ca_pem)
+    for text in (render_user_data(spec),
+                 cloud_init.render_worker_user_data(spec, CLUSTER_CA, "10.128.0.5")):  # fmt: skip
+        path.write_text(text)
+        result = _schema(path)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd on this host")
+def test_worker_and_signer_units_pass_systemd_analyze_verify(tmp_path):
+    spec = _with_workers()
+    worker = _verify(tmp_path / "worker", cloud_init.worker_unit_text(spec, "10.128.0.5"))
+    assert worker.returncode == 0 and worker.stderr == "", worker.stderr
+    signer = _verify(tmp_path / "signer", cloud_init.signer_unit_text(spec),
+                     {"daskbox.service": unit_text(spec)}, "daskbox-signer.service")  # fmt: skip
+    assert signer.returncode == 0 and signer.stderr == "", signer.stderr
+
+
+def test_only_the_signer_sees_the_cluster_ca_key():
+    """The CA folder is mounted (read-only) into the signer alone: neither the cluster's
+    container nor anything on a worker VM gets it."""
+    spec = _with_workers()
+    ca_mount = "source=/var/lib/daskbox/ca,target=/var/lib/daskbox/ca,readonly"
+    assert any(ca_mount in arg for arg in cloud_init.signer_argv(spec))
+    assert not any("/var/lib/daskbox/ca" in arg for arg in cloud_init.cluster_argv(spec))
+    assert not any("/var/lib/daskbox/ca" in arg for arg in cloud_init.worker_argv(spec, "10.0.0.2"))
+    # The worker VM's own key and request live in its state folder (its own boot disk).
+    assert "--state" in cloud_init.join_argv(spec)

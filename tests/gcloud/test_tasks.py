@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from conftest import DASKBOX
-from daskbox.gcloud.tasks import launch, status, teardown
+from daskbox.gcloud.tasks import launch, scale, status, teardown
 
 
 def _options(help_text: str) -> dict[str, str]:
@@ -26,7 +26,7 @@ def _options(help_text: str) -> dict[str, str]:
     return options
 
 
-@pytest.mark.parametrize("task", [launch, status, teardown], ids=lambda t: t.name)
+@pytest.mark.parametrize("task", [launch, scale, status, teardown], ids=lambda t: t.name)
 def test_every_flag_has_help(task, tmp_path):
     """What a user sees: every parameter is a flag with a help text in `--help TASK`."""
     shown = subprocess.run(
@@ -39,7 +39,7 @@ def test_every_flag_has_help(task, tmp_path):
     assert all(options.values()), options
 
 
-@pytest.mark.parametrize("task", [launch, teardown], ids=lambda t: t.name)
+@pytest.mark.parametrize("task", [launch, scale, teardown], ids=lambda t: t.name)
 def test_mutating_tasks_take_dry_run(task):
     assert "dry_run" in inspect.signature(task.body).parameters
 
@@ -66,3 +66,43 @@ def test_status_without_gcloud_lists_local_clusters(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "gcloud is not installed: listing local clusters only" in result.stdout
+
+
+def test_scale_needs_a_cluster_with_worker_vms(tmp_path):
+    """One line naming the fix: a cluster launched without worker VMs has no group."""
+    from daskbox.client.connection import ConnectionFile, connection_path, write_connection_file
+
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    path = connection_path(tmp_path, "daskbox-x")
+    path.parent.mkdir()
+    write_connection_file(path, ConnectionFile(
+        instance="daskbox-x", target="gce", scheduler_address="tls://192.0.2.1:8786",
+        dashboard_url="", image="img", lock_hash="", groups=("main",), tls=None,
+        project="p", zone="us-central1-a",
+    ))  # fmt: skip
+    refused = subprocess.run([str(DASKBOX), "scale", "2"], cwd=tmp_path, capture_output=True,
+                             text=True)  # fmt: skip
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines()[-1] == (
+        "error: daskbox-x was launched without worker VMs: relaunch it with `invoke launch "
+        "--worker-vms N` (after `invoke teardown`)"
+    )
+    path.write_text(path.read_text().replace('"extra": {}', '"extra": {"worker_group": "g"}'))
+    planned = subprocess.run([str(DASKBOX), "scale", "0", "--dry-run"], cwd=tmp_path,
+                             capture_output=True, text=True)  # fmt: skip
+    assert planned.returncode == 0, planned.stderr
+    assert planned.stdout.strip() == (
+        "$ gcloud compute instance-groups managed resize g --project p --zone us-central1-a "
+        "--size 0 --format json"
+    )
+    too_many = subprocess.run([str(DASKBOX), "scale", "2001"], cwd=tmp_path,
+                              capture_output=True, text=True)  # fmt: skip
+    assert "expected 0 to 2000" in too_many.stderr
+
+
+def test_worker_flags_are_refused_for_the_local_target(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    refused = subprocess.run([str(DASKBOX), "launch", "--local", "--worker-vms", "2"],
+                             cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode == 1
+    assert "for Compute Engine: the local target runs one container" in refused.stderr

@@ -71,8 +71,8 @@ def test_list_shows_every_daskbox_task(tmp_path):
     assert listed.returncode == 0, listed.stderr
     names = re.findall(r"^  (\w+) ", listed.stdout, flags=re.MULTILINE)
     assert sorted(names) == sorted(
-        ["build", "push", "dockerfile", "cache", "launch", "teardown", "status", "check",
-         "dashboard"]
+        ["build", "push", "dockerfile", "cache", "launch", "scale", "teardown", "status",
+         "check", "dashboard"]
     )
 
 

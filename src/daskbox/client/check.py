@@ -26,6 +26,7 @@ distributions outside the image's groups (dev group, daskbox, Jupyter: *local-on
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -65,6 +66,7 @@ class EnvironmentReport:
     platform: str  # e.g. "Linux-x86_64"
     distributions: Mapping[str, str]
     lock_hash: str | None = None
+    node: str = ""  # the machine (VM) the process runs on, when the image was told
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EnvironmentReport:
@@ -78,6 +80,7 @@ class EnvironmentReport:
                 for name, version in data["distributions"].items()
             },
             lock_hash=data.get("lock_hash") or None,
+            node=str(data.get("node") or ""),
         )
 
 
@@ -146,6 +149,7 @@ class Comparison:
     platforms: tuple[str, str] | None = None  # (local, cluster) when the OS or CPU differ
     # Serialization-set distributions the lock itself gives each platform another version of.
     split_by_lock: tuple[str, ...] = ()
+    node: str = ""  # the VM the process runs on ("" when unknown)
 
 
 def _same_version(local: str | None, remote: str | None) -> bool:
@@ -235,6 +239,7 @@ def compare(local: LocalEnvironment, remote: EnvironmentReport, where: str) -> C
         tuple(platform_only),
         platforms,
         tuple(split_by_lock),
+        remote.node,
     )
 
 
@@ -366,14 +371,30 @@ class CheckResult:
                 )
         if expected := self._expected():
             lines.append(f"expected: {expected}")
+        if self.workers_per_node():
+            lines.append(f"checked: {self.checked()}")
         if self.note:
             lines.append(f"note: {self.note}")
         return "\n".join(lines)
 
-    def confirmation(self) -> str:
-        """The one line printed when everything matches."""
+    def workers_per_node(self) -> dict[str, int]:
+        """How many checked workers run on each VM (named workers only), sorted by name."""
+        nodes = Counter(c.node for c in self.comparisons if c.where != SCHEDULER and c.node)
+        return dict(sorted(nodes.items()))
+
+    def checked(self) -> str:
+        """The processes checked: "scheduler and 6 workers", plus the count per VM when the
+        workers run on several (``on 3 VMs (a: 2, b: 2, c: 2)``)."""
         workers = sum(1 for c in self.comparisons if c.where != SCHEDULER)
         processes = f"scheduler and {workers} worker{'' if workers == 1 else 's'}"
+        if len(nodes := self.workers_per_node()) > 1:
+            counts = ", ".join(f"{node}: {count}" for node, count in nodes.items())
+            processes += f" on {len(nodes)} VMs ({counts})"
+        return processes
+
+    def confirmation(self) -> str:
+        """The one line printed when everything matches."""
+        processes = self.checked()
         # daskbox first: it is the local-only package every user has.
         local_only = sorted(self.local_only, key=lambda name: (name != "daskbox", name))
         named = ", ".join(local_only[:4]) + (", ..." if len(local_only) > 4 else "")

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from daskbox.contract import EXIT_BAD_SETTINGS
+from daskbox.contract import ENV_SCHEDULER_ADDRESS, EXIT_BAD_SETTINGS
 from daskbox.entrypoint.stop import StopRequest
 
 
@@ -42,7 +42,15 @@ def main(
     parser.add_argument(
         "--dry-run", action="store_true", help="print the sizing plan and exit without starting"
     )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="worker mode: start only nannies and workers, joining this scheduler "
+        "(e.g. tls://10.128.0.2:8786; same as DASKBOX_SCHEDULER_ADDRESS)",
+    )
     args = parser.parse_args(argv)
+    if args.scheduler:
+        environ = {**environ, ENV_SCHEDULER_ADDRESS: args.scheduler}
     try:
         settings = read_settings(environ)
         limits = read_limits(root)
@@ -55,7 +63,8 @@ def main(
     if args.dry_run:
         return 0
     try:
-        check_ports_free(settings)
+        if not settings.worker_mode:  # a worker VM binds no fixed port
+            check_ports_free(settings)
     except SettingsError as error:
         return _error(str(error), EXIT_BAD_SETTINGS)
     return run_cluster(settings, plan, relay, stop)

@@ -16,7 +16,7 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from daskbox.contract import ENV_GROUPS, ENV_LOCK_HASH
+from daskbox.contract import ENV_GROUPS, ENV_LOCK_HASH, ENV_NODE_NAME
 
 __all__ = ["REPORT_TOPIC", "EnvironmentReporter", "environment_report"]
 
@@ -79,6 +79,8 @@ def environment_report() -> dict[str, Any]:
         "distributions": installed_distributions(),
         "lock_hash": os.environ.get(ENV_LOCK_HASH) or None,
         "groups": [group.strip() for group in groups.split(",") if group.strip()],
+        # The VM this process runs on (its workers are named after it); "" elsewhere.
+        "node": os.environ.get(ENV_NODE_NAME, ""),
     }
 
 

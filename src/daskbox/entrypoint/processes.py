@@ -114,7 +114,7 @@ MULTIPROCESSING_METHOD = "DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"
 def workers_process(
     settings: Settings,
     plan: SizingPlan,
-    scheduler_file: Path,
+    scheduler_file: Path | None,
     environ: Mapping[str, str] | None = None,
 ) -> ProcessSpec:
     """All workers, each under a nanny, in one ``dask worker`` process.
@@ -126,13 +126,20 @@ def workers_process(
     ``distributed.nanny.pre-spawn-environ`` (OMP_NUM_THREADS=1, ...), so workers still
     get those variables. ``DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD`` in ``environ``
     (e.g. ``spawn``) still wins.
+
+    In worker mode (``settings.scheduler_address``, a worker VM) the workers join that
+    scheduler instead of reading the local scheduler's file (``scheduler_file`` is None).
     """
+    if settings.worker_mode:
+        scheduler = [settings.scheduler_address]
+    else:
+        assert scheduler_file is not None
+        scheduler = ["--scheduler-file", str(scheduler_file)]
     argv = [
         sys.executable,
         "-m",
         "distributed.cli.dask_worker",
-        "--scheduler-file",
-        str(scheduler_file),
+        *scheduler,
         "--nworkers",
         str(plan.workers),
         "--nthreads",
@@ -140,7 +147,7 @@ def workers_process(
         "--memory-limit",
         str(plan.memory_per_worker),
         "--name",
-        "worker",
+        settings.node_name,
         "--nanny",
         "--no-dashboard",
         *_host_args(settings),

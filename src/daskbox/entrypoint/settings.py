@@ -7,22 +7,28 @@ form (``__main__`` turns it into one line and exit code 2).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
+import re
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dask.utils import parse_bytes, parse_timedelta
 
 from daskbox.contract import (
     DEFAULT_DASHBOARD_PORT,
+    DEFAULT_NODE_NAME,
     DEFAULT_SCHEDULER_PORT,
     ENV_DASHBOARD_PORT,
     ENV_IDLE_TIMEOUT,
     ENV_LISTEN_HOST,
     ENV_MEMORY_PER_WORKER,
+    ENV_NODE_NAME,
+    ENV_SCHEDULER_ADDRESS,
     ENV_SCHEDULER_PORT,
     ENV_THREADS_PER_WORKER,
     ENV_TLS_CA_FILE,
@@ -78,6 +84,14 @@ class Settings:
     idle_timeout: float | None = None  # seconds; None = never
     tls: TLSFiles | None = None
     listen_host: str = ""  # "" = every interface
+    # Worker mode: the scheduler to join ("" = run the scheduler here too).
+    scheduler_address: str = ""
+    node_name: str = DEFAULT_NODE_NAME  # workers are named <node_name>-0, -1, ...
+
+    @property
+    def worker_mode(self) -> bool:
+        """Only nannies and workers, joining ``scheduler_address``."""
+        return bool(self.scheduler_address)
 
 
 def read_settings(environ: Mapping[str, str]) -> Settings:
@@ -97,7 +111,11 @@ def read_settings(environ: Mapping[str, str]) -> Settings:
         idle_timeout=_idle_timeout(environ),
         tls=_tls(environ),
         listen_host=_listen_host(environ),
+        node_name=_node_name(environ),
     )
+    address = _scheduler_address(environ, tls=settings.tls is not None)
+    if address:
+        settings = dataclasses.replace(settings, scheduler_address=address)
     if settings.scheduler_port == settings.dashboard_port:
         raise SettingsError(
             f"{ENV_SCHEDULER_PORT} and {ENV_DASHBOARD_PORT} are both "
@@ -210,6 +228,47 @@ def _listen_host(environ: Mapping[str, str]) -> str:
             f"{ENV_LISTEN_HOST}={raw!r} is invalid: expected an IP address such as 127.0.0.1 "
             "(unset: every interface)"
         ) from None
+
+
+_NODE_NAME = re.compile(r"[A-Za-z0-9][-A-Za-z0-9_.]{0,62}")
+
+
+def _node_name(environ: Mapping[str, str]) -> str:
+    """The workers' name prefix: letters, digits, '-', '_', '.' (a VM's name fits)."""
+    raw = _set(environ, ENV_NODE_NAME)
+    if raw is None:
+        return DEFAULT_NODE_NAME
+    if not _NODE_NAME.fullmatch(raw):
+        raise SettingsError(
+            f"{ENV_NODE_NAME}={raw!r} is invalid: expected up to 63 letters, digits, '-', '_' "
+            "or '.', starting with a letter or digit (e.g. the VM's name)"
+        )
+    return raw
+
+
+def _scheduler_address(environ: Mapping[str, str], *, tls: bool) -> str:
+    """The scheduler a worker-mode entrypoint joins: ``tls://HOST:PORT`` (``tcp://``
+    without TLS files), or "" when unset (run the scheduler here)."""
+    raw = _set(environ, ENV_SCHEDULER_ADDRESS)
+    if raw is None:
+        return ""
+    scheme = "tls" if tls else "tcp"
+    form = f"an address such as {scheme}://10.128.0.2:8786"
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        parts, port = urlsplit(""), None
+    if parts.scheme not in {"tls", "tcp"} or not parts.hostname or port is None or (
+        parts.path not in {"", "/"}
+    ):
+        raise SettingsError(f"{ENV_SCHEDULER_ADDRESS}={raw!r} is invalid: expected {form}")
+    if parts.scheme != scheme:
+        why = "the TLS files are set" if tls else "no TLS files are set"
+        raise SettingsError(
+            f"{ENV_SCHEDULER_ADDRESS}={raw!r} uses {parts.scheme}:// but {why}: expected {form}"
+        )
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 _TLS_VARIABLES = (ENV_TLS_CA_FILE, ENV_TLS_CERT_FILE, ENV_TLS_KEY_FILE)

@@ -224,6 +224,11 @@ def run_cluster(settings: Settings, plan: SizingPlan, relay: LogRelay, stop: Sto
     """
     supervisor = Supervisor(relay, stop)
     _become_subreaper()
+    if settings.worker_mode:
+        try:
+            return _supervise_workers(supervisor, settings, plan)
+        finally:
+            _stop(supervisor)
     with tempfile.TemporaryDirectory(prefix="daskbox-entrypoint-") as workdir:
         scheduler_file = Path(workdir) / "scheduler.json"
         try:
@@ -280,6 +285,30 @@ def _supervise(
         relay.say("scheduler closed itself (idle timeout or client shutdown): stopping")
         return 0
     relay.say(f"scheduler {_describe_exit(scheduler.returncode)}: stopping")
+    return 1
+
+
+def _supervise_workers(supervisor: Supervisor, settings: Settings, plan: SizingPlan) -> int:
+    """Worker mode: only the workers process, joining ``settings.scheduler_address``.
+
+    Its nannies keep trying to reach the scheduler (it may still be booting, or restarting).
+    Exit 0 when the workers process ends cleanly (the scheduler closed them: its idle
+    timeout or a client's shutdown, and a worker VM then powers off), 1 when it dies.
+    """
+    relay, stop = supervisor.relay, supervisor.stop
+    if stop.requested:
+        relay.say(f"received {stop.name} before starting: not starting")
+        return 0
+    relay.say(f"worker mode: joining the scheduler at {settings.scheduler_address}")
+    workers = supervisor.start(workers_process(settings, plan, None, os.environ))
+    supervisor.wait_until(lambda: not workers.running or stop.requested, timeout=float("inf"))
+    if stop.requested:
+        relay.say(f"received {stop.name}: stopping")
+        return 0
+    if workers.returncode == 0:
+        relay.say("workers closed by their scheduler (idle timeout or shutdown): stopping")
+        return 0
+    relay.say(f"workers process {_describe_exit(workers.returncode)}: stopping")
     return 1
 
 

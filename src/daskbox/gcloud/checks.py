@@ -56,6 +56,9 @@ def check_launch(settings: LaunchSettings, image: LaunchImage, *, local: bool) -
     check_entrypoint_settings(dict(entrypoint_env(settings)))
     if not local:
         check_architecture(settings.machine_type, image.platform)
+        if settings.worker_vms and settings.worker_machine_type:
+            # One image for every VM: the worker VMs' machine must run it too.
+            check_architecture(settings.worker_machine_type, image.platform)
         check_vm_can_pull(
             image.reference,
             settings.scopes,

@@ -43,8 +43,14 @@ HOST_TLS_DIR = f"{STATE_ROOT}/tls"  # mounted read-only at contract.TLS_DIR
 CONFIG_DIR = "/etc/daskbox"
 CLIENT_CA_PATH = f"{CONFIG_DIR}/client-ca.pem"
 NODE_TLS_PATH = f"{CONFIG_DIR}/node-tls.sh"
+CLUSTER_CA_PATH = f"{CONFIG_DIR}/cluster-ca.pem"  # worker VMs: pinned from the scheduler VM
+NODE_ENV_PATH = f"{STATE_ROOT}/node.env"  # worker VMs: the VM's name and internal IP
 UNIT_NAME = "daskbox.service"
 UNIT_PATH = f"/etc/systemd/system/{UNIT_NAME}"
+SIGNER_UNIT_NAME = "daskbox-signer.service"
+SIGNER_UNIT_PATH = f"/etc/systemd/system/{SIGNER_UNIT_NAME}"
+SIGNER_NAME = "daskbox-signer"
+ENROLL_MODULE = f"{contract.ENTRYPOINT_MODULE}.enroll"
 DOCKER = "/usr/bin/docker"
 METADATA_URL = "http://metadata.google.internal/computeMetadata/v1"
 GUEST_ATTRIBUTE_URL = (
@@ -95,25 +101,27 @@ def publish_argv() -> list[str]:
 
 
 def cluster_argv(spec: LaunchSpec) -> list[str]:
-    """The cluster's container, in the foreground under systemd (which restarts it)."""
-    args = container_args(spec, tls_source=HOST_TLS_DIR, name=contract.CONTAINER_NAME)
+    """The cluster's container, in the foreground under systemd (which restarts it); its
+    workers are named after the VM."""
+    node = ((contract.ENV_NODE_NAME, spec.instance),)
+    args = container_args(spec, tls_source=HOST_TLS_DIR, name=contract.CONTAINER_NAME, env=node)
     return [DOCKER, "run", "--rm", *args]
 
 
-def unit_text(spec: LaunchSpec) -> str:
-    """The systemd unit that runs the cluster (see the module docstring)."""
+def _pull(spec: LaunchSpec) -> list[list[str]]:
+    """Configure Google's credential helper (for a Google registry), then pull by digest."""
     registry = registry_host(spec.image.reference)
     pre = []
     if is_google_registry(registry):
         pre.append(["/usr/bin/docker-credential-gcr", "configure-docker", "--registries", registry])
-    pre += [
-        ["/bin/bash", "-c", PULL_WITH_BACKOFF, "pull", spec.image.reference],
-        node_tls_argv(spec),
-        publish_argv(),
-    ]
+    return [*pre, ["/bin/bash", "-c", PULL_WITH_BACKOFF, "pull", spec.image.reference]]
+
+
+def _unit(description: str, pre: list[list[str]], start: list[str]) -> str:
+    """The systemd unit that runs a cluster container (see the module docstring)."""
     lines = [
         "[Unit]",
-        f"Description=daskbox: Dask scheduler and workers of {spec.instance}",
+        f"Description={description}",
         "Wants=network-online.target gcr-online.target docker.service",
         "After=network-online.target gcr-online.target docker.service",
         # A clean exit is the entrypoint's idle timeout: the VM stops costing money.
@@ -126,7 +134,7 @@ def unit_text(spec: LaunchSpec) -> str:
         "TimeoutStartSec=0",
         *(f"ExecStartPre={_exec(argv)}" for argv in pre),
         f"ExecStartPre=-{_exec([DOCKER, 'rm', '--force', contract.CONTAINER_NAME])}",
-        f"ExecStart={_exec(cluster_argv(spec))}",
+        f"ExecStart={_exec(start)}",
         "Restart=on-failure",
         "RestartSec=10",
         f"RestartPreventExitStatus={contract.EXIT_BAD_SETTINGS}",
@@ -135,6 +143,96 @@ def unit_text(spec: LaunchSpec) -> str:
         "WantedBy=multi-user.target",
     ]
     return "\n".join(lines) + "\n"
+
+
+def unit_text(spec: LaunchSpec) -> str:
+    """The scheduler VM's unit: pull, make the cluster CA and node pair, publish the CA,
+    run the scheduler and its workers."""
+    return _unit(
+        f"daskbox: Dask scheduler and workers of {spec.instance}",
+        [*_pull(spec), node_tls_argv(spec), publish_argv()],
+        cluster_argv(spec),
+    )
+
+
+def _python_in_image(spec: LaunchSpec, mounts: list[str], *args: str) -> list[str]:
+    """``docker run`` of one of the image's daskbox modules as root on the host network
+    (to reach the metadata server and the Compute Engine API)."""
+    return [
+        DOCKER, "run", "--rm", "--network", "host", "--user", "0:0",
+        "--entrypoint", f"{contract.VENV}/bin/python", *mounts, spec.image.reference,
+        "-m", ENROLL_MODULE, *args,
+        "--api", spec.compute_api, "--project", spec.project, "--zone", spec.zone,
+    ]  # fmt: skip
+
+
+def signer_argv(spec: LaunchSpec) -> list[str]:
+    """The scheduler VM's signer (``daskbox.entrypoint.enroll sign``): the only container
+    that sees the cluster CA key (read-only)."""
+    assert spec.workers is not None
+    mount = ["--mount", f"type=bind,source={CA_DIR},target={CA_DIR},readonly",
+             "--name", SIGNER_NAME]  # fmt: skip
+    return _python_in_image(
+        spec, mount, "sign", "--group", spec.workers.group, "--ca-dir", CA_DIR,
+        "--days", str(spec.tls_days),
+    )  # fmt: skip
+
+
+def signer_unit_text(spec: LaunchSpec) -> str:
+    """Runs the signer once the cluster unit has made the CA (systemd starts a simple
+    unit's ExecStart only after its ExecStartPre steps: ``After=`` waits for that)."""
+    lines = [
+        "[Unit]",
+        f"Description=daskbox: node certificates for the worker VMs of {spec.instance}",
+        f"Wants={UNIT_NAME}",
+        f"After={UNIT_NAME}",
+        "StartLimitIntervalSec=0",
+        "",
+        "[Service]",
+        f"Environment=HOME={STATE_ROOT}",
+        f"ExecStartPre=-{_exec([DOCKER, 'rm', '--force', SIGNER_NAME])}",
+        f"ExecStart={_exec(signer_argv(spec))}",
+        "Restart=always",
+        "RestartSec=10",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def join_argv(spec: LaunchSpec) -> list[str]:
+    """A worker VM's enrolment (``daskbox.entrypoint.enroll join``): its node key and
+    request, made on the VM, and the certificate the scheduler VM's signer publishes."""
+    mounts = [
+        "--mount", f"type=bind,source={STATE_ROOT},target={STATE_ROOT}",
+        "--mount", f"type=bind,source={CONFIG_DIR},target={CONFIG_DIR},readonly",
+    ]  # fmt: skip
+    return _python_in_image(
+        spec, mounts, "join", "--scheduler", spec.instance, "--state", CA_DIR,
+        "--tls", HOST_TLS_DIR, "--cluster-ca", CLUSTER_CA_PATH, "--client-ca", CLIENT_CA_PATH,
+        "--uid", str(contract.IMAGE_UID), "--env-file", NODE_ENV_PATH,
+    )  # fmt: skip
+
+
+def worker_argv(spec: LaunchSpec, scheduler_ip: str) -> list[str]:
+    """A worker VM's container: worker mode, joining the scheduler VM's internal address,
+    named and listening as the join step wrote into the env file (the VM's name and
+    internal IP)."""
+    address = ((contract.ENV_SCHEDULER_ADDRESS, f"tls://{scheduler_ip}:{spec.scheduler_port}"),)
+    args = container_args(spec, tls_source=HOST_TLS_DIR, name=contract.CONTAINER_NAME,
+                          env=address)  # fmt: skip
+    return [DOCKER, "run", "--rm", "--env-file", NODE_ENV_PATH, *args]
+
+
+def worker_unit_text(spec: LaunchSpec, scheduler_ip: str) -> str:
+    """A worker VM's unit: pull, enrol, run the workers; power off when their scheduler
+    closed them (its idle timeout)."""
+    return _unit(
+        f"daskbox: Dask workers of {spec.instance}",
+        [*_pull(spec), join_argv(spec)],
+        worker_argv(spec, scheduler_ip),
+    )
 
 
 class _Dumper(yaml.SafeDumper):
@@ -155,13 +253,7 @@ _Dumper.add_representer(str, _str_presenter)
 _Dumper.add_representer(list, _list_presenter)
 
 
-def cloud_config(spec: LaunchSpec) -> dict[str, Any]:
-    """The cloud-config as data (what ``render_user_data`` serializes): public files only."""
-    files = [
-        (CLIENT_CA_PATH, spec.client_ca_pem),
-        (NODE_TLS_PATH, NODE_TLS_SCRIPT),
-        (UNIT_PATH, unit_text(spec)),
-    ]
+def _cloud_config(files: list[tuple[str, str]], units: list[str]) -> dict[str, Any]:
     return {
         "write_files": [
             {"path": path, "permissions": "0644", "owner": "root:root", "content": content}
@@ -172,12 +264,47 @@ def cloud_config(spec: LaunchSpec) -> dict[str, Any]:
             ["mkdir", "-p", STATE_ROOT],
             ["systemctl", "daemon-reload"],
             # --no-block: cloud-init must not wait for a unit ordered after the network.
-            ["systemctl", "start", "--no-block", UNIT_NAME],
+            ["systemctl", "start", "--no-block", *units],
         ],
     }
 
 
-def render_user_data(spec: LaunchSpec) -> str:
-    """``#cloud-config`` text for the instance's ``user-data`` metadata."""
-    body = yaml.dump(cloud_config(spec), Dumper=_Dumper, sort_keys=False, width=1000)
+def cloud_config(spec: LaunchSpec) -> dict[str, Any]:
+    """The scheduler VM's cloud-config as data (what ``render_user_data`` serializes):
+    public files only; with worker VMs, the signer's unit too."""
+    files = [
+        (CLIENT_CA_PATH, spec.client_ca_pem),
+        (NODE_TLS_PATH, NODE_TLS_SCRIPT),
+        (UNIT_PATH, unit_text(spec)),
+    ]
+    units = [UNIT_NAME]
+    if spec.workers is not None:
+        files.append((SIGNER_UNIT_PATH, signer_unit_text(spec)))
+        units.append(SIGNER_UNIT_NAME)
+    return _cloud_config(files, units)
+
+
+def worker_cloud_config(spec: LaunchSpec, cluster_ca_pem: str, scheduler_ip: str) -> dict[str, Any]:
+    """The worker VMs' cloud-config: the two CA certificates (the cluster's, pinned from
+    the scheduler VM, and the client's) and the unit. Public material only."""
+    files = [
+        (CLIENT_CA_PATH, spec.client_ca_pem),
+        (CLUSTER_CA_PATH, cluster_ca_pem),
+        (UNIT_PATH, worker_unit_text(spec, scheduler_ip)),
+    ]
+    return _cloud_config(files, [UNIT_NAME])
+
+
+def _render(config: dict[str, Any]) -> str:
+    body = yaml.dump(config, Dumper=_Dumper, sort_keys=False, width=1000)
     return f"#cloud-config\n{body}"
+
+
+def render_user_data(spec: LaunchSpec) -> str:
+    """``#cloud-config`` text for the scheduler VM's ``user-data`` metadata."""
+    return _render(cloud_config(spec))
+
+
+def render_worker_user_data(spec: LaunchSpec, cluster_ca_pem: str, scheduler_ip: str) -> str:
+    """``#cloud-config`` text for the worker VMs' template."""
+    return _render(worker_cloud_config(spec, cluster_ca_pem, scheduler_ip))

@@ -31,13 +31,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from daskbox import contract
 from daskbox._files import write_atomically
 from daskbox._tasks import Progress
 from daskbox.client.connection import ClientTLS, ConnectionFile, LaunchState, connection_path
 from daskbox.errors import GcloudError, Interrupted
 from daskbox.gcloud import commands
-from daskbox.gcloud._gcloud import GcloudCommandError, parse_json, run_gcloud_all, run_gcloud_json
-from daskbox.gcloud.cloud_init import render_user_data
+from daskbox.gcloud._gcloud import (
+    GcloudCommandError,
+    parse_json,
+    run_gcloud,
+    run_gcloud_all,
+    run_gcloud_json,
+)
+from daskbox.gcloud.cloud_init import render_user_data, render_worker_user_data
 from daskbox.gcloud.ready import poll, wait_for_scheduler
 from daskbox.gcloud.settings import LaunchSettings
 from daskbox.gcloud.spec import (
@@ -47,6 +54,7 @@ from daskbox.gcloud.spec import (
     connection_for,
     source_ranges,
 )
+from daskbox.gcloud.teardown import target_for, teardown_gce
 from daskbox.gcloud.tls import LaunchTLS, pin_cluster_ca
 
 # A plain-text "what is my IP" service; DASKBOX_IP_ECHO_URL overrides it (CI has no internet).
@@ -88,6 +96,13 @@ def gcloud_project(project: str | None, echo: Progress | None = print) -> str:
     return str(chosen)
 
 
+def compute_api() -> str:
+    """The Compute Engine endpoint the VMs call: gcloud's override when one is set in the
+    environment (``CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE``, e.g. a Private Service Connect
+    endpoint), else Google's public one."""
+    return os.environ.get("CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE") or contract.COMPUTE_API
+
+
 def plan_launch(
     settings: LaunchSettings,
     *,
@@ -97,6 +112,7 @@ def plan_launch(
     tls: LaunchTLS,
     tls_days: int,
     detect_ip: Callable[[], str | None] = detect_public_ip,
+    compute_api: str = contract.COMPUTE_API,
 ) -> LaunchSpec:
     """Decide everything (pure apart from IP detection, skipped when a range is given)."""
     detected = None if settings.source_range is not None else detect_ip()
@@ -109,6 +125,7 @@ def plan_launch(
         client_ca_pem=tls.client_ca_pem,
         tls_days=tls_days,
         ranges=ranges,
+        compute_api=compute_api,
     )
 
 
@@ -160,6 +177,13 @@ def _resources(spec: LaunchSpec) -> dict[str, str]:
     }
     instance = commands.instance_resource(spec.project, spec.zone, spec.instance)
     return {**named, instance: f"instance {spec.instance} ({spec.zone})"}
+
+
+def _group_resources(spec: LaunchSpec) -> list[str]:
+    """How the worker template and group are named to the user (after an interrupt)."""
+    assert spec.workers is not None
+    return [f"instance template {spec.workers.template}",
+            f"worker group {spec.workers.group} ({spec.zone})"]  # fmt: skip
 
 
 def _explain_create_failure(spec: LaunchSpec, error: GcloudError) -> GcloudError:
@@ -214,6 +238,8 @@ def _create(spec: LaunchSpec, record: LaunchRecord, echo: Progress) -> dict[str,
     record.started = list(resources.values())
     with _user_data_file(spec) as user_data:
         argvs = [commands.firewall_create(spec, rule) for rule in spec.firewall_rules]
+        if spec.workers is not None:
+            argvs.append(commands.firewall_internal_create(spec))
         argvs.append(commands.instance_create(spec, user_data))
         results = run_gcloud_all(argvs, echo)
     failures = [result for result in results if isinstance(result, GcloudError)]
@@ -238,6 +264,49 @@ def _create(spec: LaunchSpec, record: LaunchRecord, echo: Progress) -> dict[str,
     record.remove()
     record.started = []
     raise _explain_create_failure(spec, failures[0])
+
+
+def _internal_ip(instance: dict[str, Any] | None) -> str | None:
+    for interface in (instance or {}).get("networkInterfaces", []):
+        if interface.get("networkIP"):
+            return str(interface["networkIP"])
+    return None
+
+
+@contextmanager
+def _worker_user_data_file(spec: LaunchSpec, cluster_ca: str, scheduler_ip: str) -> Iterator[str]:
+    """The worker VMs' user-data (public: the two CA certificates, the unit) for gcloud."""
+    with tempfile.TemporaryDirectory(prefix="daskbox-user-data-") as folder:
+        path = Path(folder, "worker-user-data.yaml")
+        path.write_text(render_worker_user_data(spec, cluster_ca, scheduler_ip), encoding="utf-8")
+        yield str(path)
+
+
+def _create_workers(
+    spec: LaunchSpec, record: LaunchRecord, cluster_ca: str, scheduler_ip: str, echo: Progress
+) -> None:
+    """The worker VMs' template (now that the cluster CA is pinned and the scheduler's
+    internal address known), then their group. A failure deletes everything the launch
+    made and its record (teardown by record), then says why."""
+    record.step = "creating the worker VMs' template and group"
+    record.started += _group_resources(spec)
+    with _worker_user_data_file(spec, cluster_ca, scheduler_ip) as user_data:
+        try:
+            run_gcloud(commands.template_create(spec, user_data), echo)
+            run_gcloud(commands.group_create(spec), echo)
+        except GcloudError as error:
+            record.step = "undoing the half-made launch"
+            try:
+                teardown_gce(target_for(record.path, spec), dry_run=False, echo=echo)
+            except GcloudError as undo:
+                raise GcloudError(
+                    f"creating the worker VMs failed ({error}); undoing it also failed "
+                    f"({undo}): run `invoke teardown --instance {spec.instance}`"
+                ) from None
+            record.started = []
+            raise GcloudError(
+                f"creating the worker VMs failed, so the launch was undone: {error}"
+            ) from None
 
 
 def _external_ip(instance: dict[str, Any] | None) -> str | None:
@@ -333,12 +402,24 @@ def launch_gce(
         cluster_ca, ip = booted
         record.client = pin_cluster_ca(tls.client, cluster_ca)
         record.write(host=ip)
+        hosts = 1
+        if spec.workers is not None:
+            scheduler_ip = _internal_ip(instance) or _internal_ip(
+                run_gcloud_json(commands.instance_describe(spec.project, spec.zone,
+                                                           spec.instance), echo)
+            )  # fmt: skip
+            if scheduler_ip is None:
+                raise _stuck(spec, f"instance {spec.instance} got no internal IP", settings.timeout)
+            # The pinned PEM, as the client trusts it: what the worker VMs trust too.
+            _create_workers(spec, record, record.client.ca_pem, scheduler_ip, echo)
+            hosts += spec.workers.size
         record.step = "waiting for the scheduler"
         connection = record.connection(host=ip, state="ready")
         if wait_for_scheduler(connection.scheduler_address, record.client, deadline.left(),
-                              echo) is None:  # fmt: skip
+                              echo, hosts=hosts) is None:  # fmt: skip
+            what = "the scheduler" if hosts == 1 else f"the scheduler with workers on {hosts} VMs"
             raise _stuck(
-                spec, f"the scheduler at {connection.scheduler_address} did not answer",
+                spec, f"{what} at {connection.scheduler_address} did not answer",
                 settings.timeout,
             )  # fmt: skip
         record.write(host=ip, state="ready")
@@ -359,17 +440,28 @@ class _Deadline:
 
 
 _ELIDED_CA = "<this launch's client CA certificate (public)>\n"
+_ELIDED_CLUSTER_CA = "<the cluster CA certificate the scheduler VM publishes (public)>\n"
+_SCHEDULER_IP = "SCHEDULER_INTERNAL_IP"
 
 
 def print_plan(spec: LaunchSpec, echo: Progress = print) -> None:
     """What ``--dry-run`` shows: every command in order and the user-data."""
     for rule in spec.firewall_rules:
         echo(f"$ {shlex.join(commands.firewall_create(spec, rule))}")
+    if spec.workers is not None:
+        echo(f"$ {shlex.join(commands.firewall_internal_create(spec))}")
     echo(f"$ {shlex.join(commands.instance_create(spec))}")
     echo(f"$ {shlex.join(commands.cluster_ca(spec.project, spec.zone, spec.instance))}"
          "  # polled until the VM publishes it")  # fmt: skip
+    public = dataclasses.replace(spec, client_ca_pem=_ELIDED_CA)
+    if spec.workers is not None:
+        echo(f"$ {shlex.join(commands.template_create(spec))}")
+        echo(f"$ {shlex.join(commands.group_create(spec))}")
     echo(f"{commands.USER_DATA_PLACEHOLDER}:")
-    echo(render_user_data(dataclasses.replace(spec, client_ca_pem=_ELIDED_CA)).rstrip())
+    echo(render_user_data(public).rstrip())
+    if spec.workers is not None:
+        echo(f"{commands.USER_DATA_PLACEHOLDER} of the worker VMs' template:")
+        echo(render_worker_user_data(public, _ELIDED_CLUSTER_CA, _SCHEDULER_IP).rstrip())
 
 
 __all__ = ["detect_public_ip", "gcloud_project", "launch_gce", "plan_launch", "print_plan"]

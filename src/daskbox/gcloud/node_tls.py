@@ -22,6 +22,9 @@ Arguments: STATE TLS CLIENT_CA DAYS UID INSTANCE. Pure text; ``cloud_init`` plac
 
 from __future__ import annotations
 
+# The node certificate's profile, shared with the worker VMs' signer.
+from daskbox.entrypoint.enroll import NODE_EXTENSIONS
+
 NODE_TLS_SCRIPT = r"""#!/bin/sh
 # daskbox: make this cluster's CA and node certificate on the VM, once per boot disk.
 # The private keys never leave this VM; only the CA certificate is published.
@@ -33,22 +36,7 @@ if [ ! -s "$state/ca-key.pem" ] || [ ! -s "$tls/server-key.pem" ] || [ ! -s "$tl
 then
   conf="$state/openssl.cnf"
   cat > "$conf" <<'CONF'
-[req]
-distinguished_name = dn
-prompt = no
-[dn]
-[ca]
-basicConstraints = critical, CA:TRUE, pathlen:0
-keyUsage = critical, keyCertSign, cRLSign
-subjectKeyIdentifier = hash
-[node]
-basicConstraints = critical, CA:FALSE
-keyUsage = critical, digitalSignature
-# One certificate for listening and for dialing (distributed's roles): both usages.
-extendedKeyUsage = serverAuth, clientAuth
-subjectAltName = DNS:daskbox-node, IP:127.0.0.1
-authorityKeyIdentifier = keyid
-CONF
+""" + NODE_EXTENSIONS + r"""CONF
   openssl req -x509 -new -config "$conf" -extensions ca -newkey ec \
     -pkeyopt ec_paramgen_curve:P-256 -nodes -days "$days" \
     -subj "/O=daskbox/CN=daskbox cluster CA for $instance" \

@@ -55,6 +55,7 @@ class SchedulerIdentity:
 
     address: str
     workers: int
+    hosts: int = 0  # distinct machines the workers run on (each VM has its own address)
 
 
 def probe(address: str, tls: ClientTLS) -> SchedulerIdentity | None:
@@ -82,7 +83,10 @@ def probe(address: str, tls: ClientTLS) -> SchedulerIdentity | None:
     if reply is None:
         return None
     workers = reply.get("workers")
-    return SchedulerIdentity(address, len(workers) if isinstance(workers, dict) else 0)
+    if not isinstance(workers, dict):
+        return SchedulerIdentity(address, 0)
+    hosts = {str(worker).rsplit(":", 1)[0] for worker in workers}
+    return SchedulerIdentity(address, len(workers), len(hosts))
 
 
 def wait_for_scheduler(
@@ -91,8 +95,10 @@ def wait_for_scheduler(
     timeout: float,
     echo: Progress = print,
     give_up: Callable[[], str | None] = lambda: None,
+    hosts: int = 1,
 ) -> SchedulerIdentity | None:
-    """Poll until the scheduler answers with at least one worker, or ``timeout`` passes.
+    """Poll until the scheduler answers with workers on at least ``hosts`` machines (the
+    scheduler VM and each worker VM), or ``timeout`` passes.
 
     ``give_up`` returns a reason to stop early (e.g. the local container exited).
     """
@@ -100,12 +106,16 @@ def wait_for_scheduler(
 
     def answered() -> SchedulerIdentity | None:
         identity = probe(address, tls)
-        return identity if identity is not None and identity.workers > 0 else None
+        if identity is None or identity.workers == 0 or identity.hosts < hosts:
+            return None
+        return identity
 
     return poll(
         answered,
         timeout=timeout,
-        waiting_for="the scheduler and a worker",
+        waiting_for="the scheduler and a worker"
+        if hosts == 1
+        else f"the scheduler and workers on {hosts} VMs",
         echo=echo,
         first=0.1,
         longest=2.0,

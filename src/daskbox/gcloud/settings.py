@@ -30,6 +30,8 @@ _LABEL_VALUE = re.compile(r"[-_a-z0-9]{0,63}")
 MAX_LABELS = 64
 # What Compute Engine accepts as a maximum run duration.
 MAX_RUN_DURATION_RANGE = (30, 120 * 24 * 3600)
+# A managed instance group holds at most 2000 VMs.
+MAX_WORKER_VMS = 2000
 RESERVED_LABELS = (
     contract.INSTANCE_LABEL,
     contract.INSTANCE_LOCK_LABEL,
@@ -73,6 +75,11 @@ class LaunchSettings:
     application_credentials: bool = False
     labels: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     timeout: float = 600.0
+    # Worker VMs: a managed instance group of VMs running only workers, joining the
+    # scheduler VM over the internal network (0: the scheduler VM alone).
+    worker_vms: int = 0
+    worker_machine_type: str | None = None  # default: machine-type
+    spot_workers: bool = False
 
     @property
     def max_run_seconds(self) -> int | None:
@@ -93,7 +100,7 @@ def default_instance_name(project_root: Path) -> str:
 def _typed(name: str, value: Any, source: str) -> Any:
     """Convert one raw value (TOML or flag) to the field's type, or raise ConfigError."""
     try:
-        if name in {"boot_disk_size_gb", "scheduler_port", "dashboard_port"}:
+        if name in {"boot_disk_size_gb", "scheduler_port", "dashboard_port", "worker_vms"}:
             return int(str(value).removesuffix("GB"))
         if name == "timeout":
             return float(value)
@@ -102,6 +109,7 @@ def _typed(name: str, value: Any, source: str) -> Any:
             "allow_any_source",
             "allow_private_registry",
             "application_credentials",
+            "spot_workers",
         }:
             if isinstance(value, bool):
                 return value
@@ -215,6 +223,11 @@ def validate_settings(settings: LaunchSettings) -> None:
     if settings.termination_action not in {"DELETE", "STOP"}:
         raise LaunchSpecError(
             f"termination-action {settings.termination_action!r} is invalid: use DELETE or STOP"
+        )
+    if not 0 <= settings.worker_vms <= MAX_WORKER_VMS:
+        raise LaunchSpecError(
+            f"worker-vms {settings.worker_vms} is invalid: expected 0 to {MAX_WORKER_VMS} "
+            "(0: the scheduler VM alone)"
         )
     # Ports are checked with the entrypoint's own validation (gcloud.checks).
     if settings.service_account is not None and not _EMAIL.fullmatch(settings.service_account):

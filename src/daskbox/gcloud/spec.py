@@ -8,9 +8,11 @@ project), so teardown removes exactly what its launch added.
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from daskbox import contract
 from daskbox.client.connection import ClientTLS, ConnectionFile, LaunchState, Target
@@ -52,6 +54,29 @@ class FirewallRule:
 
 
 @dataclass(frozen=True)
+class WorkerGroup:
+    """The worker VMs of a launch: a managed instance group made from an instance template.
+
+    Its VMs carry ``tag`` (not the scheduler's own tag, so the owner's rule never reaches
+    them) and are deleted by ``termination_time`` at the latest: an absolute deadline, so
+    a VM the group recreates later cannot outlive the launch's maximum run duration.
+    """
+
+    group: str
+    template: str
+    base_instance_name: str
+    tag: str
+    size: int
+    machine_type: str
+    spot: bool
+    termination_time: str | None
+
+    @property
+    def image_family(self) -> str:
+        return cos_image_family(self.machine_type)
+
+
+@dataclass(frozen=True)
 class LaunchSpec:
     """One daskbox instance on Compute Engine (or the local engine), fully decided."""
 
@@ -76,6 +101,9 @@ class LaunchSpec:
     tls_days: int
     scheduler_port: int
     dashboard_port: int
+    workers: WorkerGroup | None = None
+    # The Compute Engine API the VMs call (to sign and fetch worker certificates).
+    compute_api: str = contract.COMPUTE_API
 
     @property
     def instance_tag(self) -> str:
@@ -95,7 +123,59 @@ class LaunchSpec:
 
     @property
     def rule_names(self) -> tuple[str, ...]:
-        return tuple(rule.name for rule in self.firewall_rules)
+        """Every rule of this launch: the owner's, plus the internal one with worker VMs."""
+        owner = tuple(rule.name for rule in self.firewall_rules)
+        return owner + ((internal_rule_name(self.instance),) if self.workers else ())
+
+    @property
+    def cluster_tags(self) -> tuple[str, ...]:
+        """The tags of this launch's VMs: the scheduler VM's own and the worker VMs'."""
+        return (self.instance_tag, self.workers.tag) if self.workers else (self.instance_tag,)
+
+
+def internal_rule_name(instance: str) -> str:
+    """``<instance>-internal``: the cluster's VMs to each other, over the internal network."""
+    return f"{instance[:54]}-internal"
+
+
+@dataclass(frozen=True)
+class GroupNames:
+    """The names of a launch's worker group, template, VMs and tag, from its instance."""
+
+    group: str
+    template: str
+    base_instance_name: str
+    tag: str
+
+
+def worker_group_names(instance: str) -> GroupNames:
+    """``<instance>-workers`` for the group, template and tag; VMs ``<instance>-w-xxxx``."""
+    name = f"{instance[:55]}-workers"
+    return GroupNames(name, name, f"{instance[:53]}-w", name)
+
+
+def owner_of(description: str) -> str:
+    """The scheduler instance named in a group's or template's description."""
+    return description.removeprefix(GROUP_MARKER).split(" (", 1)[0]
+
+
+def worker_group(
+    settings: LaunchSettings, deadline: datetime.datetime | None
+) -> WorkerGroup | None:
+    """The launch's worker VMs (None without ``worker_vms``); names derive from the instance."""
+    if not settings.worker_vms:
+        return None
+    names = worker_group_names(settings.instance)
+    return WorkerGroup(
+        group=names.group,
+        template=names.template,
+        base_instance_name=names.base_instance_name,
+        tag=names.tag,
+        size=settings.worker_vms,
+        machine_type=settings.worker_machine_type or settings.machine_type,
+        spot=settings.spot_workers,
+        termination_time=None if deadline is None else deadline.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
 
 
 def firewall_rule_name(instance: str, version: int) -> str:
@@ -105,7 +185,8 @@ def firewall_rule_name(instance: str, version: int) -> str:
 
 def firewall_rule_names(instance: str) -> tuple[str, ...]:
     """Every rule name a launch of ``instance`` may have created (teardown deletes these)."""
-    return tuple(firewall_rule_name(instance, version) for version in (4, 6))
+    owner = tuple(firewall_rule_name(instance, version) for version in (4, 6))
+    return (*owner, internal_rule_name(instance))
 
 
 def project_label(name: str) -> str:
@@ -116,6 +197,19 @@ def project_label(name: str) -> str:
 def firewall_description(instance: str, label: str) -> str:
     """The rule's description; teardown finds a project's rules by its last part."""
     return f"daskbox: scheduler and dashboard of {instance} for their owner ({label_marker(label)})"
+
+
+def internal_rule_description(instance: str, label: str) -> str:
+    """The internal rule's description (teardown finds it as it finds the owner's rules)."""
+    return f"daskbox: the VMs of {instance} to each other ({label_marker(label)})"
+
+
+GROUP_MARKER = "daskbox: worker VMs of "
+
+
+def group_description(instance: str, label: str) -> str:
+    """The worker group's description: status lists daskbox's groups by its start."""
+    return f"{GROUP_MARKER}{instance} ({label_marker(label)})"
 
 
 def label_marker(label: str) -> str:
@@ -221,10 +315,21 @@ def build_spec(
     client_ca_pem: str,
     tls_days: int,
     ranges: tuple[str, ...],
+    now: datetime.datetime | None = None,
+    compute_api: str = contract.COMPUTE_API,
 ) -> LaunchSpec:
     """Combine resolved inputs into the LaunchSpec every renderer reads."""
     label = project_label(project_name)
     tags = (settings.network_tag, settings.instance)
+    seconds = settings.max_run_seconds
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    workers = worker_group(
+        settings, None if seconds is None else now + datetime.timedelta(seconds=seconds)
+    )
+    # With worker VMs the VMs read guest attributes of each other through the API.
+    scopes = settings.scopes
+    if workers is not None and not {"compute-ro", "compute"} & set(scopes):
+        scopes = (*scopes, "compute-ro")
     return LaunchSpec(
         instance=settings.instance,
         project=project,
@@ -239,7 +344,7 @@ def build_spec(
         max_run_seconds=settings.max_run_seconds,
         termination_action=settings.termination_action,
         service_account=settings.service_account,
-        scopes=settings.scopes,
+        scopes=scopes,
         labels=instance_labels(settings, image, label),
         image=image,
         entrypoint_env=entrypoint_env(settings),
@@ -247,6 +352,8 @@ def build_spec(
         tls_days=tls_days,
         scheduler_port=settings.scheduler_port,
         dashboard_port=settings.dashboard_port,
+        workers=workers,
+        compute_api=compute_api,
     )
 
 
@@ -321,7 +428,14 @@ def connection_for(
         firewall_rules=spec.rule_names if gce else (),
         created_at=created_at,
         record=spec.image.record,
-        extra={"project_label": spec.project_label}
+        extra={"project_label": spec.project_label, **_group_extra(spec.workers)}
         if gce
         else {"container": spec.instance, "project_label": spec.project_label},
     )
+
+
+def _group_extra(workers: WorkerGroup | None) -> dict[str, Any]:
+    """What the connection file keeps of the worker VMs (scale and teardown read it)."""
+    if workers is None:
+        return {}
+    return {"worker_group": workers.group, "worker_template": workers.template}

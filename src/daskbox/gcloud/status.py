@@ -12,8 +12,9 @@ import docker.errors
 
 from daskbox._tasks import Progress
 from daskbox.contract import CONTAINER_LABEL
+from daskbox.errors import GcloudError
 from daskbox.gcloud import commands
-from daskbox.gcloud._gcloud import run_gcloud_json
+from daskbox.gcloud._gcloud import parse_json, run_gcloud_all
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,29 @@ def format_table(rows: Sequence[ClusterRow]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def group_rows(groups: Sequence[dict[str, Any]]) -> list[ClusterRow]:
+    """Rows of worker groups from ``instance-groups managed list --format json`` (pure):
+    the target size as status (the group's VMs are listed as instances)."""
+    return [
+        ClusterRow(
+            name=str(item.get("name", "?")),
+            zone=_last(str(item.get("zone", "?"))),
+            machine_type="(worker group)",
+            status=f"{item.get('targetSize', '?')} VMs",
+            uptime="-",
+            external_ip="-",
+        )
+        for item in groups
+    ]
+
+
 def gce_status(project: str, echo: Progress = print) -> list[ClusterRow]:
-    """Query Compute Engine (one gcloud call) and return the rows."""
-    instances = run_gcloud_json(commands.instance_list(project), echo) or []
-    return gce_rows(instances, datetime.datetime.now(datetime.timezone.utc))
+    """Query Compute Engine (instances and worker groups, side by side) and return the rows:
+    each worker group right before its VMs."""
+    argvs = [commands.instance_list(project), commands.group_list(project)]
+    results = run_gcloud_all(argvs, echo)
+    for result in results:
+        if isinstance(result, GcloudError):
+            raise result
+    instances, groups = (parse_json(a, str(r)) or [] for a, r in zip(argvs, results, strict=True))
+    return group_rows(groups) + gce_rows(instances, datetime.datetime.now(datetime.timezone.utc))

@@ -56,6 +56,13 @@ LAUNCH_HELP = {
     "allow-private-registry": "The image's registry is on a private address the VM can "
     "reach (inside its VPC); refused otherwise.",
     "no-allow-private-registry": "Refuse a private registry even when the config allows it.",
+    "worker-vms": "Add N worker VMs (a managed instance group running only Dask workers, "
+    "sized by the same entrypoint, joining the scheduler VM over the internal network with "
+    "mutual TLS); 0: the scheduler VM alone (default). `invoke scale N` changes it later.",
+    "worker-machine-type": "Machine type of the worker VMs (default: --machine-type).",
+    "spot-workers": "Run the worker VMs as Spot VMs: the cheap setup with an on-demand "
+    "scheduler VM; a preempted worker VM is deleted, recreated by the group and rejoins.",
+    "no-spot-workers": "Standard worker VMs even when the config sets spot-workers = true.",
     "timeout": "Seconds to wait for the scheduler (default: 600).",
     "dry-run": "Print the commands and run nothing.",
 }
@@ -123,6 +130,10 @@ def launch(
     application_credentials: bool = False,
     allow_private_registry: bool = False,
     no_allow_private_registry: bool = False,
+    worker_vms: str | None = None,
+    worker_machine_type: str | None = None,
+    spot_workers: bool = False,
+    no_spot_workers: bool = False,
     timeout: str | None = None,
     dry_run: bool = False,
 ) -> None:
@@ -146,6 +157,8 @@ def launch(
         "scopes": scopes,
         "application_credentials": application_credentials or None,
         "timeout": timeout,
+        "worker_vms": worker_vms,
+        "worker_machine_type": worker_machine_type,
     }
     said = ["interrupted: launch stopped before anything was created"]
     with one_line_errors(lambda: said[0]):
@@ -153,9 +166,15 @@ def launch(
         flags["allow_any_source"] = _tri_state(
             "allow-any-source", allow_any_source, no_allow_any_source
         )
+        flags["spot_workers"] = _tri_state("spot-workers", spot_workers, no_spot_workers)
         flags["allow_private_registry"] = _tri_state(
             "allow-private-registry", allow_private_registry, no_allow_private_registry
         )
+        if local and (worker_vms or worker_machine_type or spot_workers):
+            raise ConfigError(
+                "--worker-vms, --worker-machine-type and --spot-workers are for Compute Engine: "
+                "the local target runs one container (drop --local, or the worker flags)"
+            )
         if application_credentials and not local:
             raise ConfigError(
                 "--application-credentials is for --local: a VM reads data as its service "
@@ -228,7 +247,7 @@ def _launch(
     chosen_project = gce.gcloud_project(settings.project)
     spec = gce.plan_launch(
         settings, project=chosen_project, project_name=project_name(root), image=chosen,
-        tls=tls, tls_days=validity_days(validity),
+        tls=tls, tls_days=validity_days(validity), compute_api=gce.compute_api(),
     )  # fmt: skip
     for line in wide_range_warnings(tuple(r for rule in spec.firewall_rules
                                           for r in rule.source_ranges)):  # fmt: skip
@@ -323,6 +342,30 @@ def _discover(local: bool, settings: LaunchSettings, label: str) -> list[Teardow
 
 @task(
     help={
+        "vms": "Number of worker VMs, 0 to 2000 (0 keeps the group with no VM).",
+        "instance": "Cluster to scale (default: the project's only one).",
+        "dry-run": "Print the gcloud command and run nothing.",
+    }
+)
+def scale(c: Context, vms: str, instance: str | None = None, dry_run: bool = False) -> None:
+    """Set the number of worker VMs of a cluster launched with --worker-vms."""
+    from daskbox.gcloud.scale import scale as resize
+
+    with one_line_errors(
+        "interrupted: scale stopped; gcloud may still have resized the group: "
+        "`invoke status` shows it"
+    ):
+        try:
+            size = int(vms)
+        except ValueError:
+            raise ConfigError(
+                f"{vms!r} is not a number of worker VMs: e.g. `invoke scale 4`"
+            ) from None
+        resize(find_project_root(), size, instance=instance, dry_run=dry_run)
+
+
+@task(
+    help={
         "local": "List local daskbox containers only.",
         "project": "Google Cloud project (default: [tool.daskbox.gcloud] or gcloud's).",
     }
@@ -347,4 +390,4 @@ def status(c: Context, local: bool = False, project: str | None = None) -> None:
         print(format_table(rows) if rows else "no daskbox clusters")
 
 
-__all__ = ["launch", "status", "teardown"]
+__all__ = ["launch", "scale", "status", "teardown"]

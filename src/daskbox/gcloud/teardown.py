@@ -28,7 +28,7 @@ from daskbox.client.connection import ConnectionFile, connection_dir, connection
 from daskbox.errors import ConnectionFileError, DaskboxError, GcloudError
 from daskbox.gcloud import commands
 from daskbox.gcloud._gcloud import GcloudCommandError, parse_json, run_gcloud_all
-from daskbox.gcloud.spec import firewall_rule_names
+from daskbox.gcloud.spec import LaunchSpec, firewall_rule_names, owner_of, worker_group_names
 
 
 class NothingToTearDown(DaskboxError):
@@ -45,9 +45,17 @@ class TeardownTarget:
     zone: str | None = None  # None: no instance known to exist (only rules)
     firewall_rules: tuple[str, ...] = ()
     connection: Path | None = None
+    group: str | None = None  # the worker VMs' managed instance group (in ``zone``)
+    template: str | None = None  # its instance template
+    group_zone: str | None = None  # the group's zone when no instance is known
+
+    @property
+    def where_group(self) -> str | None:
+        return self.zone or self.group_zone
 
 
 def _from_file(path: Path, connection: ConnectionFile) -> TeardownTarget:
+    group, template = connection.extra.get("worker_group"), connection.extra.get("worker_template")
     return TeardownTarget(
         instance=connection.instance,
         local=connection.target == "local",
@@ -55,6 +63,23 @@ def _from_file(path: Path, connection: ConnectionFile) -> TeardownTarget:
         zone=connection.zone,
         firewall_rules=connection.firewall_rules,
         connection=path,
+        group=str(group) if group else None,
+        template=str(template) if template else None,
+    )
+
+
+def target_for(path: Path, spec: LaunchSpec) -> TeardownTarget:
+    """Everything a launch of ``spec`` makes, as teardown deletes it (launch's rollback)."""
+    workers = spec.workers
+    return TeardownTarget(
+        instance=spec.instance,
+        local=False,
+        project=spec.project,
+        zone=spec.zone,
+        firewall_rules=spec.rule_names,
+        connection=path,
+        group=workers.group if workers else None,
+        template=workers.template if workers else None,
     )
 
 
@@ -91,31 +116,76 @@ def read_targets(
 
 
 def discover_gce(project: str, label: str, echo: Progress) -> list[TeardownTarget]:
-    """This project's daskbox instances (by label) and firewall rules (by description)."""
-    instances_argv = commands.instance_list(project, label)
-    rules_argv = commands.firewall_list(project, label)
-    found_instances, found_rules = run_gcloud_all([instances_argv, rules_argv], echo)
-    for result in (found_instances, found_rules):
+    """This project's daskbox instances (by label), firewall rules, worker groups and
+    templates (by description), in four calls side by side."""
+    argvs = [
+        commands.instance_list(project, label),
+        commands.firewall_list(project, label),
+        commands.group_list(project, label),
+        commands.template_list(project, label),
+    ]
+    results = run_gcloud_all(argvs, echo)
+    for result in results:
         if isinstance(result, GcloudError):
             raise result
-    instances = parse_json(instances_argv, str(found_instances)) or []
-    rules = {str(rule["name"]) for rule in parse_json(rules_argv, str(found_rules)) or []}
+    instances, rule_items, group_items, template_items = (
+        parse_json(argv, str(result)) or [] for argv, result in zip(argvs, results, strict=True)
+    )
+    rules = {str(rule["name"]) for rule in rule_items}
+    templates = {str(item["name"]) for item in template_items}
+    groups = {
+        owner_of(str(item.get("description", ""))): (str(item["name"]), _last(item.get("zone")))
+        for item in group_items
+    }
+    # A group's VMs go with their group (deleted one by one, the group would recreate them).
+    members = tuple(worker_group_names(owner).base_instance_name + "-" for owner in groups)
     targets = []
     for item in instances:
         name = str(item["name"])
+        if name.startswith(members):
+            continue
         own = tuple(rule for rule in firewall_rule_names(name) if rule in rules)
         rules -= set(own)
-        zone = str(item.get("zone", "")).rstrip("/").rsplit("/", 1)[-1]
-        targets.append(TeardownTarget(name, False, project, zone, own))
+        found = groups.pop(name, None)
+        named = worker_group_names(name).template
+        template = named if named in templates else None
+        templates.discard(named)
+        targets.append(TeardownTarget(name, False, project, _last(item.get("zone")), own,
+                                      group=found[0] if found else None,
+                                      template=template))  # fmt: skip
+    for owner, (group, zone) in groups.items():  # the scheduler VM is gone, its group is not
+        own = tuple(rule for rule in firewall_rule_names(owner) if rule in rules)
+        rules -= set(own)
+        template = worker_group_names(owner).template
+        templates.discard(template)
+        targets.append(TeardownTarget(owner, False, project, None, own, group=group,
+                                      template=template, group_zone=zone))  # fmt: skip
+    for template in sorted(templates):
+        owner = template.removesuffix("-workers")
+        targets.append(TeardownTarget(owner, False, project, None, template=template))
     for rule in sorted(rules):  # rules whose instance is gone or was never created
         targets.append(TeardownTarget(rule.rsplit("-", 1)[0], False, project, None, (rule,)))
     return targets
 
 
+def _last(url: object) -> str:
+    return str(url or "").rstrip("/").rsplit("/", 1)[-1]
+
+
 def _deletions(target: TeardownTarget) -> list[tuple[list[str], str, str]]:
-    """(argv, API path of what it deletes, how to name it) for each deletion."""
+    """(argv, API path of what it deletes, how to name it) for each deletion that can run
+    side by side: the group (with its VMs), the scheduler VM and the rules."""
     assert target.project is not None
     steps = []
+    zone = target.where_group
+    if target.group is not None and zone is not None:
+        steps.append(
+            (
+                commands.group_delete(target.project, zone, target.group),
+                commands.group_resource(target.project, zone, target.group),
+                f"worker group {target.group} and its VMs",
+            )
+        )
     if target.zone is not None:
         steps.append(
             (
@@ -139,20 +209,29 @@ def teardown_gce(target: TeardownTarget, *, dry_run: bool, echo: Progress) -> in
     """Delete the instance and the rules side by side; return how many existed."""
     if target.project is None:
         raise GcloudError(f"no project known for {target.instance}: pass --project")
-    steps = _deletions(target)
+    # The template goes last: the API refuses to delete one a group still uses.
+    phases = [_deletions(target)]
+    if target.template is not None:
+        phases.append([(
+            commands.template_delete(target.project, target.template),
+            commands.template_resource(target.project, target.template),
+            f"instance template {target.template}",
+        )])  # fmt: skip
     if dry_run:
-        for argv, _, _ in steps:
-            echo("$ " + shlex.join(argv))
+        for steps in phases:
+            for argv, _, _ in steps:
+                echo("$ " + shlex.join(argv))
         return 0
-    results = run_gcloud_all([argv for argv, _, _ in steps], echo)
     existed = 0
-    for (_, resource, name), result in zip(steps, results, strict=True):
-        if isinstance(result, GcloudCommandError) and result.missing(resource):
-            echo(f"{name} was already gone")
-        elif isinstance(result, GcloudError):
-            raise result
-        else:
-            existed += 1
+    for steps in phases:
+        results = run_gcloud_all([argv for argv, _, _ in steps], echo)
+        for (_, resource, name), result in zip(steps, results, strict=True):
+            if isinstance(result, GcloudCommandError) and result.missing(resource):
+                echo(f"{name} was already gone")
+            elif isinstance(result, GcloudError):
+                raise result
+            else:
+                existed += 1
     if target.connection is not None:
         target.connection.unlink(missing_ok=True)
     return existed
