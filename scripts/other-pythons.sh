@@ -36,7 +36,9 @@ for python in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.*/bin/python3; do
     touch "$venv/.installed"
   fi
   say "unit tests on CPython $full"
-  if ! "$venv/bin/pytest" -q -p no:cacheprovider -m "not docker and not slow" --no-header -x; then
+  # Its own temporary folder: this may run beside the full suite (scripts/test.sh).
+  if ! "$venv/bin/pytest" -q -p no:cacheprovider -m "not docker and not slow" --no-header -x \
+      --basetemp "${TMPDIR:-/tmp}/daskbox-unit-tests-$version"; then
     failed+=("$full")
   fi
 done

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 from daskbox_services import Registry
+
+pytestmark = pytest.mark.docker
 
 
 def test_registry_accepts_valid_and_refuses_bad_credentials(registry: Registry, tmp_path):
