@@ -31,6 +31,7 @@ from distributed import Client
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
+from daskbox.contract import ENV_DASHBOARD_PORT, ENV_SCHEDULER_PORT  # noqa: E402
 from daskbox.entrypoint.limits import read_limits  # noqa: E402
 from daskbox.entrypoint.settings import read_settings  # noqa: E402
 from daskbox.entrypoint.sizing import plan_sizing  # noqa: E402
@@ -71,7 +72,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def entrypoint_cluster(**settings: str) -> Iterator[tuple[Client, float]]:
     """The entrypoint on this host; yields a client and the seconds until all workers joined."""
     environ = entrypoint_environ(**settings)
-    port = environ["DASKBOX_SCHEDULER_PORT"]
+    port = environ[ENV_SCHEDULER_PORT]
     expected = plan_sizing(read_limits(), read_settings(environ).overrides)
     started = time.monotonic()
     process = subprocess.Popen(
@@ -140,9 +141,9 @@ def docker_startup(image: str) -> float:
             "--network",
             "host",
             "-e",
-            f"DASKBOX_SCHEDULER_PORT={port}",
+            f"{ENV_SCHEDULER_PORT}={port}",
             "-e",
-            f"DASKBOX_DASHBOARD_PORT={free_port()}",
+            f"{ENV_DASHBOARD_PORT}={free_port()}",
             image,
         ],
         check=True,

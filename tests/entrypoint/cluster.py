@@ -15,6 +15,13 @@ from collections.abc import Iterator, Mapping
 import psutil
 from distributed import Client
 
+from daskbox.contract import (
+    ENV_DASHBOARD_PORT,
+    ENV_SCHEDULER_PORT,
+    LEGACY_ENV_MEMORY_PER_WORKER,
+    LEGACY_ENV_THREADS_PER_WORKER,
+    LEGACY_ENV_WORKERS,
+)
 from daskbox_services import free_port
 
 START_TIMEOUT = 60
@@ -24,8 +31,8 @@ class Entrypoint:
     """A running entrypoint; ``lines`` collects its stdout and stderr as they come."""
 
     def __init__(self, environ: Mapping[str, str]) -> None:
-        self.scheduler_port = int(environ["DASKBOX_SCHEDULER_PORT"])
-        self.dashboard_port = int(environ["DASKBOX_DASHBOARD_PORT"])
+        self.scheduler_port = int(environ[ENV_SCHEDULER_PORT])
+        self.dashboard_port = int(environ[ENV_DASHBOARD_PORT])
         self.process = subprocess.Popen(
             [sys.executable, "-m", "daskbox.entrypoint"],
             env=dict(environ),
@@ -88,10 +95,11 @@ def entrypoint_environ(**settings: str) -> dict[str, str]:
         name: value
         for name, value in os.environ.items()
         if not name.startswith(("DASKBOX_", "DASK_"))
-        and name not in {"NUM_WORKERS", "THREADS_PER_WORKER", "MEMORY_PER_WORKER"}
+        and name
+        not in {LEGACY_ENV_WORKERS, LEGACY_ENV_THREADS_PER_WORKER, LEGACY_ENV_MEMORY_PER_WORKER}
     }
-    environ["DASKBOX_SCHEDULER_PORT"] = str(free_port())
-    environ["DASKBOX_DASHBOARD_PORT"] = str(free_port())
+    environ[ENV_SCHEDULER_PORT] = str(free_port())
+    environ[ENV_DASHBOARD_PORT] = str(free_port())
     environ.update(settings)
     return environ
 
