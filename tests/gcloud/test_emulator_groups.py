@@ -126,3 +126,29 @@ def test_templates_are_checked_like_instances(emulator, gcloud_env):
     )
     assert code != 200
     assert emulator.templates == {} and emulator.groups == {}
+
+
+def test_a_named_teardown_without_its_file_deletes_the_worker_group_and_template(
+    emulator, gcloud_env, project
+):
+    """What a launch with worker VMs left when its connection file is gone: `teardown
+    --instance NAME` derives the group's and template's names from the instance."""
+    from conftest import daskbox
+    from daskbox.gcloud.spec import worker_group_names
+
+    emulator.boot = False
+    names = worker_group_names("daskbox-lost")
+    assert _template(gcloud_env, names.template).returncode == 0
+    created = _gcloud(gcloud_env, "compute", "instance-groups", "managed", "create",
+                      names.group, "--zone", ZONE, "--template", names.template, "--size", "1",
+                      "--base-instance-name", names.base_instance_name)  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    _wait_for(lambda: _running(emulator, names.base_instance_name))
+    result = daskbox(project, gcloud_env, "teardown", "--instance", "daskbox-lost")
+    assert "instance daskbox-lost was already gone" in result.stdout
+    assert emulator.instances == {}
+    listed = _gcloud(gcloud_env, "compute", "instance-templates", "list", "--format", "json")
+    assert json.loads(listed.stdout) == []
+    groups = _gcloud(gcloud_env, "compute", "instance-groups", "managed", "list", "--format",
+                     "json")  # fmt: skip
+    assert json.loads(groups.stdout) == []

@@ -306,19 +306,23 @@ def teardown(
 
 def _named_target(instance: str, local: bool, settings: LaunchSettings) -> TeardownTarget:
     """A named instance without a connection file: its project comes from the flag, the
-    config or (for a VM) gcloud; its rules from its name."""
+    config or (for a VM) gcloud; its rules, worker group and template from its name (what
+    does not exist is reported as already gone)."""
     from daskbox.gcloud.launch import gcloud_project
-    from daskbox.gcloud.spec import firewall_rule_names
+    from daskbox.gcloud.spec import firewall_rule_names, worker_group_names
     from daskbox.gcloud.teardown import TeardownTarget
 
     if local:
         return TeardownTarget(instance=instance, local=True)
+    workers = worker_group_names(instance)
     return TeardownTarget(
         instance=instance,
         local=False,
         project=gcloud_project(settings.project, echo=None),
         zone=settings.zone,
         firewall_rules=firewall_rule_names(instance),
+        group=workers.group,
+        template=workers.template,
     )
 
 
