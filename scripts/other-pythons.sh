@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The unit tests (no Docker, not slow) on every other CPython that pyenv has here, from
-# daskbox's Python floor up, each in its own .venv-X.Y installed from poetry.lock (hashes
-# checked). The full suite runs on .venv's CPython (scripts/test.sh).
+# The in-process unit tests (no Docker, not slow, no command-line programs driven in
+# subprocesses) on every other CPython that pyenv has here, from daskbox's Python floor up,
+# each in its own .venv-X.Y installed from poetry.lock (hashes checked). The full suite runs
+# on .venv's CPython (scripts/test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,7 +38,7 @@ for python in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.*/bin/python3; do
   fi
   say "unit tests on CPython $full"
   # Its own temporary folder: this may run beside the full suite (scripts/test.sh).
-  if ! "$venv/bin/pytest" -q -p no:cacheprovider -m "not docker and not slow" --no-header -x \
+  if ! "$venv/bin/pytest" -q -p no:cacheprovider -m "not docker and not slow and not cli" --no-header -x \
       --basetemp "${TMPDIR:-/tmp}/daskbox-unit-tests-$version"; then
     failed+=("$full")
   fi

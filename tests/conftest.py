@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,6 +27,12 @@ DEFAULT_BASE_IMAGE = f"python:{platform.python_version()}-slim-bookworm"
 # daskbox runs the user's `poetry` CLI: the one installed next to this interpreter (the dev
 # group), also when pytest was started without activating the virtualenv.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+# A suite started in the background (`cmd &` in a script, as scripts/test.sh does) inherits
+# an ignored SIGINT, and so would every program it starts: the Ctrl-C tests need SIGINT to
+# reach them as it does from a terminal. A handler (unlike "ignore") is reset by exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

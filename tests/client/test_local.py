@@ -8,11 +8,16 @@ import hashlib
 import subprocess
 import sys
 
+import pytest
+
 from client.client_clusters import FIXTURE_PROJECTS, REPO_ROOT, copy_project
 from daskbox.client.connection import ConnectionFile
 from daskbox.client.local import local_environment, project_root_of
 from daskbox.images.environment import Platform
 from daskbox.images.lock import export_environment
+
+# Drives invoke, poetry or gcloud: with the full suite, not the quick in-process runs.
+pytestmark = pytest.mark.cli
 
 STALE_LOCK = FIXTURE_PROJECTS / "stale_lock"
 # Its extra "tables" adds tabulate to the main group.

@@ -17,6 +17,9 @@ import yaml
 
 from daskbox_services import docker_login, running_registry
 
+# Drives invoke, poetry or gcloud: with the full suite, not the quick in-process runs.
+pytestmark = pytest.mark.cli
+
 GCLOUD_TESTS = Path(__file__).parent
 EMULATOR_MODULES = ("emulator.py", "cos_vm.py", "cos_shims.py", "discovery.py", "gce_catalogue.py")
 ZONE = "us-central1-a"

@@ -9,7 +9,11 @@ import datetime
 import json
 import time
 
+import pytest
 from test_emulator import ZONE, _gcloud, _post
+
+# Drives invoke, poetry or gcloud: with the full suite, not the quick in-process runs.
+pytestmark = pytest.mark.cli
 
 
 def _template(env, name: str, *flags: str):
@@ -78,8 +82,10 @@ def test_group_creates_resizes_recreates_and_deletes(emulator, gcloud_env):
 
     def recreated() -> bool:
         found = emulator.instances.get(("test-project", ZONE, names[0]))
-        return found is not None and found.resource["id"] != first_id and (
-            found.resource["status"] == "RUNNING"
+        return (
+            found is not None
+            and found.resource["id"] != first_id
+            and (found.resource["status"] == "RUNNING")
         )
 
     _wait_for(recreated)

@@ -11,6 +11,9 @@ import pytest
 from conftest import DASKBOX
 from daskbox.gcloud.tasks import launch, scale, status, teardown
 
+# Drives invoke, poetry or gcloud: with the full suite, not the quick in-process runs.
+pytestmark = pytest.mark.cli
+
 
 def _options(help_text: str) -> dict[str, str]:
     """``--flag`` -> its help text, from invoke's ``--help TASK`` output."""

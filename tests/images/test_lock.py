@@ -17,6 +17,9 @@ from daskbox.images.lock import export_environment, lock_hash, parse_export
 
 from .conftest import copy_project
 
+# Drives invoke, poetry or gcloud: with the full suite, not the quick in-process runs.
+pytestmark = pytest.mark.cli
+
 TARGET = Platform.local()
 
 
@@ -173,8 +176,9 @@ def test_poetry_without_the_export_plugin_names_the_one_line_fix(tmp_path, path_
     project = copy_project("non_package", tmp_path)
     path_with('exec "$REAL" --no-plugins "$@"')  # Poetry 2 ships without `export`
     with pytest.raises(
-        LockfileError, match=r"^your poetry has no export command: run "
-        r"`poetry self add poetry-plugin-export`$"
+        LockfileError,
+        match=r"^your poetry has no export command: run "
+        r"`poetry self add poetry-plugin-export`$",
     ):
         export_environment(project, TARGET)
 

@@ -11,6 +11,9 @@ import pytest
 
 from .conftest import copy_project
 
+# Drives invoke, poetry or gcloud: with the full suite, not the quick in-process runs.
+pytestmark = pytest.mark.cli
+
 INVOKE = str(Path(sys.executable).parent / "invoke")
 
 
@@ -47,12 +50,23 @@ def options_with_help(help_text: str) -> dict[str, str]:
 @pytest.mark.parametrize(
     ("name", "flags"),
     [
-        ("build", {"--with", "--extras", "--base-image", "--repository", "--platform", "--force",
-                   "--dry-run"}),
-        ("push", {"--with", "--extras", "--base-image", "--repository", "--platform",
-                  "--dry-run"}),
-        ("dockerfile", {"--with", "--extras", "--base-image", "--repository", "--platform",
-                        "--output"}),
+        (
+            "build",
+            {
+                "--with",
+                "--extras",
+                "--base-image",
+                "--repository",
+                "--platform",
+                "--force",
+                "--dry-run",
+            },
+        ),
+        ("push", {"--with", "--extras", "--base-image", "--repository", "--platform", "--dry-run"}),
+        (
+            "dockerfile",
+            {"--with", "--extras", "--base-image", "--repository", "--platform", "--output"},
+        ),
     ],
 )
 def test_every_flag_has_help(tmp_path, name, flags):
@@ -71,8 +85,18 @@ def test_list_shows_every_daskbox_task(tmp_path):
     assert listed.returncode == 0, listed.stderr
     names = re.findall(r"^  (\w+) ", listed.stdout, flags=re.MULTILINE)
     assert sorted(names) == sorted(
-        ["build", "push", "dockerfile", "cache", "launch", "scale", "teardown", "status",
-         "check", "dashboard"]
+        [
+            "build",
+            "push",
+            "dockerfile",
+            "cache",
+            "launch",
+            "scale",
+            "teardown",
+            "status",
+            "check",
+            "dashboard",
+        ]
     )
 
 
@@ -82,8 +106,8 @@ def test_build_warns_once_when_the_image_has_no_bokeh(tmp_path, repo_root):
     without = invoke(copy_project("non_package", tmp_path), "build", "--dry-run", "dockerfile")
     assert without.returncode == 0, without.stderr
     assert [line for line in without.stderr.splitlines() if "bokeh" in line] == [
-        "warning: bokeh is not in the image, so its dashboard will be empty (\"Dask needs "
-        "bokeh\"): run `poetry add bokeh`, then `invoke build push`"
+        'warning: bokeh is not in the image, so its dashboard will be empty ("Dask needs '
+        'bokeh"): run `poetry add bokeh`, then `invoke build push`'
     ]
     # The quickstart has it.
     quickstart = repo_root / "examples" / "quickstart"

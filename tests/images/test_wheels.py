@@ -25,6 +25,9 @@ from daskbox.images.wheels import (
 
 from .conftest import copy_project
 
+# Drives invoke, poetry or gcloud: with the full suite, not the quick in-process runs.
+pytestmark = pytest.mark.cli
+
 
 def environment_of(*requirements: Requirement) -> Environment:
     return Environment(
@@ -181,8 +184,10 @@ def test_git_dependencies_are_fetched_once_per_locked_commit(tmp_path):
 @pytest.mark.parametrize(
     ("url", "cause"),
     [
-        ("git+https://git.daskbox.invalid/lib.git",
-         r"Could not resolve host: git\.daskbox\.invalid"),
+        (
+            "git+https://git.daskbox.invalid/lib.git",
+            r"Could not resolve host: git\.daskbox\.invalid",
+        ),
         ("git+http://127.0.0.1:9/lib.git", r"Failed to connect to 127\.0\.0\.1 port 9"),
     ],
 )
