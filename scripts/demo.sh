@@ -51,7 +51,8 @@ if [[ ! -x $QUICKSTART/.venv/bin/python ]] || [[ $QUICKSTART/poetry.lock -nt $QU
   (cd "$QUICKSTART" && "$ROOT/.venv/bin/poetry" export --with dev -f requirements.txt) |
     grep -v -e '^daskbox @' -e '^-e ' >"$requirements"
   python3 -m venv "$QUICKSTART/.venv"
-  "$QUICKSTART/.venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$requirements"
+  "$QUICKSTART/.venv/bin/pip" install -q --disable-pip-version-check --no-compile --require-hashes \
+    -r "$requirements"
   "$QUICKSTART/.venv/bin/pip" install -q --disable-pip-version-check --no-deps \
     -e "$ROOT" -e "$QUICKSTART"
   rm -f "$requirements"

@@ -41,7 +41,9 @@ if [[ ! -x .venv/bin/python ]] || [[ poetry.lock -nt .venv/.installed ]]; then
     "poetry==$POETRY_VERSION" "poetry-plugin-export==$EXPORT_PLUGIN_VERSION"
   "$bootstrap/bin/poetry" export --with dev -f requirements.txt -o "$bootstrap/requirements.txt"
   python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check --require-hashes -r "$bootstrap/requirements.txt"
+  # --no-compile: modules get their bytecode when first imported; most are never imported.
+  .venv/bin/pip install -q --disable-pip-version-check --no-compile --require-hashes \
+    -r "$bootstrap/requirements.txt"
   .venv/bin/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
   rm -rf "$bootstrap"
   touch .venv/.installed

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up (idempotent), lint and type-check, then the whole suite against real services, in
-# two halves side by side: tests/gcloud (mostly waiting on emulated VMs) followed by the
-# in-process unit tests on every other CPython from daskbox's floor up, and everything else.
+# two halves side by side: tests/gcloud (mostly waiting on emulated VMs) and everything
+# else, each followed by half of the other CPythons (from daskbox's floor up) running the
+# in-process unit tests.
 # Arguments go to one plain pytest run instead. The summary lines close the log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,17 +20,19 @@ trap 'rm -f "$side_log" "$side_status"; [[ -n $side_pid ]] && kill "$side_pid" 2
 (
   gcloud=passed others=passed
   .venv/bin/pytest tests/gcloud --basetemp "${TMPDIR:-/tmp}/daskbox-tests-gcloud" || gcloud=FAILED
-  bash scripts/other-pythons.sh || others=FAILED
+  bash scripts/other-pythons.sh --part 2/2 || others=FAILED
   echo "$gcloud $others" >"$side_status"
 ) >"$side_log" 2>&1 &
 side_pid=$!
 
 rest=passed
 .venv/bin/pytest --ignore=tests/gcloud || rest=FAILED
+bash scripts/other-pythons.sh --part 1/2 || others_here=FAILED
 wait "$side_pid" || true
 side_pid=
 cat "$side_log"
 read -r gcloud others <"$side_status" || { gcloud=FAILED others=FAILED; }
+[[ ${others_here:-passed} == passed ]] || others=FAILED
 printf '[test] tests/gcloud: %s; the rest: %s; unit tests on the other CPythons: %s\n' \
   "$gcloud" "$rest" "$others"
 [[ $gcloud == passed && $rest == passed && $others == passed ]]

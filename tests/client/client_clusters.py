@@ -103,7 +103,8 @@ def build_environment(
     requirements.write_text(exported.requirements_txt(), encoding="utf-8")
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
-         "--no-deps", "--require-hashes", "--disable-pip-version-check", "-r", str(requirements)],
+         "--no-deps", "--no-compile", "--require-hashes", "--disable-pip-version-check",
+         "-r", str(requirements)],
         check=True,
     )
     # The very files the image gets under /opt/daskbox (entrypoint + minimal __init__.py).

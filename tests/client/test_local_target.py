@@ -47,7 +47,7 @@ def quickstart_venv(tmp_path_factory) -> Path:
     exported = export_environment(QUICKSTART, Platform.local(), ("main", "dev"))
     requirements = root / "requirements.txt"
     requirements.write_text(exported.requirements_txt(), encoding="utf-8")
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--no-deps",
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile",
            "--disable-pip-version-check"]
     subprocess.run([*pip, "--require-hashes", "-r", str(requirements)], check=True)
     # The path dependencies (daskbox, in develop mode) and the project itself, as Poetry does;
