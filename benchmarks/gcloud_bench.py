@@ -69,6 +69,22 @@ def _timed(root: Path, env: dict[str, str], counter: Path, *args: str) -> tuple[
     return elapsed, len(counter.read_text().split())
 
 
+def emulator_env(folder: Path, bin_dir: Path, api_base: str) -> dict[str, str]:
+    """gcloud against the emulator at ``api_base``: the counting gcloud first on PATH, then
+    poetry (build's export) next to this interpreter; credentials disabled."""
+    return {
+        **os.environ,
+        "PATH": os.pathsep.join(
+            [str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]]
+        ),
+        "CLOUDSDK_CONFIG": str(folder / "gcloud"),
+        "CLOUDSDK_CORE_PROJECT": "bench-project",
+        "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
+        "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE": api_base,
+        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -83,18 +99,7 @@ def main() -> None:
         repository = f"{registry.host}/daskbox-gcloud-bench"
         root = _project(Path(folder), repository)
         bin_dir, counter = _counting_gcloud(Path(folder))
-        env = {
-            **os.environ,
-            # The counting gcloud first; poetry (build's export) next to this interpreter.
-            "PATH": os.pathsep.join(
-                [str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]]
-            ),
-            "CLOUDSDK_CONFIG": str(Path(folder, "gcloud")),
-            "CLOUDSDK_CORE_PROJECT": "bench-project",
-            "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
-            "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE": emulator.base,
-            "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-        }
+        env = emulator_env(Path(folder), bin_dir, emulator.base)
         _timed(root, env, counter, "build", "push")
         try:
             for _ in range(args.rounds):

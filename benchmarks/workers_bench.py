@@ -16,7 +16,6 @@ competing, transfers and heartbeats over TLS between VMs), not a speed-up.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from gcloud_bench import _counting_gcloud, _project, _timed
+from gcloud_bench import _counting_gcloud, _project, _timed, emulator_env
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO_ROOT / "tests"), str(REPO_ROOT / "tests" / "gcloud")]
@@ -85,17 +84,7 @@ def main() -> None:
         repository = f"{registry.host}/daskbox-gcloud-bench"
         root = _project(Path(folder), repository)
         bin_dir, counter = _counting_gcloud(Path(folder))
-        env = {
-            **os.environ,
-            "PATH": os.pathsep.join(
-                [str(bin_dir), str(Path(sys.executable).parent), os.environ["PATH"]]
-            ),
-            "CLOUDSDK_CONFIG": str(Path(folder, "gcloud")),
-            "CLOUDSDK_CORE_PROJECT": "bench-project",
-            "CLOUDSDK_AUTH_DISABLE_CREDENTIALS": "true",
-            "CLOUDSDK_API_ENDPOINT_OVERRIDES_COMPUTE": emulator.base,
-            "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
-        }
+        env = emulator_env(Path(folder), bin_dir, emulator.base)
         _timed(root, env, counter, "build", "push")
         try:
             for vms in (0, args.worker_vms):
@@ -122,8 +111,10 @@ def main() -> None:
         print(f"{layout:18s} {workers:7d} {launched:8.2f}s {calls:6d} {rate:12.0f} "
               f"{batch:9.2f}s {torn:8.2f}s")  # fmt: skip
     base, grown = rows[0], rows[-1]
-    print(f"ratio (1 + {grown[0]} VMs / 1 VM): tiny tasks/s {grown[4] / base[4]:.2f}x, "
-          f"CPU batch time {grown[5] / base[5]:.2f}x, launch time {grown[2] / base[2]:.2f}x")
+    print(
+        f"ratio (1 + {grown[0]} VMs / 1 VM): tiny tasks/s {grown[4] / base[4]:.2f}x, "
+        f"CPU batch time {grown[5] / base[5]:.2f}x, launch time {grown[2] / base[2]:.2f}x"
+    )
 
 
 if __name__ == "__main__":
