@@ -22,6 +22,7 @@ same cluster:
 from __future__ import annotations
 
 import argparse
+import compileall
 import shutil
 import statistics
 import subprocess
@@ -126,6 +127,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     arguments = parser.parse_args()
 
+    # An installed daskbox has its bytecode (written by the installer or on first import);
+    # under PYTHONDONTWRITEBYTECODE every fresh process would compile it from source.
+    compileall.compile_dir(REPO / "src", quiet=1)
     workdir = Path(tempfile.mkdtemp(prefix="client-bench-"))
     project = copy_project(REPO, workdir / "project")
     print("building the image-like environment ...", flush=True)

@@ -1,6 +1,7 @@
 """Images benchmarks for examples/quickstart, each against its floor, measured in one run.
 
 Run:  .venv/bin/python benchmarks/images_bench.py [--repeat 3] [--src PATH] [--skip-arm64]
+      [--steps 12345]
 
 Works on a copy of examples/quickstart pushed to a throwaway docker-registry on
 127.0.0.1:<free port> (no auth), with its own ``XDG_CACHE_HOME``. Times are wall-clock for
@@ -23,6 +24,7 @@ measure "before" on main; the steps that need what it lacks are reported as skip
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import re
 import shutil
@@ -195,7 +197,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="runs per measured step")
     parser.add_argument("--src", type=Path, help="another checkout's root: measure its daskbox")
     parser.add_argument("--skip-arm64", action="store_true", help="leave out step 2")
+    parser.add_argument(
+        "--steps", default="12345", help="which steps to run, e.g. 5 for the no-op only"
+    )
     args = parser.parse_args()
+    # An installed daskbox has its bytecode (written by the installer or on first import);
+    # under PYTHONDONTWRITEBYTECODE every measured process would compile it from source.
+    compileall.compile_dir((args.src.resolve() if args.src else REPO) / "src", quiet=1)
     client = docker.from_env()
     with (
         tempfile.TemporaryDirectory(prefix="daskbox-images-bench-") as scratch_name,
@@ -221,18 +229,23 @@ def main() -> None:
             invoke(project, env, "build")  # downloads the wheels once: they are cached now
             base = client.images.get(f"{repository}:latest").labels[
                 "org.opencontainers.image.base.name"]  # fmt: skip
-            measure_cold(project, env, scratch, args.repeat, base, supports_layers)
-            if args.skip_arm64 or not supports_layers:
+            if "1" in args.steps:
+                measure_cold(project, env, scratch, args.repeat, base, supports_layers)
+            if "2" not in args.steps:
+                pass
+            elif args.skip_arm64 or not supports_layers:
                 print("2. arm64 vs amd64: skipped")
             else:
                 measure_arm64(project, env, args.repeat)
-            measure_uploads(project, env, args.repeat)
-            measure_noop(project, env, args.repeat, "")
-            failed = add_git_dependency(project, scratch, env)
-            if failed:
-                print(f"5. no-op build push with a git dependency: skipped ({failed})")
-            else:
-                measure_noop(project, env, args.repeat, " with a git dependency")
+            if "3" in args.steps or "4" in args.steps:
+                measure_uploads(project, env, args.repeat)
+            if "5" in args.steps:
+                measure_noop(project, env, args.repeat, "")
+                failed = add_git_dependency(project, scratch, env)
+                if failed:
+                    print(f"5. no-op build push with a git dependency: skipped ({failed})")
+                else:
+                    measure_noop(project, env, args.repeat, " with a git dependency")
         finally:
             for name in (repository, "daskbox-bench-floor", "daskbox-stages/quickstart"):
                 for listed in client.images.list(name=name):

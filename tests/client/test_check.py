@@ -249,6 +249,32 @@ def test_the_fast_metadata_read_agrees_with_the_full_parser():
     assert len(full) > 50  # this interpreter's whole environment, dev group included
 
 
+def test_the_scan_is_kept_until_a_distribution_is_installed_or_removed(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = installed_distributions()
+    assert "daskbox-fixture-pkg" not in before
+
+    scans = []
+    real_distributions = importlib.metadata.distributions
+    monkeypatch.setattr(
+        importlib.metadata, "distributions", lambda: scans.append(1) or real_distributions()
+    )
+    assert installed_distributions() == before
+    assert scans == []  # nothing on sys.path changed: no second scan
+
+    installed = tmp_path / "daskbox_fixture_pkg-1.2.dist-info"
+    installed.mkdir()
+    (installed / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: daskbox-fixture-pkg\nVersion: 1.2\n"
+    )
+    assert installed_distributions()["daskbox-fixture-pkg"] == "1.2"
+    assert scans == [1]
+
+    (installed / "METADATA").unlink()
+    installed.rmdir()
+    assert "daskbox-fixture-pkg" not in installed_distributions()
+
+
 @pytest.mark.parametrize("groups", ["main", "main, gpu", ""])
 def test_environment_report_reads_the_image_variables(monkeypatch, groups):
     monkeypatch.setenv("DASKBOX_LOCK_HASH", "c" * 64)
