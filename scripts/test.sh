@@ -24,14 +24,14 @@ side_pid=
 trap 'rm -f "$side_log" "$side_status"; [[ -n $side_pid ]] && kill "$side_pid" 2>/dev/null || true' EXIT
 (
   gcloud=passed others=passed
-  .venv/bin/pytest tests/gcloud --basetemp "${TMPDIR:-/tmp}/daskbox-tests-gcloud" || gcloud=FAILED
+  .venv/bin/pytest --durations=15 tests/gcloud --basetemp "${TMPDIR:-/tmp}/daskbox-tests-gcloud" || gcloud=FAILED
   bash scripts/other-pythons.sh --part 2/2 || others=FAILED
   echo "$gcloud $others" >"$side_status"
 ) >"$side_log" 2>&1 &
 side_pid=$!
 
 rest=passed
-.venv/bin/pytest --ignore=tests/gcloud || rest=FAILED
+.venv/bin/pytest --durations=15 --ignore=tests/gcloud || rest=FAILED
 bash scripts/other-pythons.sh --part 1/2 || others_here=FAILED
 wait "$side_pid" || true
 side_pid=
