@@ -30,8 +30,6 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from packaging.utils import parse_wheel_filename
-
 from daskbox.contract import IMAGE_UID, IMAGE_USER, VENV
 from daskbox.images.base import BaseImage
 from daskbox.images.cache import cache_dir, touch
@@ -69,7 +67,12 @@ def entrypoint_layer(files: tuple[tuple[str, bytes], ...], root: str) -> Artifac
 
 def venv_layer(wheels: tuple[Artifact, ...], base: BaseImage, skeleton: bool = True) -> Artifact:
     """``wheels`` installed into ``/opt/venv`` for the base's interpreter; with ``skeleton``
-    the venv itself too (pyvenv.cfg, bin/python*), else an overlay of an existing venv."""
+    the venv itself too (pyvenv.cfg, bin/python*), else an overlay of an existing venv.
+
+    The layer does not depend on the host's file system: links and file modes are written
+    into the tar from what the wheels say, not read back from disk (Windows keeps no
+    executable bits and makes no symbolic links without special rights).
+    """
     minor = ".".join(base.python_version.split(".")[:2])
     compiles = sys.version_info[:2] == tuple(int(p) for p in minor.split("."))
     key = hashlib.sha256(
@@ -82,57 +85,49 @@ def venv_layer(wheels: tuple[Artifact, ...], base: BaseImage, skeleton: bool = T
     if layer.exists():
         touch(layer)
         return Artifact(layer, file_sha256(layer))
+    site_packages = f"{VENV}/lib/python{minor}/site-packages"
     with tempfile.TemporaryDirectory(prefix="daskbox-venv-") as scratch:
-        venv = Path(scratch) / VENV.lstrip("/")
-        site_packages = venv / "lib" / f"python{minor}" / "site-packages"
-        site_packages.mkdir(parents=True)
-        _install(wheels, venv, minor)
-        if skeleton:
-            _skeleton(venv, base, minor)
+        stage = Path(scratch)
+        (stage / site_packages.lstrip("/")).mkdir(parents=True)
+        # pypa installer (about 0.1 s to import) only when a layer is made, not for a no-op.
+        from daskbox.images.installing import install_wheels
+
+        executables = install_wheels(wheels, stage, minor)
         if compiles:
-            _compile(site_packages, f"{VENV}/lib/python{minor}/site-packages")
-        return _write_layer(layer, _tree(Path(scratch)))
+            _compile(stage / site_packages.lstrip("/"), site_packages)
+        entries = _tree(stage, executables)
+        if skeleton:
+            entries = _merged(entries, _skeleton(base, minor))
+        return _write_layer(layer, entries)
 
 
-def _install(wheels: Iterable[Artifact], venv: Path, minor: str) -> None:
-    """pypa installer: the same files pip would install, laid out for the image's venv."""
-    from installer import install
-    from installer.destinations import SchemeDictionaryDestination
-    from installer.sources import WheelFile
-
-    for wheel in wheels:
-        name = str(parse_wheel_filename(wheel.filename)[0])
-        scheme = {
-            "purelib": str(venv / "lib" / f"python{minor}" / "site-packages"),
-            "platlib": str(venv / "lib" / f"python{minor}" / "site-packages"),
-            "headers": str(venv / "include" / "site" / f"python{minor}" / name),
-            "scripts": str(venv / "bin"),
-            "data": str(venv),
-        }
-        destination = SchemeDictionaryDestination(
-            scheme, interpreter=f"{VENV}/bin/python", script_kind="posix", overwrite_existing=True
-        )
-        with WheelFile.open(wheel.path) as source:
-            install(source, destination, {"INSTALLER": b"daskbox\n"})
-
-
-def _skeleton(venv: Path, base: BaseImage, minor: str) -> None:
+def _skeleton(base: BaseImage, minor: str) -> list[_Entry]:
     """What ``python -m venv --without-pip /opt/venv`` makes, for the image's interpreter."""
     home = str(PurePosixPath(base.interpreter).parent)
-    (venv / "pyvenv.cfg").write_text(
+    venv = VENV.lstrip("/")
+    config = (
         f"home = {home}\n"
         "include-system-site-packages = false\n"
         f"version = {base.python_version}\n"
         f"executable = {base.interpreter}\n"
         f"command = {base.interpreter} -m venv --without-pip {VENV}\n"
     )
-    binary = venv / "bin"
-    binary.mkdir(exist_ok=True)
-    (binary / "python").symlink_to(base.interpreter)
-    for alias in ("python3", f"python{minor}"):
-        (binary / alias).symlink_to("python")
-    (venv / "lib64").symlink_to("lib")  # as venv makes it on 64-bit Linux
-    (venv / "include").mkdir(exist_ok=True)
+    links = {
+        f"{venv}/bin/python": base.interpreter,
+        f"{venv}/bin/python3": "python",
+        f"{venv}/bin/python{minor}": "python",
+        f"{venv}/lib64": "lib",  # as venv makes it on 64-bit Linux
+    }
+    entries: list[_Entry] = [
+        _file(f"{venv}/pyvenv.cfg", config.encode()),
+        _directory(f"{venv}/bin"),
+        _directory(f"{venv}/include"),
+    ]
+    for name, target in links.items():
+        link = _info(name, tarfile.SYMTYPE, 0o777)
+        link.linkname = target
+        entries.append(link)
+    return entries
 
 
 def _compile(site_packages: Path, inside: str) -> None:
@@ -150,23 +145,37 @@ def _with_line(text: str, name: str, line: str) -> str:
     return "".join(f"{entry}\n" for entry in [*kept, line])
 
 
-def _tree(root: Path) -> list[tuple[tarfile.TarInfo, Path | None]]:
-    """Every file, link and folder under ``root`` as normalized tar entries, sorted."""
-    found: list[tuple[tarfile.TarInfo, Path | None]] = []
-    for path in sorted(root.rglob("*")):
+def _tree(root: Path, executables: set[str]) -> list[tuple[_Entry, Path | None]]:
+    """Every file and folder under ``root`` as normalized tar entries (0755 for
+    ``executables``, 0644 for other files), parents before their contents."""
+    found: list[tuple[_Entry, Path | None]] = []
+    for path in root.rglob("*"):
         name = path.relative_to(root).as_posix()
-        if path.is_symlink():
-            info = _info(name, tarfile.SYMTYPE, 0o777)
-            info.linkname = str(path.readlink())
-            found.append((info, None))
-        elif path.is_dir():
+        if path.is_dir():
             found.append((_directory(name), None))
         else:
-            executable = path.stat().st_mode & 0o111
-            info = _info(name, tarfile.REGTYPE, 0o755 if executable else 0o644)
+            info = _info(name, tarfile.REGTYPE, 0o755 if name in executables else 0o644)
             info.size = path.stat().st_size
             found.append((info, path))
-    return found
+    return sorted(found, key=lambda item: _order(_name_of(item[0])))
+
+
+def _merged(
+    tree: list[tuple[_Entry, Path | None]], entries: list[_Entry]
+) -> list[tuple[_Entry, Path | None]]:
+    """``tree`` plus in-memory ``entries`` (a folder both have is kept once), in tar order."""
+    names = {_name_of(entry) for entry, _ in tree}
+    extra = [(entry, None) for entry in entries if _name_of(entry) not in names]
+    return sorted([*tree, *extra], key=lambda item: _order(_name_of(item[0])))
+
+
+def _name_of(entry: _Entry) -> str:
+    return (entry if isinstance(entry, tarfile.TarInfo) else entry[0]).name
+
+
+def _order(name: str) -> tuple[str, ...]:
+    """Component by component, as on every host: a folder comes before its contents."""
+    return tuple(name.split("/"))
 
 
 def _info(name: str, kind: bytes, mode: int, owner: int = 0) -> tarfile.TarInfo:
@@ -215,14 +224,16 @@ def _cached_layer(kind: str, entries: list[_Entry]) -> Artifact:
     return Artifact(layer, digest)
 
 
-def _write_layer(layer: Path, entries: list[tuple[tarfile.TarInfo, Path | None]]) -> Artifact:
+def _write_layer(layer: Path, entries: list[tuple[_Entry, Path | None]]) -> Artifact:
     partial = layer.with_name(f"{layer.name}.{os.getpid()}.part")
     with tarfile.open(partial, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for info, source in entries:
-            if source is None:
-                archive.addfile(info)
+        for entry, source in entries:
+            if not isinstance(entry, tarfile.TarInfo):
+                archive.addfile(entry[0], io.BytesIO(entry[1]))
+            elif source is None:
+                archive.addfile(entry)
             else:
                 with source.open("rb") as stream:
-                    archive.addfile(info, stream)
+                    archive.addfile(entry, stream)
     partial.replace(layer)
     return Artifact(layer, file_sha256(layer))
