@@ -217,10 +217,15 @@ def gather_reports(client: Client) -> dict[str, Mapping[str, Any]]:
     The scheduler's answer is read first: a scheduler without daskbox's report raises
     ``ImportError`` (workers report the same failure as a bare ``Exception``).
     """
-    with ThreadPoolExecutor(1) as side:
+    side = ThreadPoolExecutor(1)
+    try:
         on_workers = side.submit(client.run, environment_report)
         on_scheduler = client.run_on_scheduler(environment_report)  # type: ignore[no-untyped-call]
         return {SCHEDULER: on_scheduler, **on_workers.result()}
+    finally:
+        # Not waiting: after a Ctrl-C or an error the caller closes the client, which ends
+        # the workers' call.
+        side.shutdown(wait=False)
 
 
 def check_environment(
