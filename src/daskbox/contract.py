@@ -94,6 +94,8 @@ GUEST_ATTRIBUTE_CERT_NAMESPACE: Final = "daskbox-certs"
 COMPUTE_API: Final = "https://compute.googleapis.com/compute/v1/"
 
 # -- the entrypoint's exit codes that others act on ------------------------------------------
+# The entrypoint's one-line errors start with this; a failed local launch quotes the last one.
+ENTRYPOINT_ERROR_PREFIX: Final = "daskbox entrypoint: "
 EXIT_BAD_SETTINGS: Final = 2  # never restarted: the same settings fail the same way
 
 # -- names daskbox gives what it runs -------------------------------------------------------

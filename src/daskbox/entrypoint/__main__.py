@@ -12,12 +12,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from daskbox.contract import ENV_SCHEDULER_ADDRESS, EXIT_BAD_SETTINGS
+from daskbox.contract import ENTRYPOINT_ERROR_PREFIX, ENV_SCHEDULER_ADDRESS, EXIT_BAD_SETTINGS
 from daskbox.entrypoint.stop import StopRequest
 
 
 def _error(message: str, code: int) -> int:
-    print(f"daskbox entrypoint: {message}", file=sys.stderr, flush=True)
+    print(f"{ENTRYPOINT_ERROR_PREFIX}{message}", file=sys.stderr, flush=True)
     return code
 
 

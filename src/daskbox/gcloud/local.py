@@ -14,6 +14,7 @@ The cluster runs on this machine, so its TLS material is made here (``make_local
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import os
@@ -247,11 +248,22 @@ def _mountable_folder(folder: Path) -> Path:
 
 
 def _logs_tail(name: str, lines: int = 5) -> str:
-    """The container's last ``lines`` log lines joined on one line, for an error message."""
+    """The container's last ``lines`` log lines up to the entrypoint's last error, joined
+    on one line, for an error message.
+
+    The container is killed first: under ``--restart on-failure`` a new run may already be
+    writing, and its first lines would push out the error that ended the run before.
+    """
     container = _container(name)
     if container is None:
         return "no container"
-    text = container.logs(tail=lines).decode(errors="replace").strip().splitlines()
+    with contextlib.suppress(docker.errors.APIError):  # it may have exited already
+        container.kill()
+    text = container.logs().decode(errors="replace").strip().splitlines()
+    prefix = contract.ENTRYPOINT_ERROR_PREFIX
+    errors = [at for at, line in enumerate(text) if line.startswith(prefix)]
+    if errors:
+        text = text[: errors[-1] + 1]
     return " | ".join(text[-lines:]) or "no output"
 
 
