@@ -98,7 +98,7 @@ def venv_layer(wheels: tuple[Artifact, ...], base: BaseImage, skeleton: bool = T
         entries = _tree(stage, executables)
         if skeleton:
             entries = _merged(entries, _skeleton(base, minor))
-        return _write_layer(layer, entries)
+        return _write_layer(layer, sorted(entries, key=lambda item: _order(_name_of(item[0]))))
 
 
 def _skeleton(base: BaseImage, minor: str) -> list[_Entry]:
@@ -147,7 +147,7 @@ def _with_line(text: str, name: str, line: str) -> str:
 
 def _tree(root: Path, executables: set[str]) -> list[tuple[_Entry, Path | None]]:
     """Every file and folder under ``root`` as normalized tar entries (0755 for
-    ``executables``, 0644 for other files), parents before their contents."""
+    ``executables``, 0644 for other files)."""
     found: list[tuple[_Entry, Path | None]] = []
     for path in root.rglob("*"):
         name = path.relative_to(root).as_posix()
@@ -157,16 +157,15 @@ def _tree(root: Path, executables: set[str]) -> list[tuple[_Entry, Path | None]]
             info = _info(name, tarfile.REGTYPE, 0o755 if name in executables else 0o644)
             info.size = path.stat().st_size
             found.append((info, path))
-    return sorted(found, key=lambda item: _order(_name_of(item[0])))
+    return found
 
 
 def _merged(
     tree: list[tuple[_Entry, Path | None]], entries: list[_Entry]
 ) -> list[tuple[_Entry, Path | None]]:
-    """``tree`` plus in-memory ``entries`` (a folder both have is kept once), in tar order."""
+    """``tree`` plus in-memory ``entries`` (a folder both have is kept once)."""
     names = {_name_of(entry) for entry, _ in tree}
-    extra = [(entry, None) for entry in entries if _name_of(entry) not in names]
-    return sorted([*tree, *extra], key=lambda item: _order(_name_of(item[0])))
+    return [*tree, *((entry, None) for entry in entries if _name_of(entry) not in names)]
 
 
 def _name_of(entry: _Entry) -> str:
@@ -207,8 +206,7 @@ def _cached_layer(kind: str, entries: list[_Entry]) -> Artifact:
     """A small layer built in memory, cached under the hash of its bytes."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
-        for entry in sorted(entries, key=lambda e: (e if isinstance(e, tarfile.TarInfo)
-                                                    else e[0]).name):  # fmt: skip
+        for entry in sorted(entries, key=_name_of):
             if isinstance(entry, tarfile.TarInfo):
                 archive.addfile(entry)
             else:
