@@ -30,10 +30,15 @@ trap cleanup EXIT
 
 bash scripts/setup.sh
 
-if ! curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1; then
-  say "starting a local registry on $REGISTRY_ADDR (storage: $REGISTRY_DIR)"
-  mkdir -p "$REGISTRY_DIR"
-  cat >"$REGISTRY_DIR/config.yml" <<YAML
+# The demo's own registry, so what it pushes is what it launches: a registry some earlier run
+# left on that address would hold its images already.
+if curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1; then
+  echo "error: something already serves a registry on $REGISTRY_ADDR: stop it, then run the demo again" >&2
+  exit 1
+fi
+say "starting a local registry on $REGISTRY_ADDR (storage: $REGISTRY_DIR)"
+mkdir -p "$REGISTRY_DIR"
+cat >"$REGISTRY_DIR/config.yml" <<YAML
 version: 0.1
 log:
   level: warn
@@ -43,10 +48,11 @@ storage:
 http:
   addr: $REGISTRY_ADDR
 YAML
-  docker-registry serve "$REGISTRY_DIR/config.yml" >"$REGISTRY_DIR/registry.log" 2>&1 &
-  registry_pid=$!
-  for _ in $(seq 50); do curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1 && break; sleep 0.2; done
-fi
+docker-registry serve "$REGISTRY_DIR/config.yml" >"$REGISTRY_DIR/registry.log" 2>&1 &
+registry_pid=$!
+for _ in $(seq 50); do curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1 && break; sleep 0.2; done
+curl -fsS "http://$REGISTRY_ADDR/v2/" >/dev/null 2>&1 ||
+  { tail -5 "$REGISTRY_DIR/registry.log" >&2; echo "error: the demo's registry did not start on $REGISTRY_ADDR" >&2; exit 1; }
 
 # The quickstart's own environment, exactly as its poetry.lock says (daskbox is in its dev
 # group as a path dependency, installed editable the way `poetry install` would).
@@ -60,6 +66,10 @@ if [[ ! -x $QUICKSTART/.venv/bin/python ]] || [[ $QUICKSTART/poetry.lock -nt $QU
     -r "$requirements"
   "$QUICKSTART/.venv/bin/pip" install -q --disable-pip-version-check --no-deps \
     -e "$ROOT" -e "$QUICKSTART"
+  # --no-deps: the lock alone decides what is installed, so a lock whose daskbox entry lacks a
+  # dependency daskbox declares fails here, by name, not later inside a build.
+  "$QUICKSTART/.venv/bin/pip" check --disable-pip-version-check ||
+    { echo "error: examples/quickstart/poetry.lock does not satisfy the packages above: run \`poetry lock\` in examples/quickstart" >&2; exit 1; }
   rm -f "$requirements"
   touch "$QUICKSTART/.venv/.installed"
 fi
