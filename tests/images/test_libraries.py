@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -294,3 +295,38 @@ def test_a_layer_is_scanned_once_and_read_back_the_same(tmp_path):
     assert first.paths == {"/opt/venv/omp/ext.so"} and "libgomp.so.1" in first.elves[0].needed
     assert first.elves[0].rpath == ("$ORIGIN/x",) and first.elves[0].machine == "EM_X86_64"
     assert scan_layer(path) == first
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.cli
+def test_invoke_build_names_three_missing_libraries_and_verbose_names_all(tmp_path, base_image):
+    """omp-ext, relinked against four libraries python:*-slim lacks (the build host has them)."""
+    from .conftest import copy_project
+
+    project = copy_project("needs_libgomp/app", tmp_path, "localhost:5000/images-verbose")
+    ext = project.parent / "libs" / "omp_ext" / "pyproject.toml"
+    extra = '"-Wl,--no-as-needed", "-l:libatomic.so.1", "-l:libquadmath.so.0", "-l:libitm.so.1"'
+    ext.write_text(
+        ext.read_text().replace(
+            'extra-link-args = ["-fopenmp"]', f'extra-link-args = ["-fopenmp", {extra}]'
+        )
+    )
+    (project / "tasks.py").write_text("from daskbox.tasks import ns  # noqa: F401\n")
+    invoke = str(Path(sys.executable).parent / "invoke")
+
+    def build(*flags: str) -> str:
+        done = subprocess.run(
+            [invoke, "build", *flags], cwd=project, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 1, done.stderr
+        return done.stderr.strip().splitlines()[-1]
+
+    short = build()
+    assert short.startswith("error: the linux/amd64 image cannot load 4 shared libraries: ")
+    assert short.count("needed by") == 3 and "and 1 more (`invoke build --verbose`" in short
+    everything = build("--verbose")
+    assert everything.count("needed by") == 4 and "more" not in everything
+    for soname in ("libatomic.so.1", "libgomp.so.1", "libitm.so.1", "libquadmath.so.0"):
+        assert soname in everything
+    assert '"libatomic1", "libgomp1", "libquadmath0"' in everything  # libitm: not in the table
