@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -231,12 +232,59 @@ def test_gpu_only_libraries_are_a_warning_naming_the_module(tmp_path):
     verdict = Verdict.of(missing_libraries(loader), loader.files)
     assert [m.soname for m in verdict.errors] == ["libgomp.so.1"]  # a plain import needs it
     assert describe_warnings(verdict.warnings) == (
-        f"warning: 1 modules will not load on this image: /{SITE}/implicit/gpu/_cuda.so "
+        f"warning: 1 module will not load on this image: /{SITE}/implicit/gpu/_cuda.so "
         "(libcublas.so.11: only a GPU machine has it, libcudart.so.11.0: only a GPU machine has it)"
     )
     # Shipped by a locked wheel (nvidia-cuda-runtime) but not found: an error after all.
     shipped = Verdict.of(missing_libraries(loader), {f"/{SITE}/nvidia/lib/libcudart.so.11.0"})
     assert "libcudart.so.11.0" in [m.soname for m in shipped.errors]
+
+
+def test_the_build_warns_about_gpu_only_libraries_and_fails_on_the_rest(tmp_path, capsys):
+    from daskbox.errors import MissingLibrariesError
+    from daskbox.images.base import BaseImage
+    from daskbox.images.pipeline import _judge_libraries
+    from daskbox.images.settings import ImageSettings
+
+    base = BaseImage(
+        "python",
+        "python",
+        "sha256:0",
+        "sha256:0",
+        "linux/amd64",
+        "3.11.7",
+        "/usr/local/bin/python3.11",
+        "",
+        "",
+        ("libc.so.6",),
+        ("libc.so.6",),
+    )
+    plan = SimpleNamespace(
+        platform="linux/amd64",
+        base=base,
+        settings=ImageSettings(repository="r", base_image="python"),
+    )
+    gpu = library(tmp_path, "_cuda.so", "libcuda.so.1", "libnvidia-ml.so.1")
+    with layer({f"{SITE}/pkg/_cuda.so": gpu}) as archive:
+        elves = list(elf_files_in_tar(archive))
+    _judge_libraries(plan, elves, {e.path for e in elves}, {e.path for e in elves})
+    warned = capsys.readouterr().err
+    assert warned.startswith(f"warning: 1 module will not load on this image: /{SITE}/pkg/_cuda.so")
+    assert "libcuda.so.1" in warned and "libnvidia-ml.so.1" in warned
+    with layer({f"{SITE}/omp/ext.so": compiled(tmp_path)}) as archive:
+        elves += list(elf_files_in_tar(archive))
+    with pytest.raises(
+        MissingLibrariesError, match=r"cannot load 1 shared library: libgomp\.so\.1"
+    ):
+        _judge_libraries(plan, elves, {e.path for e in elves}, {e.path for e in elves})
+    ignoring = SimpleNamespace(
+        platform="linux/amd64",
+        base=base,
+        settings=ImageSettings(
+            repository="r", base_image="python", ignore_missing_libraries=("libgomp.so.1",)
+        ),
+    )
+    _judge_libraries(ignoring, elves, {e.path for e in elves}, {e.path for e in elves})
 
 
 def test_the_error_names_three_libraries_and_verbose_all():

@@ -437,7 +437,8 @@ def describe_warnings(warnings: Iterable[tuple[MissingLibrary, str]]) -> str:
     for library, why in warnings:
         by_module.setdefault(library.module, []).append(f"{library.soname}: {why}")
     parts = [f"{module} ({', '.join(names)})" for module, names in sorted(by_module.items())]
-    return f"warning: {len(parts)} modules will not load on this image: {'; '.join(parts)}"
+    count = f"{len(parts)} module{'' if len(parts) == 1 else 's'}"
+    return f"warning: {count} will not load on this image: {'; '.join(parts)}"
 
 
 def describe_missing(missing: list[MissingLibrary], platform: str, verbose: bool = False) -> str:
