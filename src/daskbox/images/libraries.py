@@ -13,9 +13,11 @@ the default ones, with ``$ORIGIN``, ``$LIB`` and ``$PLATFORM`` expanded, and can
 another ELF class or machine skipped. Left out (no wheel relies on them): ``glibc-hwcaps``
 subfolders, ``DF_1_NODEFLIB``, ``LD_LIBRARY_PATH`` (the image sets none).
 
-A library that only a GPU provides (the driver's, the CUDA toolkit's) is a warning; any other
-missing library fails the build, unless ``ignore-missing-libraries`` lists it.
-   [pure, apart from reading tars]
+tests/images/test_loader_differential.py holds this equal to the real loader on every shared
+object of 36 real wheels. A library that only a GPU provides (the driver's, the CUDA
+toolkit's), or that only a module a plain import leaves alone needs (numba's threading
+layers), is a warning; any other missing library fails the build, unless
+``ignore-missing-libraries`` lists it.   [pure, apart from reading tars]
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import re
 import tarfile
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -208,7 +210,6 @@ class Loader:
     system_dirs: tuple[str, ...]  # ld.so.cache's folders, then the default ones
     preloaded: frozenset[str] = frozenset()
     main_rpath: tuple[str, ...] = ()
-    _found: dict[tuple[str, str], str | None] = field(default_factory=dict, compare=False)
 
     @classmethod
     def over(
