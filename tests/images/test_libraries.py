@@ -235,6 +235,9 @@ def test_gpu_only_libraries_are_a_warning_naming_the_module(tmp_path):
         f"warning: 1 module will not load on this image: /{SITE}/implicit/gpu/_cuda.so "
         "(libcublas.so.11: only a GPU machine has it, libcudart.so.11.0: only a GPU machine has it)"
     )
+    # numba falls back from its TBB threading layer: that module's library is a warning too.
+    tbb = MissingLibrary("libtbb.so.12", "x", f"/{SITE}/numba/np/ufunc/tbbpool.cpython-311-x.so")
+    assert Verdict.of([tbb], ()) == Verdict((), ((tbb, "numba's optional threading layer"),))
     # Shipped by a locked wheel (nvidia-cuda-runtime) but not found: an error after all.
     shipped = Verdict.of(missing_libraries(loader), {f"/{SITE}/nvidia/lib/libcudart.so.11.0"})
     assert "libcudart.so.11.0" in [m.soname for m in shipped.errors]
