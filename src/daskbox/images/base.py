@@ -30,8 +30,14 @@ from daskbox.images.registry import platform_manifest
 _FORMAT = 2  # 2: what the interpreter loads (names, DT_RPATH)
 # Where Debian-based images keep shared libraries: ld.so.conf's folders (/usr/local/lib, where
 # the official python images keep libpython, and the multiarch ones), then ld.so's defaults.
-_LIBRARY_DIRS = ("/usr/local/lib", "/usr/local/lib/{triplet}", "/lib/{triplet}",
-                 "/usr/lib/{triplet}", "/lib", "/usr/lib")  # fmt: skip
+_LIBRARY_DIRS = (
+    "/usr/local/lib",
+    "/usr/local/lib/{triplet}",
+    "/lib/{triplet}",
+    "/usr/lib/{triplet}",
+    "/lib",
+    "/usr/lib",
+)
 _TRIPLETS = {"linux/amd64": "x86_64-linux-gnu", "linux/arm64": "aarch64-linux-gnu"}
 
 
