@@ -381,3 +381,32 @@ def test_invoke_build_names_three_missing_libraries_and_verbose_names_all(tmp_pa
     for soname in ("libatomic.so.1", "libgomp.so.1", "libitm.so.1", "libquadmath.so.0"):
         assert soname in everything
     assert '"libatomic1", "libgomp1", "libquadmath0"' in everything  # libitm: not in the table
+
+
+@pytest.mark.docker
+def test_the_base_facts_name_what_the_interpreter_loads_as_ldd_does(base_image):
+    """What ld.so loads with the interpreter, read from the base's files, equals ``ldd`` run
+    in the base (less the vDSO; ld.so by its soname, as DT_NEEDED names it)."""
+    from daskbox.images.base import _read_base
+    from daskbox.images.engine import DockerEngine
+
+    engine = DockerEngine()
+    facts = _read_base(engine, engine.local_image(base_image))
+    shown = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            base_image,
+            "ldd",
+            str(facts["interpreter"]),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    names = {line.split()[0].rpartition("/")[2] for line in shown.splitlines() if line.strip()}
+    assert set(facts["preloaded"]) == names - {"linux-vdso.so.1"}
+    assert facts["main_rpath"] == []

@@ -170,7 +170,14 @@ def _read_base(engine: ContainerEngine, image: LocalImage) -> dict[str, object]:
             parts = member.name.split("/")
             if len(parts) == 2 and not member.isdir():  # directly in the folder
                 libraries.add(parts[1])
-    preloaded, main_rpath = _interpreter_loads(image.platform, interpreter, found, folders)
+    program = interpreter
+    link = found[interpreter]
+    entry = link.getmembers()[0] if link is not None and link.getmembers() else None
+    if entry is not None and entry.issym():  # Debian's python3.11 behind the /usr/local name
+        target = posixpath.join(posixpath.dirname(interpreter), entry.linkname)
+        program = posixpath.normpath(target)
+        found.update(engine.read_paths(image.id, [program]))
+    preloaded, main_rpath = _interpreter_loads(image.platform, program, found, folders)
     return {
         "preloaded": preloaded,
         "main_rpath": main_rpath,
