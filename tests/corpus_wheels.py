@@ -13,7 +13,7 @@ from pathlib import Path
 
 # Bundled libraries (auditwheel's <pkg>.libs, RPATH or RUNPATH), system libraries, sonames a
 # sibling extension loads, and a few that need what the slim base does not ship (pyodbc:
-# libodbc.so.2; nvidia-cuda-runtime's tools: the driver).
+# libodbc.so.2; PyQt5 without the PyQt5-Qt5 wheel: Qt).
 WHEELS = (
     "numpy==1.26.4",
     "numpy==2.2.6",
@@ -51,6 +51,15 @@ WHEELS = (
     "sentencepiece==0.2.2",
     "zstandard==0.25.0",
     "nvidia-cuda-runtime==13.0.96",
+    "PyQt5==5.15.11",
+    "pygame==2.6.1",
+    "cvxopt==1.3.3",
+    "cffi==2.1.1",
+    "apsw==3.53.4.0",
+    "cartopy==0.26.0",
+    "imagecodecs==2026.3.6",
+    "glfw==2.10.2",
+    "casadi==3.7.2",
 )
 
 
