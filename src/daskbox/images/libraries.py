@@ -14,9 +14,9 @@ another ELF class or machine skipped. Left out (no wheel relies on them): ``glib
 subfolders, ``DF_1_NODEFLIB``, ``LD_LIBRARY_PATH`` (the image sets none).
 
 tests/images/test_loader_differential.py holds this equal to the real loader on every shared
-object of 45 real wheels. A library that only a GPU provides (the driver's, the CUDA
-toolkit's), or that only a module a plain import leaves alone needs (numba's threading
-layers), is a warning; any other missing library fails the build, unless
+object of the real wheels in tests/corpus_wheels.py. A library that only a GPU provides (the
+driver's, the CUDA toolkit's), or that only a module a plain import leaves alone needs
+(numba's threading layers), is a warning; any other missing library fails the build, unless
 ``ignore-missing-libraries`` lists it.   [pure, apart from reading tars]
 """
 
