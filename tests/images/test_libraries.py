@@ -342,7 +342,7 @@ def test_a_layer_is_scanned_once_and_read_back_the_same(tmp_path):
         )
     )
     first = scan_layer(path)
-    assert json.loads(sidecar.read_text())["format"] == 2
+    assert json.loads(sidecar.read_text())["format"] == 3
     assert first.paths == {"/opt/venv/omp/ext.so"} and "libgomp.so.1" in first.elves[0].needed
     assert first.elves[0].rpath == ("$ORIGIN/x",) and first.elves[0].machine == "EM_X86_64"
     assert scan_layer(path) == first
@@ -410,3 +410,16 @@ def test_the_base_facts_name_what_the_interpreter_loads_as_ldd_does(base_image):
     names = {line.split()[0].rpartition("/")[2] for line in shown.splitlines() if line.strip()}
     assert set(facts["preloaded"]) == names - {"linux-vdso.so.1"}
     assert facts["main_rpath"] == []
+
+
+def test_a_pie_is_an_executable_and_a_library_with_an_interpreter_is_not(tmp_path):
+    """dlopen refuses a PIE (DF_1_PIE), not a library that also runs (PT_INTERP: glibc's own)."""
+    main = tmp_path / "main.c"
+    main.write_text("int main(void) { return 0; }\n")
+    subprocess.run(["gcc", "-fPIE", "-pie", "-o", str(tmp_path / "tool"), str(main)], check=True)
+    libc = Path("/lib/x86_64-linux-gnu/libc.so.6").read_bytes()
+    assert b"/lib64/ld-linux-x86-64.so.2" in libc  # its PT_INTERP
+    files = {"opt/venv/bin/tool": (tmp_path / "tool").read_bytes(), "opt/venv/libc.so.6": libc}
+    with layer(files) as archive:
+        kinds = {e.path: e.kind for e in elf_files_in_tar(archive)}
+    assert kinds == {"/opt/venv/bin/tool": "executable", "/opt/venv/libc.so.6": "shared"}

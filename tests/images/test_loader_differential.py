@@ -8,7 +8,7 @@ missing (the one ``dlopen`` names). How dlopen's errors count:
   this class) name a missing library;
 - any other error (an undefined symbol, a static TLS block, a constructor that crashed or
   hung) happens after ld.so mapped every dependency, so it counts as "resolves";
-- executables (PT_INTERP: dlopen refuses a PIE) and other platforms' files are not compared.
+- executables (ET_EXEC, or PIE: dlopen refuses them) and other platforms' files are not compared.
 """
 
 from __future__ import annotations

@@ -87,7 +87,8 @@ _OPTIONAL_MODULES = {
 }
 _HASHED = re.compile(r"-[0-9a-f]{8}\.so")
 _ELF_MAGIC = b"\x7fELF"
-_SCAN_FORMAT = 2  # 2: class, machine, kind, soname, rpath and runpath recorded apart
+_DF_1_PIE = 0x08000000
+_SCAN_FORMAT = 3  # 2: class, machine, kind, soname, rpath, runpath apart; 3: PIE = executable
 _SHOWN = 3  # libraries named in the one-line error
 _MACHINES = {"linux/amd64": (64, "EM_X86_64"), "linux/arm64": (64, "EM_AARCH64")}
 _PLATFORM_NAMES = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
@@ -100,7 +101,7 @@ class ElfFile:
     path: str  # absolute, in the image
     elf_class: int = 64  # 32 or 64
     machine: str = "EM_X86_64"  # e_machine, as pyelftools names it
-    kind: str = "shared"  # "shared" (dlopen-able), "executable" (has PT_INTERP) or "other"
+    kind: str = "shared"  # "shared" (dlopen-able), "executable" (ET_EXEC, PIE) or "other"
     soname: str | None = None
     needed: tuple[str, ...] = ()
     rpath: tuple[str, ...] = ()  # DT_RPATH entries as written ($ORIGIN unexpanded)
@@ -162,8 +163,6 @@ def read_elf(data: BinaryIO, path: str) -> ElfFile | None:
     try:
         elf = ELFFile(data)
         kind = {"ET_DYN": "shared", "ET_EXEC": "executable"}.get(elf.header.e_type, "other")
-        if kind == "shared" and any(s.header.p_type == "PT_INTERP" for s in elf.iter_segments()):
-            kind = "executable"
         tags: dict[str, list[str]] = {
             "DT_NEEDED": [],
             "DT_SONAME": [],
@@ -175,7 +174,9 @@ def read_elf(data: BinaryIO, path: str) -> ElfFile | None:
                 continue
             for tag in section.iter_tags():
                 kind_of = tag.entry.d_tag
-                if kind_of in tags:
+                if kind_of == "DT_FLAGS_1" and tag.entry.d_val & _DF_1_PIE:
+                    kind = "executable"  # dlopen refuses a PIE; a library with PT_INTERP loads
+                elif kind_of in tags:
                     # pyelftools names the decoded string after the tag.
                     tags[kind_of].append(str(getattr(tag, kind_of[3:].lower(), "")))
             break
