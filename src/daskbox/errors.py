@@ -29,6 +29,15 @@ class ImageBuildError(DaskboxError):
     """The Docker engine is unreachable or the build failed."""
 
 
+class MissingLibrariesError(ImageBuildError):
+    """The image's compiled extensions need shared libraries it does not have; ``str()`` names
+    at most three, ``everything`` all of them (``invoke build --verbose``)."""
+
+    def __init__(self, message: str, everything: str) -> None:
+        super().__init__(message)
+        self.everything = everything
+
+
 class DockerUnavailable(ImageBuildError):
     """The Docker engine (or, for the local target, the docker CLI) is not reachable."""
 

@@ -60,6 +60,7 @@ def options_with_help(help_text: str) -> dict[str, str]:
                 "--platform",
                 "--force",
                 "--dry-run",
+                "--verbose",
             },
         ),
         ("push", {"--with", "--extras", "--base-image", "--repository", "--platform", "--dry-run"}),

@@ -13,8 +13,9 @@ container.   [side effects: Docker, network, files]
 from __future__ import annotations
 
 import json
+import posixpath
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from daskbox._files import write_atomically
@@ -23,12 +24,20 @@ from daskbox.errors import ImageBuildError
 from daskbox.image_ref import ImageRef
 from daskbox.images.cache import cache_dir
 from daskbox.images.engine import ContainerEngine, LocalImage
+from daskbox.images.libraries import ElfFile, Loader, elf_files_in_tar
 from daskbox.images.registry import platform_manifest
 
-_FORMAT = 1
-# Where Debian-based images keep shared libraries (multiarch first) and where the official
-# python images keep libpython.
-_LIBRARY_DIRS = ("/usr/lib/{triplet}", "/lib/{triplet}", "/usr/lib", "/usr/local/lib")
+_FORMAT = 2  # 2: what the interpreter loads (names, DT_RPATH)
+# Where Debian-based images keep shared libraries: ld.so.conf's folders (/usr/local/lib, where
+# the official python images keep libpython, and the multiarch ones), then ld.so's defaults.
+_LIBRARY_DIRS = (
+    "/usr/local/lib",
+    "/usr/local/lib/{triplet}",
+    "/lib/{triplet}",
+    "/usr/lib/{triplet}",
+    "/lib",
+    "/usr/lib",
+)
 _TRIPLETS = {"linux/amd64": "x86_64-linux-gnu", "linux/arm64": "aarch64-linux-gnu"}
 
 
@@ -46,6 +55,10 @@ class BaseImage:
     passwd: str  # /etc/passwd
     group: str  # /etc/group
     libraries: tuple[str, ...]  # file names in the image's library folders (sonames included)
+    # What the running interpreter has loaded (every name its objects are known by) and its
+    # effective DT_RPATH, $ORIGIN expanded: where ld.so starts when Python dlopens a module.
+    preloaded: tuple[str, ...] = ()
+    main_rpath: tuple[str, ...] = ()
 
     @property
     def library_dirs(self) -> tuple[str, ...]:
@@ -124,6 +137,8 @@ def inspect_base(
         passwd=str(data["passwd"]),
         group=str(data["group"]),
         libraries=tuple(str(name) for name in data["libraries"]),  # type: ignore[attr-defined]
+        preloaded=tuple(str(name) for name in data["preloaded"]),  # type: ignore[attr-defined]
+        main_rpath=tuple(str(name) for name in data["main_rpath"]),  # type: ignore[attr-defined]
     )
 
 
@@ -155,13 +170,55 @@ def _read_base(engine: ContainerEngine, image: LocalImage) -> dict[str, object]:
             parts = member.name.split("/")
             if len(parts) == 2 and not member.isdir():  # directly in the folder
                 libraries.add(parts[1])
+    program = interpreter
+    link = found[interpreter]
+    entry = link.getmembers()[0] if link is not None and link.getmembers() else None
+    if entry is not None and entry.issym():  # Debian's python3.11 behind the /usr/local name
+        target = posixpath.join(posixpath.dirname(interpreter), entry.linkname)
+        program = posixpath.normpath(target)
+        found.update(engine.read_paths(image.id, [program]))
+    preloaded, main_rpath = _interpreter_loads(image.platform, program, found, folders)
     return {
+        "preloaded": preloaded,
+        "main_rpath": main_rpath,
         "python_version": version,
         "interpreter": interpreter,
         "passwd": _text(found["/etc/passwd"], "passwd"),
         "group": _text(found["/etc/group"], "group"),
         "libraries": sorted(libraries),
     }
+
+
+def _interpreter_loads(
+    platform: str, interpreter: str, found: dict[str, tarfile.TarFile | None], folders: list[str]
+) -> tuple[list[str], list[str]]:
+    """The names of what ``interpreter`` loads at start and its effective DT_RPATH, by
+    mapping it as ld.so does over the ELF files of the base's library folders."""
+    elves: dict[str, ElfFile] = {}
+    links: dict[str, str] = {}
+    for path in [interpreter, *folders]:
+        archive = found[path]
+        if archive is None:
+            continue
+        parent = posixpath.dirname(path)
+        for member in archive.getmembers():
+            if member.issym():
+                target = posixpath.join(parent, posixpath.dirname(member.name), member.linkname)
+                links[posixpath.join(parent, member.name)] = posixpath.normpath(target)
+        elves.update((elf.path, elf) for elf in elf_files_in_tar(archive, parent, depth=1))
+    for link, target in links.items():
+        for _ in range(8):  # a chain of links, as ldconfig's soname links are
+            target = links.get(target, target)
+        if target in elves:
+            elves[link] = replace(elves[target], path=link)
+    main = elves.get(interpreter)
+    if main is None:
+        return [], []
+    loader = Loader.over(platform, elves.values(), elves, folders)
+    loaded, _ = loader.load(interpreter)
+    origin = posixpath.dirname(interpreter)
+    rpath = [f.replace("${ORIGIN}", origin).replace("$ORIGIN", origin) for f in main.search_rpath]
+    return sorted(name for name in loaded if "/" not in name), rpath
 
 
 def _text(archive: tarfile.TarFile | None, name: str) -> str:

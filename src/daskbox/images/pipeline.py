@@ -15,6 +15,7 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Mapping
@@ -28,7 +29,14 @@ from daskbox import __version__, contract
 from daskbox._files import write_atomically
 from daskbox._tasks import Progress
 from daskbox.contract import STATE_DIR
-from daskbox.errors import ConfigError, DaskboxError, DockerfileError, ImageBuildError, PushError
+from daskbox.errors import (
+    ConfigError,
+    DaskboxError,
+    DockerfileError,
+    ImageBuildError,
+    MissingLibrariesError,
+    PushError,
+)
 from daskbox.image_ref import ImageRef
 from daskbox.images import dockerfile as layout
 from daskbox.images.apt import deb_paths, fetch_debs
@@ -52,7 +60,11 @@ from daskbox.images.environment import (
 )
 from daskbox.images.layers import LAYERS_FORMAT, entrypoint_layer, user_layer, venv_layer
 from daskbox.images.libraries import (
+    ElfFile,
+    Loader,
+    Verdict,
     describe_missing,
+    describe_warnings,
     elf_files_in_tar,
     missing_libraries,
     scan_layer,
@@ -531,12 +543,31 @@ def _image_files(
 
 def check_libraries(plan: ImagePlan, layers: PreparedLayers, debs: tuple[Artifact, ...]) -> None:
     """Refuse, before building, a venv whose compiled extensions need a library the image
-    will not have (the soname and, when known, the Debian package to add)."""
-    elves = [elf for layer in (layers.venv, layers.project) if layer is not None
-             for elf in scan_layer(layer.path).elves]  # fmt: skip
-    missing = missing_libraries(elves, _image_files(plan, layers, debs), plan.base.library_dirs)
-    if missing:
-        raise ImageBuildError(describe_missing(missing, plan.platform))
+    will not have, as ld.so would look for it (the soname and, when Debian says which
+    package ships it, that package); only a GPU's libraries are a warning."""
+    scans = [scan_layer(layer.path) for layer in (layers.venv, layers.project) if layer]
+    elves = [elf for scan in scans for elf in scan.elves]
+    venv = {path for scan in scans for path in scan.paths}
+    _judge_libraries(plan, elves, _image_files(plan, layers, debs), venv)
+
+
+def _judge_libraries(
+    plan: ImagePlan, elves: list[ElfFile], files: set[str], venv: set[str]
+) -> None:
+    """Warn about missing GPU-only libraries; raise for any other missing library."""
+    base = plan.base
+    loader = Loader.over(
+        plan.platform, elves, files, base.library_dirs, base.preloaded, base.main_rpath
+    )
+    verdict = Verdict.of(missing_libraries(loader, plan.settings.ignore_missing_libraries), venv)
+    if verdict.warnings:
+        print(describe_warnings(verdict.warnings), file=sys.stderr, flush=True)
+    if verdict.errors:
+        errors = list(verdict.errors)
+        raise MissingLibrariesError(
+            describe_missing(errors, plan.platform),
+            describe_missing(errors, plan.platform, verbose=True),
+        )
 
 
 def _check_built_libraries(
@@ -551,15 +582,16 @@ def _check_built_libraries(
     if venv is None:
         return
     parent = str(PurePosixPath(contract.VENV).parent)
-    files = _image_files(plan, layers, debs) | tar_paths(venv, parent)
+    built = tar_paths(venv, parent)
     assert venv.fileobj is not None
     venv.fileobj.seek(0)
     with tarfile.open(fileobj=venv.fileobj) as archive:
         elves = list(elf_files_in_tar(archive, parent))
-    missing = missing_libraries(elves, files, plan.base.library_dirs)
-    if missing:
+    try:
+        _judge_libraries(plan, elves, _image_files(plan, layers, debs) | built, built)
+    except MissingLibrariesError:
         engine.remove_image(image_id)
-        raise ImageBuildError(describe_missing(missing, plan.platform))
+        raise
 
 
 def _diagnose(plan: ImagePlan, failure: BuildStepFailed) -> DaskboxError:

@@ -15,7 +15,8 @@ from daskbox.errors import ConfigError
 
 # The keys of [tool.daskbox] this component reads; sub-tables belong to other components.
 KEYS = ("repository", "base-image", "platform", "groups", "extras", "apt-packages",
-        "build-apt-packages", "cache-max-size", "cache-max-age")  # fmt: skip
+        "build-apt-packages", "cache-max-size", "cache-max-age",
+        "ignore-missing-libraries")  # fmt: skip
 _SUBTABLES = ("gcloud",)
 
 
@@ -31,6 +32,8 @@ class ImageSettings:
     platform: str = DEFAULT_PLATFORM  # linux/amd64 or linux/arm64
     build_apt_packages: tuple[str, ...] = ()  # for building locked sdists only
     cache: Mapping[str, str] = field(default_factory=dict)  # cache-max-size / cache-max-age
+    # sonames the library check must not count as missing (the user's word that they load)
+    ignore_missing_libraries: tuple[str, ...] = ()
 
 
 def default_base_image() -> str:
@@ -58,6 +61,7 @@ def load_settings(project_root: Path, overrides: Mapping[str, Any] | None = None
         platform=_platform(merged),
         build_apt_packages=_names(merged, "build-apt-packages"),
         cache={k: str(merged[k]) for k in ("cache-max-size", "cache-max-age") if k in merged},
+        ignore_missing_libraries=_strings(merged, "ignore-missing-libraries"),
     )
 
 
@@ -97,4 +101,17 @@ def _names(table: Mapping[str, Any], key: str) -> tuple[str, ...]:
         value = [part for part in value.split(",") if part.strip()]
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"[tool.daskbox] {key} must be a list of names, got {value!r}")
+    return tuple(dict.fromkeys(v.strip() for v in value))
+
+
+def _strings(table: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    """A list of file names, e.g. sonames: no comma-separated form (a name may hold none)."""
+    value = table.get(key, [])
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(v, str) and v.strip() for v in value
+    ):
+        raise ConfigError(
+            f'[tool.daskbox] {key} must be a list of file names, e.g. ["libfoo.so.1"], '
+            f"got {value!r}"
+        )
     return tuple(dict.fromkeys(v.strip() for v in value))

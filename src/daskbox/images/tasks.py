@@ -15,7 +15,7 @@ from invoke.tasks import task
 
 from daskbox._pyproject import find_project_root
 from daskbox._tasks import Progress, one_line_errors
-from daskbox.errors import ConfigError
+from daskbox.errors import ConfigError, MissingLibrariesError
 
 if TYPE_CHECKING:  # the pipeline (and Poetry behind it) loads only when a task runs
     from daskbox.images.pipeline import ImagePlan
@@ -137,6 +137,7 @@ def _plan(
         **_IMAGE_HELP,
         "force": "Rebuild from scratch (no layer cache) even if this content tag exists.",
         "dry_run": "Print the Dockerfile and the image reference; build nothing.",
+        "verbose": "On a failed library check, list every missing library (not only three).",
     },
 )
 def build(
@@ -148,6 +149,7 @@ def build(
     platform: str | None = None,
     force: bool = False,
     dry_run: bool = False,
+    verbose: bool = False,
 ) -> None:
     """Build the image holding exactly this project's locked Poetry environment.
 
@@ -169,7 +171,12 @@ def build(
                 f"{len(plan.local_wheels)} project wheels)"
             )
             return
-        build_image(plan, progress=print_progress, force=force)
+        try:
+            build_image(plan, progress=print_progress, force=force)
+        except MissingLibrariesError as error:
+            if verbose:
+                raise MissingLibrariesError(error.everything, error.everything) from None
+            raise
 
 
 @task(
