@@ -73,9 +73,22 @@ _PLATFORMS = (
 )
 
 
-def wheel_cache() -> Path:
+def test_downloads() -> Path:
+    """Where pinned test inputs (wheels, Debian's indexes) are kept between runs:
+    ``$DASKBOX_TEST_DOWNLOADS`` (CI keeps it while it empties daskbox's caches), else
+    ``${XDG_CACHE_HOME:-~/.cache}/daskbox-tests``."""
+    given = os.environ.get("DASKBOX_TEST_DOWNLOADS")
+    if given:
+        return Path(given)
     root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root) / "daskbox-tests" / "wheels"
+    return Path(root) / "daskbox-tests"
+
+
+test_downloads.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
+
+
+def wheel_cache() -> Path:
+    return test_downloads() / "wheels"
 
 
 def download(requirement: str) -> Path:

@@ -2,13 +2,12 @@
 
 Reads ``Contents-amd64.gz`` of bookworm main from the mirror apt uses here
 (/etc/apt/sources.list.d/*.sources, or sources.list), cached under
-``${XDG_CACHE_HOME:-~/.cache}/daskbox-tests/debian``; skipped when the archive is unreachable.
+``debian/`` of the test downloads (tests/corpus_wheels.py); skipped when the archive is unreachable.
 """
 
 from __future__ import annotations
 
 import gzip
-import os
 import re
 import urllib.error
 import urllib.request
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from corpus_wheels import test_downloads
 from daskbox.images.libraries import DEBIAN_PACKAGES
 
 # Where packages put libraries the loader finds (bookworm's data predates the /usr merge).
@@ -38,8 +38,7 @@ def mirror() -> str:
 
 
 def contents_index() -> Path:
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    cached = root / "daskbox-tests" / "debian" / "bookworm-main-Contents-amd64.gz"
+    cached = test_downloads() / "debian" / "bookworm-main-Contents-amd64.gz"
     if cached.is_file():
         return cached
     url = f"{mirror()}/dists/bookworm/main/Contents-amd64.gz"
