@@ -237,11 +237,12 @@ def test_a_failing_dynamic_version_is_reported_with_the_backends_exception(tmp_p
 
 def dynamic_version_project(folder: Path) -> Path:
     """The package-mode fixture with poetry-dynamic-versioning's backend, in a git checkout
-    tagged v0.2.0: the backend rewrites pyproject.toml while it builds, then restores it."""
+    tagged v0.2.0: the backend rewrites pyproject.toml while it builds, then restores it
+    (moving ``version`` to the end of [tool.poetry])."""
     project = copy_project("package_mode", folder)
     pyproject = project / "pyproject.toml"
     text = pyproject.read_text().replace('version = "0.1.0"\n', 'dynamic = ["version"]\n')
-    text = text.replace('from = "src" }]\n', 'from = "src" }]\nversion = "0.0.0"\n')
+    text = text.replace("[tool.poetry]\n", '[tool.poetry]\nversion = "0.0.0"\n')
     text = text.replace(
         'requires = ["poetry-core>=2.0"]\nbuild-backend = "poetry.core.masonry.api"\n',
         'requires = ["poetry-core>=2.0", "poetry-dynamic-versioning>=1.0.0,<2.0.0"]\n'
@@ -263,7 +264,11 @@ def test_a_dynamic_version_project_is_built_once_and_again_for_a_new_tag(tmp_pat
     (first,) = build_local_wheels(project, environment, cache, messages.append)
     assert first.filename == "fixture_app-0.2.0-py3-none-any.whl"
     assert messages == [f"building a wheel for {project}"]
-    # The backend rewrote and restored pyproject.toml: same files, a new modification time.
+    # The backend rewrote and restored pyproject.toml: a new modification time, the keys in
+    # another order; the wheel was kept under the files as the build left them.
+    assert (project / "pyproject.toml").read_text().index("version = ") > (
+        (project / "pyproject.toml").read_text().index("packages = ")
+    )
     messages.clear()
     (again,) = build_local_wheels(project, environment, cache, messages.append)
     assert messages == [] and again == first

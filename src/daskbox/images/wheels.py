@@ -309,19 +309,36 @@ def build_local_wheels(
     These go into the image's last layer, after every locked index distribution.
     """
     digests = _FileDigests(cache.parent / "local-sources.json")
-    sources: list[tuple[str, Requirement | Path]] = [
-        (_source_key(r, digests), r) for r in environment.local_requirements
+    sources: list[tuple[Requirement | Path, Path | None]] = [
+        (r, file_url_path(r.url) if r.source is Source.DIRECTORY and r.url else None)
+        for r in environment.local_requirements
     ]
     if environment.package_mode:
-        sources.append((_directory_key(project_root, digests), project_root))
+        sources.append((project_root, project_root))
+    wheels = tuple(_built(source, folder, digests, cache, progress) for source, folder in sources)
     digests.save()
-    return tuple(_built(key, source, cache, progress) for key, source in sources)
+    return wheels
 
 
-def _built(key: str, source: Requirement | Path, cache: Path, progress: Progress) -> Artifact:
-    """The wheel cached under ``key``, built into a private folder first when missing (so
-    concurrent builds of one project never see each other's half-made files)."""
-    folder = cache / key
+def _built(
+    source: Requirement | Path,
+    directory: Path | None,
+    digests: _FileDigests,
+    cache: Path,
+    progress: Progress,
+) -> Artifact:
+    """The wheel cached under its source's key, built into a private folder first when
+    missing (so concurrent builds of one project never see each other's half-made files).
+
+    A directory's wheel is kept under the key of the files as the build left them: a backend
+    may rewrite pyproject.toml while it builds (poetry-dynamic-versioning) and restore it
+    with its keys in another order, and the next build must find the wheel all the same.
+    """
+    if directory is not None:
+        folder = cache / _directory_key(directory, digests)
+    else:
+        assert isinstance(source, Requirement)  # the project is a directory
+        folder = cache / _source_key(source)
     found = sorted(folder.glob("*.whl")) if folder.is_dir() else []
     if len(found) == 1:
         os.utime(folder)  # recently used: kept by the pruning of old builds
@@ -334,6 +351,8 @@ def _built(key: str, source: Requirement | Path, cache: Path, progress: Progress
             _pip_wheel(str(source), scratch, "the project")
         else:
             _build_wheel(source, scratch, progress)
+        if directory is not None:
+            folder = cache / _directory_key(directory, digests)
         shutil.rmtree(folder, ignore_errors=True)
         scratch.replace(folder)  # same file system: atomic
     finally:
@@ -420,11 +439,9 @@ def _vcs_version(directory: Path) -> str:
     return described.stdout.strip()  # the latest tag, the distance to it and the commit
 
 
-def _source_key(requirement: Requirement, digests: _FileDigests) -> str:
-    """A directory by its files; a git URL (it names the locked commit) or a hash-checked URL
-    by itself: their content cannot change under the same key."""
-    if requirement.source is Source.DIRECTORY and requirement.url is not None:
-        return _directory_key(file_url_path(requirement.url), digests)
+def _source_key(requirement: Requirement) -> str:
+    """A git URL (it names the locked commit) or a hash-checked URL by itself: their content
+    cannot change under the same key."""
     identity = "\0".join([str(_BUILD_KEY_FORMAT), sys.version, str(requirement.url),
                           *requirement.hashes])  # fmt: skip
     return f"{requirement.source.value}-" + hashlib.sha256(identity.encode()).hexdigest()[:32]
