@@ -143,7 +143,7 @@ def measure_arm64(project: Path, env: dict[str, str], repeat: int) -> None:
     print(f"2. cold build linux/arm64:       {median(arm)}")
     print(f"   cold build linux/amd64:       {median(amd64)}"
           f"  -> {statistics.median(arm) / statistics.median(amd64):.2f}x")  # fmt: skip
-    invoke(project, env, "build")  # the amd64 image is the latest again
+    invoke(project, env, "build")  # the amd64 image is the newest build again
 
 
 def measure_uploads(project: Path, env: dict[str, str], repeat: int) -> None:

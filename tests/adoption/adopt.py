@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +32,9 @@ if sys.version_info >= (3, 11):
 else:
     import tomli as tomllib
 
-# The command in the README's "Set up your project", character for character.
+# The commands in the README's "Set up your project", character for character.
 README_ADD_COMMAND = "poetry add --group dev \"daskbox; python_version >= '3.10'\""
+README_ADD_DISTRIBUTED = "poetry add \"distributed; python_version >= '3.10'\""
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "adoption"
 PYPI_SIMPLE_URL = "https://pypi.org/simple/"
 
@@ -166,13 +168,17 @@ def adopt(
     index: LocalIndex,
     environ: dict[str, str],
     command: str = README_ADD_COMMAND,
+    prepare: Callable[[Path], None] | None = None,
 ) -> Adoption:
-    """Copy ``fixture`` to ``destination``, add the sources, and run ``command`` there.
+    """Copy ``fixture`` to ``destination`` (``prepare`` may edit the copy), add the sources,
+    and run ``command`` there.
 
     ``--lock`` is appended: Poetry then stops after writing the lock instead of installing the
     whole data-science environment, which resolves nothing differently and would take minutes.
     """
     project = shutil.copytree(FIXTURES / fixture, destination)
+    if prepare is not None:
+        prepare(project)
     before = read_lock(project / "poetry.lock")
     for priority, name, url in (
         ("primary", "pypi-simple", PYPI_SIMPLE_URL),

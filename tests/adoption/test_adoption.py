@@ -11,12 +11,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from adoption.adopt import (
     FIXTURES,
     README_ADD_COMMAND,
+    README_ADD_DISTRIBUTED,
     Adoption,
     PoetryFailed,
     adopt,
@@ -80,7 +82,10 @@ def adopted(
 
 
 def test_the_readme_shows_the_tested_command():
-    assert README_ADD_COMMAND in (REPO_ROOT / "README.md").read_text()
+    readme = (REPO_ROOT / "README.md").read_text()
+    # (The second one wraps in the README's prose.)
+    assert README_ADD_COMMAND in readme
+    assert README_ADD_DISTRIBUTED.replace(" ", "") in readme.replace(" ", "").replace("\n", "")
 
 
 def test_the_lock_is_valid(adopted, environ):
@@ -122,3 +127,45 @@ def test_without_the_marker_poetry_refuses_a_range_below_daskbox_floor(index, en
             command="poetry add --group dev daskbox",
         )
     assert f"daskbox ({index.wheel.version}) requires Python >=3.10" in failure.value.output
+
+
+def without_distributed(project: Path) -> None:
+    """A >=3.9 project that does not use Dask yet: distributed is not in its main group."""
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text()
+    assert '    "distributed (>=2023.6)",\n' in text
+    pyproject.write_text(text.replace('    "distributed (>=2023.6)",\n', ""))
+
+
+def test_on_a_range_below_3_10_distributed_is_added_with_the_readme_marker(
+    index, environ, tmp_path
+):
+    project, prepare = "py39_uncapped", without_distributed
+    with pytest.raises(PoetryFailed) as failure:
+        adopt(project, tmp_path / "plain", index, environ, "poetry add distributed", prepare)
+    assert "requires Python >=3.10" in failure.value.output
+    adoption = adopt(project, tmp_path / "marked", index, environ, README_ADD_DISTRIBUTED, prepare)
+    # One entry, behind the marker: no distributed is locked for Python 3.9.
+    (distributed,) = adoption.locked("distributed")
+    assert distributed.markers == DASKBOX_MARKER and distributed.groups == {"main"}
+
+
+def optional_dev_group(project: Path) -> None:
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text()
+    dev = "[tool.poetry.group.dev.dependencies]\n"
+    assert dev in text
+    pyproject.write_text(text.replace(dev, "[tool.poetry.group.dev]\noptional = true\n\n" + dev))
+
+
+def test_with_an_optional_dev_group_daskbox_is_installed_with_the_readme_flag(
+    index, environ, tmp_path
+):
+    project = tmp_path / "project"
+    adoption = adopt("py310_caret", project, index, environ, prepare=optional_dev_group)
+    plain = run_poetry(["install", "--dry-run"], adoption.project, environ)
+    assert "Installing pandas" in plain and "daskbox" not in plain  # `invoke` would find none
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert "`poetry install --with dev`" in readme
+    flagged = run_poetry(["install", "--with", "dev", "--dry-run"], adoption.project, environ)
+    assert "Installing daskbox" in flagged

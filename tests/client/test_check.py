@@ -208,6 +208,26 @@ class TestCheckResult:
         assert "invoke build push" in message
         assert "poetry sync" in message  # same lock hash: the local side drifted
 
+    def test_the_sync_fix_names_the_image_groups_and_extras(self):
+        """`poetry sync` alone would drop the image's optional groups and extras locally."""
+        drifted = local(dask="2026.8.0", toolz="1.2.0")
+        older = report(dask="2026.8.0", toolz="1.1.0")
+        plain = check_reports(drifted, {"scheduler": older}).mismatch_message()
+        assert "then run `poetry sync` instead)" in plain
+        groups, extras = ("main", "ml", "reports"), ("plots", "tables")
+        here = LocalEnvironment(drifted.report, groups, extras, drifted.lock_hash, drifted.locked)
+        message = check_reports(here, {"scheduler": older}).mismatch_message()
+        assert 'then run `poetry sync --with ml,reports --extras "plots tables"` instead)' in (
+            message
+        )
+        split = LockedSides(local={"cloudpickle": "3.0.0"}, image={"cloudpickle": "3.1.3"})
+        mine = local(sides=split, cloudpickle="3.0.0").report
+        across = LocalEnvironment(mine, ("main", "ml"), ("plots",), drifted.lock_hash, split)
+        fixes = check_reports(across, {"scheduler": report(cloudpickle="3.1.3")})
+        assert 'run `poetry lock` and `poetry sync --with ml --extras "plots"`, then' in (
+            fixes.mismatch_message()
+        )
+
     def test_lock_difference_comes_before_packages_and_drops_the_sync_hint(self):
         here = local(lock_hash="b" * 64, dask="2026.8.0", toolz="1.2.0")
         result = check_reports(here, {"scheduler": report(dask="2026.8.0", toolz="1.1.0")})

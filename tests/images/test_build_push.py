@@ -25,6 +25,7 @@ from daskbox.errors import ConfigError, DockerfileError, ImageBuildError, PushEr
 from daskbox.images.engine import DockerEngine
 from daskbox.images.pipeline import build_image, find_pushed, plan_image, push_image
 from daskbox.images.wheels import fetch_index_distributions
+from daskbox.record import read_record
 
 from .conftest import (
     REPO_ROOT,
@@ -447,3 +448,68 @@ def test_unknown_apt_package_is_refused_by_name(tmp_path, base_image):
         pyproject.write('apt-packages = ["no-such-package-daskbox"]\n')
     with pytest.raises(DockerfileError, match=r"cannot fetch apt-packages no-such-package-daskbox"):
         build_image(plan_image(project), DockerEngine(), lambda _: None)
+
+
+def test_a_forced_rebuild_removes_the_image_it_replaces(
+    tmp_path, registry, registry_login, base_image, docker_client
+):
+    repository = f"{registry.host}/images-force-{uuid.uuid4().hex[:8]}"
+    plan = plan_image(copy_project("non_package", tmp_path, repository))
+    kept = f"images-force-kept-{uuid.uuid4().hex[:8]}"
+    try:
+        first = build_image(plan, DockerEngine(), lambda _: None)
+        push_image(plan, DockerEngine(), lambda _: None)  # it has a repo digest now
+        second = build_image(plan, DockerEngine(), lambda _: None, force=True)
+        assert second.built and second.image_id != first.image_id
+        with pytest.raises(docker.errors.ImageNotFound):
+            docker_client.images.get(first.image_id)  # untagged and unused: removed
+        # Still used by a tag of its own, the replaced image stays.
+        docker_client.api.tag(second.image_id, kept, "mine")
+        third = build_image(plan, DockerEngine(), lambda _: None, force=True)
+        assert docker_client.images.get(second.image_id).tags == [f"{kept}:mine"]
+        assert docker_client.images.get(plan.reference).id == third.image_id
+        assert docker_client.images.get(str(plan.moving)).id == third.image_id
+    finally:
+        remove_repository_images(docker_client, repository)
+        remove_repository_images(docker_client, kept)
+
+
+def test_push_alone_pushes_the_image_build_recorded(tmp_path, registry, registry_login, base_image):
+    """`invoke build --extras tables`, then `invoke push` in another command: push takes the
+    image of the record, not one planned again from the configuration."""
+    invoke = str(Path(sys.executable).parent / "invoke")
+    repository = f"{registry.host}/images-record-{uuid.uuid4().hex[:8]}"
+    project = copy_project("extras_groups_markers", tmp_path, repository)
+    (project / "tasks.py").write_text("from daskbox.tasks import ns  # noqa: F401\n")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [invoke, *args], cwd=project, capture_output=True, text=True, check=False
+        )
+
+    try:
+        built = run("build", "--extras", "tables")
+        assert built.returncode == 0, built.stderr
+        record = read_record(project, "linux/amd64")
+        assert record.extras == ("tables",) and record.pinned is None
+        would = run("push", "--dry-run")
+        assert would.returncode == 0, would.stderr
+        assert f"would push {record.reference} and {repository}:latest" in would.stdout
+        pushed = run("push")
+        assert pushed.returncode == 0, pushed.stderr
+        after = read_record(project, "linux/amd64")
+        assert after.pinned == find_pushed(record.reference)
+        assert after.pinned is not None and after.built_at == record.built_at
+        again = run("push")
+        assert again.returncode == 0 and "already in the registry" in again.stdout
+        # The recorded image gone, push says so and does not build another.
+        docker.from_env().images.remove(record.reference)
+        docker.from_env().images.remove(f"{repository}:latest")
+        gone = run("push")
+        assert gone.returncode == 1
+        assert gone.stderr.strip() == (
+            f"error: {record.reference}, recorded by `invoke build`, is not a local image any "
+            "more: run `invoke build --extras tables push`"
+        )
+    finally:
+        remove_repository_images(docker.from_env(), repository)

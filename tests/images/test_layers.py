@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import subprocess
 import sys
 import tarfile
 import zipfile
@@ -27,10 +28,12 @@ MINOR = f"{sys.version_info.major}.{sys.version_info.minor}"
 SITE = f"opt/venv/lib/python{MINOR}/site-packages"
 
 
-def make_wheel(folder: Path) -> Artifact:
-    """A wheel with a console script, a data script and an executable file in its package."""
+def make_wheel(folder: Path, extra: dict[str, bytes] | None = None) -> Artifact:
+    """A wheel with a console script, a data script and an executable file in its package,
+    plus the ``extra`` files."""
     path = folder / "tool_pkg-1.0-py3-none-any.whl"
     files: dict[str, tuple[bytes, int]] = {
+        **{name: (data, 0o644) for name, data in (extra or {}).items()},
         "tool_pkg/__init__.py": (b"def main():\n    return 0\n", 0o644),
         "tool_pkg/helper.sh": (b"#!/bin/sh\necho helper\n", 0o755),
         "tool_pkg-1.0.data/scripts/tool-data": (b"#!python\nprint('data')\n", 0o755),
@@ -128,3 +131,27 @@ def test_the_venv_layer_has_the_links_modes_and_record_pip_would_make(tmp_path, 
     names = list(found)
     assert names.index("opt/venv/bin") < names.index("opt/venv/bin/python")
     assert all(member.mtime == 0 and member.uid == 0 for member, _ in found.values())
+
+
+def test_a_wheel_with_bytecode_in_pycache_installs_without_a_warning_on_stderr(tmp_path):
+    """numpy 1.26's wheels hold numpy/distutils/__pycache__/*.pyc: installer skips those
+    files (as pip does) with a RuntimeWarning, which the user must not see."""
+    cached = f"tool_pkg/__pycache__/__init__.cpython-{MINOR.replace('.', '')}.pyc"
+    wheel = make_wheel(tmp_path, {cached: b"stale bytecode"})
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from daskbox.images.installing import install_wheels\n"
+        "from daskbox.images.wheels import Artifact\n"
+        "install_wheels([Artifact(Path(sys.argv[1]), '')], Path(sys.argv[2]), sys.argv[3])\n"
+    )
+    stage = tmp_path / "stage"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(wheel.path), str(stage), MINOR],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert (stage / SITE / "tool_pkg" / "__init__.py").is_file()
+    assert not (stage / SITE / "tool_pkg" / "__pycache__").exists()  # skipped all the same

@@ -7,6 +7,7 @@ task under QEMU emulation (scripts/setup.sh enables binfmt_misc).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import uuid
@@ -240,3 +241,35 @@ def test_host_path_is_not_in_the_layers(tmp_path, base_image):
         assert pycs
         data = b"".join(archive.extractfile(m).read() for m in pycs[:50])  # type: ignore
     assert b"/opt/venv/lib/python" in data and b"/daskbox-venv" not in data
+
+
+def test_each_platform_keeps_its_own_latest_locally_and_in_the_registry(
+    tmp_path, registry, registry_login, platform_index_base, docker_client
+):
+    """`latest` names the linux/amd64 image; an arm64 build moves `latest-linux-arm64`."""
+    repository = f"{registry.host}/images-latest-{uuid.uuid4().hex[:8]}"
+    project = copy_project("non_package", tmp_path, repository)
+    name = repository.split("/", 1)[1]
+    manifest = "application/vnd.docker.distribution.manifest.v2+json"
+
+    def registry_digest(tag: str) -> str:
+        body = registry_get(registry, f"/v2/{name}/manifests/{tag}", manifest)
+        return "sha256:" + hashlib.sha256(body).hexdigest()
+
+    try:
+        images, pushed = {}, {}
+        for platform in ("linux/amd64", "linux/arm64"):
+            plan = plan_image(project, {"base-image": platform_index_base, "platform": platform})
+            images[platform] = build_image(plan, DockerEngine(), quiet).image_id
+            pushed[platform] = push_image(plan, DockerEngine(), quiet).reference.digest
+        assert docker_client.images.get(f"{repository}:latest").id == images["linux/amd64"]
+        arm64 = docker_client.images.get(f"{repository}:latest-linux-arm64")
+        assert arm64.id == images["linux/arm64"]
+        assert registry_digest("latest") == pushed["linux/amd64"]
+        assert registry_digest("latest-linux-arm64") == pushed["linux/arm64"]
+        # Building amd64 again (a no-op) leaves the arm64 tag where it is.
+        plan = plan_image(project, {"base-image": platform_index_base})
+        assert not build_image(plan, DockerEngine(), quiet).built
+        assert docker_client.images.get(f"{repository}:latest-linux-arm64").id == arm64.id
+    finally:
+        remove_repository_images(docker_client, repository)

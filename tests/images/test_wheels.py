@@ -8,6 +8,7 @@ import subprocess
 import tarfile
 import zipfile
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from packaging.utils import parse_wheel_filename
@@ -232,3 +233,49 @@ def test_a_failing_dynamic_version_is_reported_with_the_backends_exception(tmp_p
     message = str(failed.value)
     assert message.startswith(f"cannot build the project ({project}): AttributeError: ")
     assert "__version__" in message and "hint:" not in message and "note:" not in message
+
+
+def dynamic_version_project(folder: Path) -> Path:
+    """The package-mode fixture with poetry-dynamic-versioning's backend, in a git checkout
+    tagged v0.2.0: the backend rewrites pyproject.toml while it builds, then restores it
+    (moving ``version`` to the end of [tool.poetry])."""
+    project = copy_project("package_mode", folder)
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text().replace('version = "0.1.0"\n', 'dynamic = ["version"]\n')
+    text = text.replace("[tool.poetry]\n", '[tool.poetry]\nversion = "0.0.0"\n')
+    text = text.replace(
+        'requires = ["poetry-core>=2.0"]\nbuild-backend = "poetry.core.masonry.api"\n',
+        'requires = ["poetry-core>=2.0", "poetry-dynamic-versioning>=1.0.0,<2.0.0"]\n'
+        'build-backend = "poetry_dynamic_versioning.backend"\n\n'
+        "[tool.poetry-dynamic-versioning]\nenable = true\n",
+    )
+    pyproject.write_text(text)
+    git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "app"], ["tag", "v0.2.0"]):
+        subprocess.run([*git, *args], check=True)
+    return project
+
+
+def test_a_dynamic_version_project_is_built_once_and_again_for_a_new_tag(tmp_path):
+    project = dynamic_version_project(tmp_path)
+    environment = replace(environment_of(), package_mode=True)
+    cache = tmp_path / "local-wheels"
+    messages: list[str] = []
+    (first,) = build_local_wheels(project, environment, cache, messages.append)
+    assert first.filename == "fixture_app-0.2.0-py3-none-any.whl"
+    assert messages == [f"building a wheel for {project}"]
+    # The backend rewrote and restored pyproject.toml: a new modification time, the keys in
+    # another order; the wheel was kept under the files as the build left them.
+    assert (project / "pyproject.toml").read_text().index("version = ") > (
+        (project / "pyproject.toml").read_text().index("packages = ")
+    )
+    messages.clear()
+    (again,) = build_local_wheels(project, environment, cache, messages.append)
+    assert messages == [] and again == first
+    assert [entry.name for entry in cache.iterdir()] == [first.path.parent.name]
+    # The version comes from git: a tagged release is a new wheel, with no file changed.
+    git = ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", "release"], check=True)
+    subprocess.run([*git, "tag", "v0.3.0"], check=True)
+    (tagged,) = build_local_wheels(project, environment, cache, messages.append)
+    assert tagged.filename == "fixture_app-0.3.0-py3-none-any.whl"

@@ -342,6 +342,16 @@ class CheckResult:
         scope = f"groups: {', '.join(self.groups) or 'main'}"
         return scope + (f"; extras: {', '.join(self.extras)}" if self.extras else "")
 
+    def sync_command(self) -> str:
+        """The `poetry sync` that installs this image's groups and extras locally (a bare one
+        would remove its optional groups and extras)."""
+        command = "poetry sync"
+        if groups := [group for group in self.groups if group != "main"]:
+            command += f" --with {','.join(groups)}"
+        if self.extras:
+            command += f' --extras "{" ".join(self.extras)}"'
+        return command
+
     def mismatch_message(self) -> str:
         """The ``EnvironmentMismatch`` text: a summary line, the table, the fix."""
         differences = self.differences
@@ -359,15 +369,16 @@ class CheckResult:
                 f"fix: the lock gives {', '.join(split)} another version on each platform, but "
                 "tasks and results cross between the two sides through "
                 f"{'it' if len(split) == 1 else 'them'}: require one version for every platform "
-                "in pyproject.toml, run `poetry lock` and `poetry sync`, then `invoke build push` "
-                "and relaunch"
+                f"in pyproject.toml, run `poetry lock` and `{self.sync_command()}`, then "
+                "`invoke build push` and relaunch"
             )
         else:
             lines.append(REBUILD_FIX + " so the cluster runs the local poetry.lock")
             if "lock" not in kinds and "package" in kinds:
                 lines.append(
                     "     (the image was built from the local poetry.lock, so the local "
-                    "environment may have drifted from it: then run `poetry sync` instead)"
+                    "environment may have drifted from it: then run "
+                    f"`{self.sync_command()}` instead)"
                 )
         if expected := self._expected():
             lines.append(f"expected: {expected}")

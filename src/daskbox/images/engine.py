@@ -54,6 +54,7 @@ class LocalImage:
     size: int
     platform: str = ""  # "linux/amd64": the image's os/architecture
     env: Mapping[str, str] = field(default_factory=dict)  # the image config's ENV
+    tags: tuple[str, ...] = ()  # repository:tag names of the image
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class DockerEngine:
                 for item in attributes.get("Config", {}).get("Env") or ()
                 if "=" in item
             ),
+            tags=tuple(attributes.get("RepoTags") or ()),
         )
 
     def build(

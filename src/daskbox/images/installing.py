@@ -8,6 +8,7 @@ into a tar without reading modes back from the host's file system.   [side effec
 from __future__ import annotations
 
 import posixpath
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
@@ -75,12 +76,19 @@ class ImageDestination(SchemeDictionaryDestination):
             self.write_to_fs(scheme, record_file_path, record_stream, is_executable=False)
 
 
+# installer skips a wheel's __pycache__ files (as pip does) and says so in a RuntimeWarning
+# per file: noise for the user, whose wheel (numpy 1.26's distutils) is not theirs to fix.
+_SKIPPED_PYCACHE = r"Skip installing \S+ from \S+\. Installing files in a __pycache__ directory"
+
+
 def install_wheels(wheels: Iterable[Artifact], stage: Path, minor: str) -> set[str]:
     """pypa installer: the same files pip would install, laid out for the image's venv
     under ``stage``. Returns the executable files, as tar names."""
     destination = ImageDestination(stage, minor)
-    for wheel in wheels:
-        destination.with_headers(str(parse_wheel_filename(wheel.filename)[0]), minor)
-        with WheelFile.open(wheel.path) as source:
-            install(source, destination, {"INSTALLER": b"daskbox\n"})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _SKIPPED_PYCACHE, RuntimeWarning)
+        for wheel in wheels:
+            destination.with_headers(str(parse_wheel_filename(wheel.filename)[0]), minor)
+            with WheelFile.open(wheel.path) as source:
+                install(source, destination, {"INSTALLER": b"daskbox\n"})
     return destination.executables

@@ -19,7 +19,7 @@ import sys
 import tarfile
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -28,7 +28,7 @@ from packaging.utils import parse_wheel_filename
 from daskbox import __version__, contract
 from daskbox._files import write_atomically
 from daskbox._tasks import Progress
-from daskbox.contract import STATE_DIR
+from daskbox.contract import DEFAULT_PLATFORM, STATE_DIR
 from daskbox.errors import (
     ConfigError,
     DaskboxError,
@@ -81,9 +81,9 @@ from daskbox.images.wheels import (
     pip_version,
     wheel_content_digest,
 )
-from daskbox.record import ImageRecord, read_record, write_record
+from daskbox.record import ImageRecord, platform_slug, read_record, write_record
 
-MOVING_TAG = "latest"
+MOVING_TAG = "latest"  # the default platform's; another platform's is latest-<os>-<arch>
 _ENTRYPOINT_SOURCE = Path(__file__).resolve().parent.parent / "entrypoint"
 _CONTRACT_SOURCE = Path(__file__).resolve().parent.parent / "contract.py"
 _ENTRYPOINT_INIT = (
@@ -134,8 +134,16 @@ class ImagePlan:
 
     @property
     def moving(self) -> ImageRef:
-        """The same repository tagged ``latest``, moved to each new build."""
-        return self.image.with_tag(MOVING_TAG)
+        """The same repository tagged ``latest`` (``latest-linux-arm64`` for arm64), moved to
+        each new build for this platform."""
+        return self.image.with_tag(moving_tag(self.platform))
+
+
+def moving_tag(platform: str) -> str:
+    """``latest`` for the default platform (what ``docker pull REPO`` gives an amd64 host),
+    ``latest-<os>-<arch>`` for another, so that building one platform never moves the tag
+    of the other."""
+    return MOVING_TAG if platform == DEFAULT_PLATFORM else f"{MOVING_TAG}-{platform_slug(platform)}"
 
 
 def plan_image(
@@ -435,8 +443,9 @@ def build_image(
     anything is built; a failed build leaves no image.
     """
     engine = engine or DockerEngine()
-    existing = None if force else engine.local_image(plan.reference)
-    if existing is not None:
+    existing = engine.local_image(plan.reference)
+    replaced = existing if force else None
+    if existing is not None and not force:
         engine.tag(existing.id, plan.moving)
         _record_build(plan, existing.id)
         progress(f"{plan.reference} is up to date")
@@ -492,6 +501,8 @@ def build_image(
     if plan.dockerfile_plan.sdists:
         _check_built_libraries(plan, engine, image_id, layers, debs)
     engine.tag(image_id, plan.moving)
+    if replaced is not None:
+        _remove_replaced(engine, replaced.id, image_id)
     _record_build(plan, image_id)
     prune(CacheLimits.resolve(plan.settings.cache))
     progress(f"built {plan.reference} ({image_id[:19]})")
@@ -524,8 +535,18 @@ def _keep_stages(plan: ImagePlan, engine: ContainerEngine, lines: list[str]) -> 
         )
         previous = engine.local_image(str(name))
         engine.tag(image, name)
-        if previous is not None and previous.id != engine.image_id(image):
-            engine.remove_image(previous.id)
+        if previous is not None:
+            _remove_replaced(engine, previous.id, engine.image_id(image))
+
+
+def _remove_replaced(engine: ContainerEngine, replaced: str, current: str) -> None:
+    """Remove the image whose tags a build moved to ``current``, unless it is ``current`` or
+    still has a tag of its own (a container using it makes the engine keep it too)."""
+    if replaced == current:
+        return
+    image = engine.local_image(replaced)
+    if image is not None and not image.tags:
+        engine.remove_image(replaced)
 
 
 def _image_files(
@@ -647,23 +668,45 @@ def _now() -> str:
 def push_image(
     plan: ImagePlan, engine: ContainerEngine | None = None, progress: Progress = print
 ) -> PushResult:
-    """Push the content tag and ``latest``; a no-op when the registry already has both."""
+    """Push the content tag and the platform's ``latest``; a no-op when the registry already
+    has both."""
     engine = engine or DockerEngine()
     local = engine.local_image(plan.reference)
     if local is None:
         raise PushError(f"{plan.reference} is not built: run `invoke build push`")
-    pushed = _already_pushed(engine, plan.image, local)
-    if pushed is not None and _already_pushed(engine, plan.moving, local) is not None:
-        _record_push(plan, local.id, pushed)
-        progress(f"{plan.reference} is already in the registry ({pushed.digest})")
+    return push_recorded(plan.project_root, image_record(plan, local.id), engine, progress)
+
+
+def push_recorded(
+    project_root: Path,
+    record: ImageRecord,
+    engine: ContainerEngine | None = None,
+    progress: Progress = print,
+) -> PushResult:
+    """Push the image ``record`` names (what ``invoke build`` built, with its groups and
+    extras), and add the pushed digest to the record."""
+    engine = engine or DockerEngine()
+    image = ImageRef.parse(record.reference)
+    moving = image.with_tag(moving_tag(record.platform))
+    local = engine.local_image(record.reference)
+    if local is None:
+        raise PushError(
+            f"{record.reference}, recorded by `invoke build`, is not a local image any more: "
+            f"run `{rebuild_command(record)}`"
+        )
+    record = replace(record, image_id=local.id)
+    pushed = _already_pushed(engine, image, local)
+    if pushed is not None and _already_pushed(engine, moving, local) is not None:
+        write_record(project_root, record.pushed(pushed.pinned, _now()))
+        progress(f"{record.reference} is already in the registry ({pushed.digest})")
         return PushResult(pushed, 0, len(local.layers), 0)
-    progress(f"pushing {plan.reference}")
-    result = engine.push(plan.image, progress)
-    engine.tag(local.id, plan.moving)
-    moving = engine.push(plan.moving, _quiet)
-    if moving.reference.digest != result.reference.digest:
-        raise PushError(f"registry stored {plan.moving} at a different digest than {plan.image}")
-    _record_push(plan, local.id, result.reference)
+    progress(f"pushing {record.reference}")
+    result = engine.push(image, progress)
+    engine.tag(local.id, moving)
+    moved = engine.push(moving, _quiet)
+    if moved.reference.digest != result.reference.digest:
+        raise PushError(f"registry stored {moving} at a different digest than {image}")
+    write_record(project_root, record.pushed(result.reference.pinned, _now()))
     progress(
         f"pushed {result.reference.pinned} ({result.layers_pushed} layer(s), "
         f"{result.bytes_uploaded} bytes uploaded, {result.layers_skipped} already there)"
@@ -671,9 +714,13 @@ def push_image(
     return result
 
 
-def _record_push(plan: ImagePlan, image_id: str, pushed: ImageRef) -> None:
-    """The build's record, now with the digest launch pins the VM to."""
-    write_record(plan.project_root, image_record(plan, image_id).pushed(pushed.pinned, _now()))
+def rebuild_command(record: ImageRecord) -> str:
+    """The ``invoke build ... push`` that builds the image of ``record`` again."""
+    flags = [f"--with {group}" for group in record.groups if group != "main"]
+    flags += [f"--extras {extra}" for extra in record.extras]
+    if record.platform != DEFAULT_PLATFORM:
+        flags.append(f"--platform {record.platform}")
+    return " ".join(["invoke build", *flags, "push"])
 
 
 def _already_pushed(

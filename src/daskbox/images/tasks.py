@@ -197,23 +197,38 @@ def push(
 ) -> None:
     """Push the built image (content tag and latest) with your Docker credentials.
 
-    Right after ``build`` in the same command it pushes what build built; flags that would
-    make push plan another image are refused with the spelling that gives them to both.
+    Without flags it pushes the image ``invoke build`` last built for the platform (its
+    record in .daskbox/images), whatever groups and extras it was built with. Right after
+    ``build`` in the same command it pushes what build built; flags that would make push
+    plan another image are refused with the spelling that gives them to both.
     """
     from daskbox.images.engine import DockerEngine
-    from daskbox.images.pipeline import find_pushed, push_image
+    from daskbox.images.pipeline import find_pushed, moving_tag, push_image, push_recorded
+    from daskbox.images.settings import load_settings
+    from daskbox.record import read_record
 
     with one_line_errors(INTERRUPTED_PUSH):
-        plan = _plan(c, with_, extras, base_image, repository, platform, reuse=True)
+        root = find_project_root()
+        record = None
+        if root in _LAST_PLANS or with_ or extras or base_image or repository:
+            plan = _plan(c, with_, extras, base_image, repository, platform, reuse=True)
+            reference, moving = plan.reference, str(plan.moving)
+        else:  # what build recorded, with whatever groups and extras it was given
+            overrides = _overrides(c, root, None, None, None, None, platform)
+            record = read_record(root, load_settings(root, overrides).platform)
+            reference = record.reference
+            moving = f"{record.repository}:{moving_tag(record.platform)}"
         if dry_run:
-            pinned = find_pushed(plan.reference, DockerEngine())
+            pinned = find_pushed(reference, DockerEngine())
             print_progress(
-                f"{plan.reference} is already pushed as {pinned}"
+                f"{reference} is already pushed as {pinned}"
                 if pinned
-                else f"would push {plan.reference} and {plan.moving}"
+                else f"would push {reference} and {moving}"
             )
-            return
-        push_image(plan, progress=print_progress)
+        elif record is None:
+            push_image(plan, progress=print_progress)
+        else:
+            push_recorded(root, record, progress=print_progress)
 
 
 @task(

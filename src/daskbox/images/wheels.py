@@ -11,6 +11,7 @@ then needs no network at all.   [side effects: pip, files]
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -22,9 +23,11 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from packaging.utils import parse_wheel_filename
 
+from daskbox._files import write_atomically
 from daskbox._pyproject import TOMLDecodeError, parse_toml
 from daskbox._tasks import Progress
 from daskbox.errors import DockerfileError
@@ -300,23 +303,42 @@ def build_local_wheels(
 ) -> tuple[Artifact, ...]:
     """The project (package mode) and its path/git/url dependencies as wheels, built on the host.
 
-    Each is kept in ``cache`` under a key of its source (a directory's file names, sizes and
-    modification times; a git URL with its locked commit; a URL with its locked hashes), so
-    a build with nothing changed builds nothing. These go into the image's last layer, after
-    every locked index distribution.
+    Each is kept in ``cache`` under a key of its source (a directory's file names and
+    contents, and its git version when the version is dynamic; a git URL with its locked
+    commit; a URL with its locked hashes), so a build with nothing changed builds nothing.
+    These go into the image's last layer, after every locked index distribution.
     """
-    sources: list[tuple[str, Requirement | Path]] = [
-        (_source_key(r), r) for r in environment.local_requirements
+    digests = _FileDigests(cache.parent / "local-sources.json")
+    sources: list[tuple[Requirement | Path, Path | None]] = [
+        (r, file_url_path(r.url) if r.source is Source.DIRECTORY and r.url else None)
+        for r in environment.local_requirements
     ]
     if environment.package_mode:
-        sources.append((_directory_key(project_root), project_root))
-    return tuple(_built(key, source, cache, progress) for key, source in sources)
+        sources.append((project_root, project_root))
+    wheels = tuple(_built(source, folder, digests, cache, progress) for source, folder in sources)
+    digests.save()
+    return wheels
 
 
-def _built(key: str, source: Requirement | Path, cache: Path, progress: Progress) -> Artifact:
-    """The wheel cached under ``key``, built into a private folder first when missing (so
-    concurrent builds of one project never see each other's half-made files)."""
-    folder = cache / key
+def _built(
+    source: Requirement | Path,
+    directory: Path | None,
+    digests: _FileDigests,
+    cache: Path,
+    progress: Progress,
+) -> Artifact:
+    """The wheel cached under its source's key, built into a private folder first when
+    missing (so concurrent builds of one project never see each other's half-made files).
+
+    A directory's wheel is kept under the key of the files as the build left them: a backend
+    may rewrite pyproject.toml while it builds (poetry-dynamic-versioning) and restore it
+    with its keys in another order, and the next build must find the wheel all the same.
+    """
+    if directory is not None:
+        folder = cache / _directory_key(directory, digests)
+    else:
+        assert isinstance(source, Requirement)  # the project is a directory
+        folder = cache / _source_key(source)
     found = sorted(folder.glob("*.whl")) if folder.is_dir() else []
     if len(found) == 1:
         os.utime(folder)  # recently used: kept by the pruning of old builds
@@ -329,6 +351,8 @@ def _built(key: str, source: Requirement | Path, cache: Path, progress: Progress
             _pip_wheel(str(source), scratch, "the project")
         else:
             _build_wheel(source, scratch, progress)
+        if directory is not None:
+            folder = cache / _directory_key(directory, digests)
         shutil.rmtree(folder, ignore_errors=True)
         scratch.replace(folder)  # same file system: atomic
     finally:
@@ -344,10 +368,40 @@ _NOT_SOURCES = frozenset(
 )  # fmt: skip
 
 
-def _directory_key(directory: Path) -> str:
-    """A key that changes whenever a file that could go into the directory's wheel changes:
-    names, sizes and modification times (stat only, so checking costs milliseconds)."""
+class _FileDigests:
+    """sha256 of source files, kept by path with the size and modification time they had:
+    a file is read again only when its stat changed, so checking costs milliseconds."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            known = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            known = None
+        self.known: dict[str, list[Any]] = known if isinstance(known, dict) else {}
+        self.seen: dict[str, list[Any]] = {}
+
+    def digest(self, path: Path) -> str:
+        stat = path.stat()
+        key = str(path)
+        entry = self.known.get(key)
+        if not isinstance(entry, list) or entry[:2] != [stat.st_size, stat.st_mtime_ns]:
+            entry = [stat.st_size, stat.st_mtime_ns, file_sha256(path)]
+        self.seen[key] = entry
+        return str(entry[2])
+
+    def save(self) -> None:
+        if self.seen != self.known:
+            write_atomically(self.path, json.dumps(self.seen, sort_keys=True))
+
+
+def _directory_key(directory: Path, digests: _FileDigests) -> str:
+    """A key that changes whenever a file that could go into the directory's wheel changes
+    (names and contents: a backend that rewrites pyproject.toml while it builds and restores
+    it, as poetry-dynamic-versioning does, changes only modification times), or the git
+    version a dynamic version is taken from."""
     digest = hashlib.sha256(f"{_BUILD_KEY_FORMAT}\0{sys.version}\0".encode())
+    digest.update(_vcs_version(directory).encode() + b"\0")
     for folder, subfolders, files in os.walk(directory):
         subfolders[:] = sorted(
             name for name in subfolders
@@ -355,20 +409,39 @@ def _directory_key(directory: Path) -> str:
         )  # fmt: skip
         for name in sorted(files):
             path = Path(folder, name)
-            stat = path.stat()
             relative = path.relative_to(directory).as_posix()
-            digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+            digest.update(f"{relative}\0{digests.digest(path)}\n".encode())
     return "dir-" + digest.hexdigest()[:32]
 
 
-_BUILD_KEY_FORMAT = 1
+_BUILD_KEY_FORMAT = 2
+
+
+def _vcs_version(directory: Path) -> str:
+    """``git describe`` of ``directory`` when its pyproject.toml declares a dynamic version
+    (poetry-dynamic-versioning, setuptools-scm, hatch-vcs read it from git tags), else ""."""
+    try:
+        pyproject = parse_toml((directory / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, TOMLDecodeError):
+        return ""
+    dynamic = "version" in pyproject.get("project", {}).get("dynamic", [])
+    if not dynamic and "poetry-dynamic-versioning" not in pyproject.get("tool", {}):
+        return ""
+    try:
+        described = subprocess.run(
+            ["git", "-C", str(directory), "describe", "--tags", "--long", "--always"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return ""
+    return described.stdout.strip()  # the latest tag, the distance to it and the commit
 
 
 def _source_key(requirement: Requirement) -> str:
-    """A directory by its files; a git URL (it names the locked commit) or a hash-checked URL
-    by itself: their content cannot change under the same key."""
-    if requirement.source is Source.DIRECTORY and requirement.url is not None:
-        return _directory_key(file_url_path(requirement.url))
+    """A git URL (it names the locked commit) or a hash-checked URL by itself: their content
+    cannot change under the same key."""
     identity = "\0".join([str(_BUILD_KEY_FORMAT), sys.version, str(requirement.url),
                           *requirement.hashes])  # fmt: skip
     return f"{requirement.source.value}-" + hashlib.sha256(identity.encode()).hexdigest()[:32]
