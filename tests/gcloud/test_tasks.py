@@ -109,3 +109,20 @@ def test_worker_flags_are_refused_for_the_local_target(tmp_path):
                              cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
     assert refused.returncode == 1
     assert "for Compute Engine: the local target runs one container" in refused.stderr
+
+
+PINNED = "us-central1-docker.pkg.dev/acme/daskbox/demo@sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize("target", [(), ("--local",)], ids=["vm", "local"])
+def test_a_long_project_name_gives_a_valid_default_instance(tmp_path, target):
+    """``daskbox-<project>`` for a 40-character project name is 48 characters: a valid
+    instance name, planned on both targets (it crashed in the certificate's common name)."""
+    (tmp_path / "pyproject.toml").write_text(f'[project]\nname = "{"p" * 40}"\n')
+    planned = subprocess.run(
+        [str(DASKBOX), "launch", "--dry-run", "--image", PINNED, "--project", "acme",
+         "--source-range", "203.0.113.7/32", *target],
+        cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert planned.returncode == 0, planned.stderr
+    assert f"daskbox-{'p' * 40}" in planned.stdout
