@@ -126,3 +126,22 @@ def test_a_long_project_name_gives_a_valid_default_instance(tmp_path, target):
     )  # fmt: skip
     assert planned.returncode == 0, planned.stderr
     assert f"daskbox-{'p' * 40}" in planned.stdout
+
+
+def test_launch_without_gcloud_leaves_no_record(tmp_path):
+    """Nothing was created, so nothing is recorded: the next launch is not refused."""
+    from daskbox.client.connection import connection_dir
+
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    for _ in range(2):
+        refused = subprocess.run(
+            [str(DASKBOX), "launch", "--image", PINNED, "--project", "acme",
+             "--source-range", "203.0.113.7/32"],
+            cwd=tmp_path, env={"PATH": str(tmp_path)}, capture_output=True, text=True,
+        )  # fmt: skip
+        assert refused.returncode == 1
+        assert refused.stderr.strip().splitlines() == [
+            "error: gcloud is not installed (not on PATH): install the Google Cloud CLI, "
+            "https://cloud.google.com/sdk/docs/install, or use `invoke launch --local`"
+        ]
+        assert not list(connection_dir(tmp_path).glob("*.json"))

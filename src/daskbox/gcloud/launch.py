@@ -35,11 +35,12 @@ from daskbox import contract
 from daskbox._files import write_atomically
 from daskbox._tasks import Progress
 from daskbox.client.connection import ClientTLS, ConnectionFile, LaunchState, connection_path
-from daskbox.errors import GcloudError, Interrupted
+from daskbox.errors import DaskboxError, GcloudError, Interrupted
 from daskbox.gcloud import commands
 from daskbox.gcloud._gcloud import (
     GcloudCommandError,
     parse_json,
+    require_gcloud,
     run_gcloud,
     run_gcloud_all,
     run_gcloud_json,
@@ -235,12 +236,12 @@ def _create(spec: LaunchSpec, record: LaunchRecord, echo: Progress) -> dict[str,
     other failed, so a failure leaves nothing."""
     resources = _resources(spec)
     record.step = "creating the firewall rules and the instance"
-    record.started = list(resources.values())
     with _user_data_file(spec) as user_data:
         argvs = [commands.firewall_create(spec, rule) for rule in spec.firewall_rules]
         if spec.workers is not None:
             argvs.append(commands.firewall_internal_create(spec))
         argvs.append(commands.instance_create(spec, user_data))
+        record.started = list(resources.values())
         results = run_gcloud_all(argvs, echo)
     failures = [result for result in results if isinstance(result, GcloudError)]
     if not failures:
@@ -382,6 +383,7 @@ def launch_gce(
             f"{spec.instance} is already launched, or was half-launched (recorded in {path}): "
             f"run `invoke teardown --instance {spec.instance}` first"
         )
+    require_gcloud()  # before the record: a launch that cannot start leaves nothing
     record = LaunchRecord(path, spec, tls.client)
     try:
         record.write()
@@ -425,6 +427,10 @@ def launch_gce(
         record.write(host=ip, state="ready")
     except KeyboardInterrupt:
         raise Interrupted(record.interrupted()) from None
+    except DaskboxError:
+        if not record.started:  # failed before asking for anything: no half-made record
+            record.remove()
+        raise
     echo(f"connection file: {path}")
     return connection
 
