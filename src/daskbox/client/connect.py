@@ -76,10 +76,10 @@ def security_for(connection: ConnectionFile, source: str | Path | None = None) -
     reported as such (``source`` names it) and not as a cluster that does not answer.
     """
     if connection.tls is not None:
-        security = connection.tls.security()
         try:
+            security = connection.tls.security()
             security.get_connection_args("client")  # type: ignore[no-untyped-call]
-        except (ssl.SSLError, ValueError):
+        except (ssl.SSLError, ValueError, TypeError):
             where = source or f"the connection file for {connection.instance}"
             raise ConnectionFileError(
                 f"{where} is damaged: {connection.tls.damage()}: relaunch "
