@@ -4,16 +4,31 @@ whether the VM can reach and pull from the image's registry."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import urllib.parse
+import urllib.request
+
 import pytest
 from specs import IMAGE
 
 from daskbox.entrypoint.settings import SettingsError, read_settings
 from daskbox.errors import LaunchSpecError
-from daskbox.gcloud.checks import check_entrypoint_settings, check_launch
+from daskbox.gcloud.checks import (
+    check_entrypoint_settings,
+    check_launch,
+    check_registry_serves_vm,
+)
 from daskbox.gcloud.machines import check_architecture, cos_image_family, machine_platform
-from daskbox.gcloud.registry import check_vm_can_pull, is_google_registry, private_reason
+from daskbox.gcloud.registry import (
+    anonymous_pull,
+    check_vm_can_pull,
+    is_google_registry,
+    private_reason,
+)
 from daskbox.gcloud.settings import LaunchSettings, parse_duration, validate_settings
 from daskbox.gcloud.spec import LaunchImage, entrypoint_env, source_ranges
+from daskbox_services import Registry
 
 
 @pytest.mark.parametrize(
@@ -179,3 +194,53 @@ def test_more_than_256_addresses_need_allow_any_source(ranges, allowed):
         with pytest.raises(LaunchSpecError, match="--allow-any-source"):
             source_ranges(ranges, None, allow_any=False)
     assert source_ranges(ranges, None, allow_any=True)
+
+
+def _push_manifest(registry: Registry, repository: str, tag: str) -> str:
+    """A minimal image (an empty config blob, no layers) pushed over the registry API, as
+    `docker push` would; returns its digest."""
+    config = b"{}"
+    config_digest = f"sha256:{hashlib.sha256(config).hexdigest()}"
+    base = f"{registry.url}/v2/{repository}"
+    start = urllib.request.Request(f"{base}/blobs/uploads/", method="POST")
+    with urllib.request.urlopen(start) as started:
+        upload = urllib.parse.urljoin(base, started.headers["Location"])
+    separator = "&" if "?" in upload else "?"
+    blob = f"{upload}{separator}digest={config_digest}"
+    octets = {"Content-Type": "application/octet-stream"}  # urllib's default is a form
+    urllib.request.urlopen(urllib.request.Request(blob, config, octets, method="PUT")).close()
+    media_type = "application/vnd.docker.distribution.manifest.v2+json"
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": media_type,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "digest": config_digest, "size": len(config)},
+        "layers": [],
+    }).encode()  # fmt: skip
+    request = urllib.request.Request(
+        f"{base}/manifests/{tag}", data=manifest, method="PUT",
+        headers={"Content-Type": media_type},
+    )  # fmt: skip
+    with urllib.request.urlopen(request) as pushed:
+        return str(pushed.headers["Docker-Content-Digest"])
+
+
+@pytest.mark.cli
+def test_a_deleted_image_is_missing_not_a_credentials_problem(open_registry, registry):
+    """404 MANIFEST_UNKNOWN: the image is not there (push it); 401 stays credentials."""
+    digest = _push_manifest(open_registry, "deleted", "v1")
+    reference = f"{open_registry.host}/deleted@{digest}"
+    assert anonymous_pull(reference) == "anonymous"
+    assert check_registry_serves_vm(LaunchImage(reference, "", ())) is None
+    gone = urllib.request.Request(
+        f"{open_registry.url}/v2/deleted/manifests/{digest}", method="DELETE"
+    )
+    urllib.request.urlopen(gone).close()
+    assert anonymous_pull(reference) == "missing"
+    with pytest.raises(LaunchSpecError) as refused:
+        check_registry_serves_vm(LaunchImage(reference, "", ()))
+    assert str(refused.value) == (
+        f"image {reference} is not in the registry ({open_registry.host} answered 404, "
+        "manifest unknown): push it, `invoke build push`, or pass an --image that is there"
+    )
+    assert anonymous_pull(f"{open_registry.host}/never-pushed:v1") == "missing"
+    assert anonymous_pull(f"{registry.host}/never-pushed:v1") == "needs-credentials"

@@ -73,6 +73,11 @@ def check_registry_serves_vm(image: LaunchImage) -> str | None:
     if is_google_registry(host):
         return None
     answer = anonymous_pull(image.reference)
+    if answer == "missing":
+        raise LaunchSpecError(
+            f"image {image.reference} is not in the registry ({host} answered 404, manifest "
+            "unknown): push it, `invoke build push`, or pass an --image that is there"
+        )
     if answer == "needs-credentials":
         raise LaunchSpecError(
             f"the VM cannot pull {image.reference}: {host} does not serve it without "
