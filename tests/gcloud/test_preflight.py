@@ -244,3 +244,38 @@ def test_a_deleted_image_is_missing_not_a_credentials_problem(open_registry, reg
     )
     assert anonymous_pull(f"{open_registry.host}/never-pushed:v1") == "missing"
     assert anonymous_pull(f"{registry.host}/never-pushed:v1") == "needs-credentials"
+
+
+@pytest.mark.parametrize(
+    ("project", "valid"),
+    [("my-project", True), ("acme-123456", True), ("example.com:my-project", True),
+     ("Test-Project", False), ("my_project", False), ("1project", False), ("abc", False),
+     ("project-", False), ("a" * 31, False), ("my project", False)],
+)  # fmt: skip
+def test_project_ids_are_checked_for_their_syntax(project, valid):
+    """``Test-Project`` was reported as a missing compute.firewalls.create permission."""
+    settings = LaunchSettings(instance="x", project=project)
+    if valid:
+        validate_settings(settings)
+        return
+    with pytest.raises(LaunchSpecError) as refused:
+        validate_settings(settings)
+    assert str(refused.value) == (
+        f"project {project!r} is not a project id: 6 to 30 lowercase letters, digits and "
+        "hyphens, starting with a letter (`gcloud projects list` shows the ids)"
+    )
+
+
+@pytest.mark.parametrize("size", [0, -5, 9, 65537])
+def test_boot_disk_sizes_outside_what_compute_engine_takes_are_refused(size):
+    with pytest.raises(LaunchSpecError) as refused:
+        validate_settings(LaunchSettings(instance="x", boot_disk_size_gb=size))
+    assert str(refused.value) == (
+        f"boot-disk-size {size} is invalid: expected 10 to 65536 (GB; the Container-Optimized "
+        "OS image needs 10)"
+    )
+
+
+@pytest.mark.parametrize("size", [10, 20, 65536])
+def test_boot_disk_sizes_compute_engine_takes_pass(size):
+    validate_settings(LaunchSettings(instance="x", boot_disk_size_gb=size))

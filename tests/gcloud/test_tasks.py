@@ -120,7 +120,7 @@ def test_a_long_project_name_gives_a_valid_default_instance(tmp_path, target):
     instance name, planned on both targets (it crashed in the certificate's common name)."""
     (tmp_path / "pyproject.toml").write_text(f'[project]\nname = "{"p" * 40}"\n')
     planned = subprocess.run(
-        [str(DASKBOX), "launch", "--dry-run", "--image", PINNED, "--project", "acme",
+        [str(DASKBOX), "launch", "--dry-run", "--image", PINNED, "--project", "acme-prod",
          "--source-range", "203.0.113.7/32", *target],
         cwd=tmp_path, capture_output=True, text=True,
     )  # fmt: skip
@@ -135,7 +135,7 @@ def test_launch_without_gcloud_leaves_no_record(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
     for _ in range(2):
         refused = subprocess.run(
-            [str(DASKBOX), "launch", "--image", PINNED, "--project", "acme",
+            [str(DASKBOX), "launch", "--image", PINNED, "--project", "acme-prod",
              "--source-range", "203.0.113.7/32"],
             cwd=tmp_path, env={"PATH": str(tmp_path)}, capture_output=True, text=True,
         )  # fmt: skip
@@ -145,3 +145,22 @@ def test_launch_without_gcloud_leaves_no_record(tmp_path):
             "https://cloud.google.com/sdk/docs/install, or use `invoke launch --local`"
         ]
         assert not list(connection_dir(tmp_path).glob("*.json"))
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(("--project", "Test-Project"), "error: project 'Test-Project' is not a project id: "),
+     (("--project", "acme-prod", "--boot-disk-size", "0"),
+      "error: boot-disk-size 0 is invalid: expected 10 to 65536")],
+)  # fmt: skip
+def test_project_id_and_disk_size_are_refused_before_gcloud(tmp_path, flags, message):
+    """Refused in one line before any gcloud command (a PATH without gcloud would say so)."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    refused = subprocess.run(
+        [str(DASKBOX), "launch", "--image", PINNED, "--source-range", "203.0.113.7/32",
+         *flags],
+        cwd=tmp_path, env={"PATH": str(tmp_path)}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith(message)

@@ -47,7 +47,7 @@ from daskbox.gcloud._gcloud import (
 )
 from daskbox.gcloud.cloud_init import render_user_data, render_worker_user_data
 from daskbox.gcloud.ready import poll, wait_for_scheduler
-from daskbox.gcloud.settings import LaunchSettings
+from daskbox.gcloud.settings import LaunchSettings, check_project_id
 from daskbox.gcloud.spec import (
     LaunchImage,
     LaunchSpec,
@@ -82,6 +82,7 @@ def gcloud_project(project: str | None, echo: Progress | None = print) -> str:
     if project:
         return project
     if os.environ.get("CLOUDSDK_CORE_PROJECT"):
+        check_project_id(os.environ["CLOUDSDK_CORE_PROJECT"])
         return os.environ["CLOUDSDK_CORE_PROJECT"]
     config: dict[str, Any] = run_gcloud_json(commands.config_list(), echo) or {}
     core, auth = config.get("core", {}), config.get("auth", {})
@@ -94,6 +95,7 @@ def gcloud_project(project: str | None, echo: Progress | None = print) -> str:
             "no Google Cloud project set: pass --project, set project in [tool.daskbox.gcloud], "
             "or run `gcloud config set project PROJECT`"
         )
+    check_project_id(str(chosen))
     return str(chosen)
 
 
