@@ -208,6 +208,30 @@ class TestCheckResult:
         assert "invoke build push" in message
         assert "poetry sync" in message  # same lock hash: the local side drifted
 
+    def test_a_local_drift_names_the_local_fix_first(self):
+        """Same lock, the cluster at the lock's versions: only the local side drifted, so
+        `poetry sync` is the fix, and the rebuild only the alternative."""
+        sides = LockedSides({"dask": "2026.8.0", "toolz": "1.1.0"},
+                            {"dask": "2026.8.0", "toolz": "1.1.0"})  # fmt: skip
+        here = local(sides=sides, dask="2026.8.0", toolz="1.2.0")
+        result = check_reports(here, {"scheduler": report(dask="2026.8.0", toolz="1.1.0")})
+        fixes = [line for line in result.mismatch_message().splitlines()
+                 if line.startswith(("fix:", "     "))]  # fmt: skip
+        assert fixes == [
+            "fix: run `poetry sync`: the cluster runs the local poetry.lock, the local "
+            "environment has drifted from it",
+            "     (to run the local versions on the cluster instead, lock them (`poetry add`, "
+            "`poetry lock`), then `invoke build push` and relaunch)",
+        ]
+
+    def test_a_cluster_off_its_own_lock_is_rebuilt_first(self):
+        """Same lock hash, but the cluster is not at the lock's version: not a local drift."""
+        sides = LockedSides({"toolz": "1.2.0"}, {"toolz": "1.2.0"})
+        here = local(sides=sides, toolz="1.2.0")
+        result = check_reports(here, {"scheduler": report(toolz="1.1.0")})
+        fix = next(line for line in result.mismatch_message().splitlines() if "fix:" in line)
+        assert fix.startswith("fix: run `invoke build push`, then relaunch")
+
     def test_lock_difference_comes_before_packages_and_drops_the_sync_hint(self):
         here = local(lock_hash="b" * 64, dask="2026.8.0", toolz="1.2.0")
         result = check_reports(here, {"scheduler": report(dask="2026.8.0", toolz="1.1.0")})
