@@ -164,3 +164,30 @@ def test_project_id_and_disk_size_are_refused_before_gcloud(tmp_path, flags, mes
     assert refused.returncode == 1
     [line] = refused.stderr.strip().splitlines()
     assert line.startswith(message)
+
+
+def test_a_bug_before_anything_was_created_leaves_no_record(tmp_path, monkeypatch):
+    """The same cleanup for a bug as for a known failure: a launch that asked gcloud for
+    nothing yet removes its record (here the user-data rendering fails)."""
+    from specs import fixed_spec
+
+    from daskbox.client.connection import connection_path
+    from daskbox.gcloud import launch as gce
+    from daskbox.gcloud.settings import LaunchSettings
+    from daskbox.gcloud.tls import make_launch_tls
+
+    fake = tmp_path / "bin" / "gcloud"  # found on PATH, never run
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexit 99\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake.parent))
+
+    def broken(spec: object) -> str:
+        raise ZeroDivisionError("a bug in the user-data")
+
+    monkeypatch.setattr(gce, "render_user_data", broken)
+    spec = fixed_spec()
+    with pytest.raises(ZeroDivisionError):
+        gce.launch_gce(tmp_path, LaunchSettings(instance=spec.instance), spec,
+                       make_launch_tls(spec.instance), echo=lambda line: None)  # fmt: skip
+    assert not connection_path(tmp_path, spec.instance).exists()

@@ -35,7 +35,7 @@ from daskbox import contract
 from daskbox._files import write_atomically
 from daskbox._tasks import Progress
 from daskbox.client.connection import ClientTLS, ConnectionFile, LaunchState, connection_path
-from daskbox.errors import DaskboxError, GcloudError, Interrupted
+from daskbox.errors import GcloudError, Interrupted
 from daskbox.gcloud import commands
 from daskbox.gcloud._gcloud import (
     GcloudCommandError,
@@ -429,7 +429,7 @@ def launch_gce(
         record.write(host=ip, state="ready")
     except KeyboardInterrupt:
         raise Interrupted(record.interrupted()) from None
-    except DaskboxError:
+    except Exception:  # daskbox's own errors and bugs alike
         if not record.started:  # failed before asking for anything: no half-made record
             record.remove()
         raise

@@ -155,9 +155,9 @@ def build(
     an arm64 image builds here at native speed; locked sdists build in a stage of the target
     platform (emulated when it is not this machine's: QEMU binfmt, or Docker Desktop's).
     """
-    from daskbox.images.pipeline import build_image
-
     with one_line_errors(INTERRUPTED_BUILD):
+        from daskbox.images.pipeline import build_image
+
         plan = _plan(c, with_, extras, base_image, repository, platform)
         if warning := dashboard_warning(plan.environment.names()):
             print(warning, file=sys.stderr, flush=True)
@@ -193,10 +193,10 @@ def push(
     Right after ``build`` in the same command it pushes what build built; flags that would
     make push plan another image are refused with the spelling that gives them to both.
     """
-    from daskbox.images.engine import DockerEngine
-    from daskbox.images.pipeline import find_pushed, push_image
-
     with one_line_errors(INTERRUPTED_PUSH):
+        from daskbox.images.engine import DockerEngine
+        from daskbox.images.pipeline import find_pushed, push_image
+
         plan = _plan(c, with_, extras, base_image, repository, platform, reuse=True)
         if dry_run:
             pinned = find_pushed(plan.reference, DockerEngine())
@@ -250,9 +250,9 @@ def cache(
 
     Builds prune it after they finish, so it stays within its limits on its own.
     """
-    from daskbox.images import cache as store
-
     with one_line_errors():
+        from daskbox.images import cache as store
+
         config: Any = c.config.get("daskbox", {}) or {}
         limits = store.CacheLimits.resolve(
             {**dict(config), "cache-max-size": max_size, "cache-max-age": max_age}

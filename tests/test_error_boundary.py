@@ -1,0 +1,67 @@
+"""One error boundary: a bug in a task, or inside ``connect()``, is one line naming its type,
+its message and the file holding its traceback, never a bare traceback."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from daskbox import connect
+from daskbox.client.connection import ConnectionFile, write_connection_file
+from daskbox.errors import DaskboxError, InternalError
+from daskbox.gcloud.tls import make_tls_material
+
+DASKBOX_CLI = Path(sys.executable).parent / "daskbox"
+INTERNAL = re.compile(r"internal error: (\w+): (.*) \(traceback in (\S+)\)")
+
+
+def _connection_file(folder: Path, address: str) -> Path:
+    connection = ConnectionFile(
+        instance="boundary", target="local", scheduler_address=address, dashboard_url="",
+        image="x", lock_hash="0" * 64, groups=("main",),
+        tls=make_tls_material("boundary").client,
+    )  # fmt: skip
+    return write_connection_file(folder / ".daskbox" / "boundary.json", connection)
+
+
+def _traceback(path: str) -> str:
+    text = Path(path).read_text(encoding="utf-8")
+    Path(path).unlink()
+    return text
+
+
+@pytest.mark.cli
+def test_a_failing_import_in_a_task_is_one_line_with_its_traceback_in_a_file(tmp_path):
+    """The fresh-machine case: an import that fails (here a broken distributed) in a task."""
+    shadow = tmp_path / "shadow" / "distributed"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ImportError("a broken install of distributed")\n')
+    path = _connection_file(tmp_path, "tls://127.0.0.1:8786")
+    checked = subprocess.run(
+        [DASKBOX_CLI, "check", "--path", str(path)], capture_output=True, text=True,
+        env={"PATH": str(tmp_path), "PYTHONPATH": str(shadow.parent)},
+    )  # fmt: skip
+    assert checked.returncode == 1
+    [line] = checked.stderr.splitlines()
+    match = INTERNAL.fullmatch(line.removeprefix("error: "))
+    assert line.startswith("error: ") and match, line
+    assert match.groups()[:2] == ("ImportError", "a broken install of distributed")
+    written = _traceback(match[3])
+    assert written.startswith("Traceback (most recent call last):")
+    assert written.rstrip().endswith("ImportError: a broken install of distributed")
+
+
+def test_a_bug_inside_connect_is_an_internal_error_chained_to_it(tmp_path):
+    """distributed's ValueError for an address it cannot parse, from inside connect()."""
+    path = _connection_file(tmp_path, "tls://127.0.0.1:notaport")
+    with pytest.raises(InternalError) as raised:
+        connect(path=path, timeout=2)
+    assert isinstance(raised.value, DaskboxError)
+    match = INTERNAL.fullmatch(str(raised.value))
+    assert match and match[1] == "ValueError", raised.value
+    assert isinstance(raised.value.__cause__, ValueError)
+    assert "ValueError" in _traceback(match[3])
