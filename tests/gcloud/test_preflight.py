@@ -17,6 +17,7 @@ from daskbox.errors import LaunchSpecError
 from daskbox.gcloud.checks import (
     check_entrypoint_settings,
     check_launch,
+    check_machine_fits,
     check_registry_serves_vm,
 )
 from daskbox.gcloud.machines import check_architecture, cos_image_family, machine_platform
@@ -279,3 +280,28 @@ def test_boot_disk_sizes_outside_what_compute_engine_takes_are_refused(size):
 @pytest.mark.parametrize("size", [10, 20, 65536])
 def test_boot_disk_sizes_compute_engine_takes_pass(size):
     validate_settings(LaunchSettings(instance="x", boot_disk_size_gb=size))
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"workers": "1000000000"}, "--workers=1000000000: 14.40 GiB available (16.00 GiB "
+         "from machine type e2-highcpu-16 less 1.60 GiB reserve) leaves 15 B per worker: "
+         "expected at most 57 workers (256.00 MiB each)"),
+        ({"workers": "4", "memory_per_worker": "8GiB"}, "--memory-per-worker: 8.00 GiB x 4 "
+         "worker(s) is more than the 14.40 GiB available"),
+    ],
+)  # fmt: skip
+def test_the_sizing_plan_is_made_for_the_machine_type_up_front(flags, message):
+    """The plan the entrypoint would make on the VM, from the catalogue's CPUs and memory:
+    what it would refuse at boot (exit 2, the VM billing until the timeout) is refused."""
+    env = dict(entrypoint_env(LaunchSettings(instance="x", **flags)))
+    with pytest.raises(LaunchSpecError) as refused:
+        check_machine_fits(env, "e2-highcpu-16", 16, 16384)
+    assert str(refused.value).startswith(f"e2-highcpu-16 cannot hold these settings: {message}")
+
+
+def test_settings_the_machine_type_holds_pass():
+    for flags in ({}, {"workers": "16"}, {"workers": "4", "memory_per_worker": "3GiB"}):
+        env = dict(entrypoint_env(LaunchSettings(instance="x", **flags)))
+        check_machine_fits(env, "e2-highcpu-16", 16, 16384)

@@ -45,6 +45,7 @@ from daskbox.gcloud._gcloud import (
     run_gcloud_all,
     run_gcloud_json,
 )
+from daskbox.gcloud.checks import check_machine_fits
 from daskbox.gcloud.cloud_init import render_user_data, render_worker_user_data
 from daskbox.gcloud.ready import poll, wait_for_scheduler
 from daskbox.gcloud.settings import LaunchSettings, check_project_id
@@ -53,6 +54,7 @@ from daskbox.gcloud.spec import (
     LaunchSpec,
     build_spec,
     connection_for,
+    entrypoint_env,
     source_ranges,
 )
 from daskbox.gcloud.teardown import target_for, teardown_gce
@@ -207,21 +209,50 @@ def _explain_create_failure(spec: LaunchSpec, error: GcloudError) -> GcloudError
                 "under way or left it behind (a race between two launches, not a missing "
                 f"permission); `invoke teardown --instance {spec.instance}` deletes it"
             )
-    if f"zones/{spec.zone}'" in detail and "not found" in detail:
-        return GcloudError(
-            f"zone {spec.zone} does not exist: pick one from `gcloud compute zones list`"
-        )
-    if "machineType" in detail or "machine type" in detail.lower():
-        return GcloudError(
-            f"machine type {spec.machine_type} is not available in {spec.zone}: pick one from "
-            f"`gcloud compute machine-types list --zones {spec.zone}` ({detail})"
-        )
+    placement = _explain_placement(spec, error, spec.machine_type)
+    if placement is not None:
+        return placement
     if "firewall" in " ".join(error.argv[:3]):
         return GcloudError(
             f"firewall rule could not be created ({detail}): you need "
             f"compute.firewalls.create in {spec.project}, or ask an owner to allow the ports"
         )
     return GcloudError(f"creating instance {spec.instance} failed: {detail}")
+
+
+def _explain_placement(
+    spec: LaunchSpec, error: GcloudCommandError, machine_type: str
+) -> GcloudError | None:
+    """A zone that does not exist, or a machine type it does not offer; else None."""
+    detail = error.detail
+    if f"zones/{spec.zone}'" in detail and "not found" in detail:
+        return GcloudError(
+            f"zone {spec.zone} does not exist: pick one from `gcloud compute zones list`"
+        )
+    if "machineType" in detail or "machine type" in detail.lower():
+        return GcloudError(
+            f"machine type {machine_type} is not available in {spec.zone}: pick one from "
+            f"`gcloud compute machine-types list --zones {spec.zone}` ({detail})"
+        )
+    return None
+
+
+def check_machines(spec: LaunchSpec, settings: LaunchSettings, echo: Progress) -> None:
+    """The entrypoint's sizing plan on each machine type the launch starts, from the CPUs
+    and memory in the catalogue gcloud reads, before anything is created: a VM that
+    refuses its settings at boot would otherwise bill until the timeout."""
+    types = [spec.machine_type]
+    if spec.workers is not None and spec.workers.machine_type not in types:
+        types.append(spec.workers.machine_type)
+    argvs = [commands.machine_type_describe(spec.project, spec.zone, name) for name in types]
+    env = dict(entrypoint_env(settings))
+    for name, argv, result in zip(types, argvs, run_gcloud_all(argvs, echo), strict=True):
+        if isinstance(result, GcloudCommandError):
+            raise _explain_placement(spec, result, name) or result
+        if isinstance(result, GcloudError):
+            raise result
+        found = parse_json(argv, result) or {}
+        check_machine_fits(env, name, float(found["guestCpus"]), int(found["memoryMb"]))
 
 
 @contextmanager
@@ -386,6 +417,7 @@ def launch_gce(
             f"run `invoke teardown --instance {spec.instance}` first"
         )
     require_gcloud()  # before the record: a launch that cannot start leaves nothing
+    check_machines(spec, settings, echo)
     record = LaunchRecord(path, spec, tls.client)
     try:
         record.write()
