@@ -176,9 +176,10 @@ def test_a_bug_before_anything_was_created_leaves_no_record(tmp_path, monkeypatc
     from daskbox.gcloud.settings import LaunchSettings
     from daskbox.gcloud.tls import make_launch_tls
 
-    fake = tmp_path / "bin" / "gcloud"  # found on PATH, never run
+    fake = tmp_path / "bin" / "gcloud"  # answers the machine type's catalogue entry only
     fake.parent.mkdir()
-    fake.write_text("#!/bin/sh\nexit 99\n")
+    catalogue = '{"guestCpus": 16, "memoryMb": 16384}'
+    fake.write_text(f"#!/bin/sh\n[ \"$3\" = describe ] && echo '{catalogue}'\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(fake.parent))
 
