@@ -237,13 +237,19 @@ def _explain_placement(
     return None
 
 
+def _machine_types(spec: LaunchSpec) -> list[str]:
+    """The machine types the launch starts: the scheduler VM's, then the worker VMs'."""
+    types = [spec.machine_type]
+    if spec.workers is not None and spec.workers.machine_type not in types:
+        types.append(spec.workers.machine_type)
+    return types
+
+
 def check_machines(spec: LaunchSpec, settings: LaunchSettings, echo: Progress) -> None:
     """The entrypoint's sizing plan on each machine type the launch starts, from the CPUs
     and memory in the catalogue gcloud reads, before anything is created: a VM that
     refuses its settings at boot would otherwise bill until the timeout."""
-    types = [spec.machine_type]
-    if spec.workers is not None and spec.workers.machine_type not in types:
-        types.append(spec.workers.machine_type)
+    types = _machine_types(spec)
     argvs = [commands.machine_type_describe(spec.project, spec.zone, name) for name in types]
     env = dict(entrypoint_env(settings))
     for name, argv, result in zip(types, argvs, run_gcloud_all(argvs, echo), strict=True):
@@ -486,6 +492,9 @@ _SCHEDULER_IP = "SCHEDULER_INTERNAL_IP"
 
 def print_plan(spec: LaunchSpec, echo: Progress = print) -> None:
     """What ``--dry-run`` shows: every command in order and the user-data."""
+    for name in _machine_types(spec):
+        echo(f"$ {shlex.join(commands.machine_type_describe(spec.project, spec.zone, name))}"
+             "  # the sizing plan is checked against its CPUs and memory")  # fmt: skip
     for rule in spec.firewall_rules:
         echo(f"$ {shlex.join(commands.firewall_create(spec, rule))}")
     if spec.workers is not None:
