@@ -65,3 +65,20 @@ def test_a_bug_inside_connect_is_an_internal_error_chained_to_it(tmp_path):
     assert match and match[1] == "ValueError", raised.value
     assert isinstance(raised.value.__cause__, ValueError)
     assert "ValueError" in _traceback(match[3])
+
+
+@pytest.mark.cli
+def test_a_reader_that_goes_away_is_no_internal_error(tmp_path):
+    """`daskbox launch --dry-run | head -3`: the closed pipe stops the task quietly."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    image = "us-central1-docker.pkg.dev/acme/daskbox/demo@sha256:" + "ab" * 32
+    process = subprocess.Popen(
+        [DASKBOX_CLI, "launch", "--dry-run", "--image", image, "--project", "acme-prod",
+         "--source-range", "203.0.113.7/32"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # before the task prints its first line
+    stderr = process.stderr.read()
+    assert process.wait(timeout=60) == 1
+    assert stderr == ""

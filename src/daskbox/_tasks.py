@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import traceback
 from collections.abc import Callable, Iterator
@@ -67,5 +68,10 @@ def one_line_errors(
         raise Exit(line, code=Interrupted.exit_code) from None
     except Exit:
         raise  # a task's own exit code (e.g. a failed build's), already said
+    except BrokenPipeError:
+        # Whoever read stdout went away (`| head`): stop quietly, as the shell's tools do,
+        # with stdout on /dev/null so the interpreter's last flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise Exit(code=1) from None
     except Exception as error:
         raise Exit(f"error: {internal_error(error)}", code=InternalError.exit_code) from None
