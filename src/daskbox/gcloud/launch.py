@@ -258,7 +258,8 @@ def check_machines(spec: LaunchSpec, settings: LaunchSettings, echo: Progress) -
         if isinstance(result, GcloudError):
             raise result
         found = parse_json(argv, result) or {}
-        check_machine_fits(env, name, float(found["guestCpus"]), int(found["memoryMb"]))
+        if "guestCpus" in found and "memoryMb" in found:  # else the VM's entrypoint decides
+            check_machine_fits(env, name, float(found["guestCpus"]), int(found["memoryMb"]))
 
 
 @contextmanager
