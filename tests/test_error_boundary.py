@@ -55,16 +55,16 @@ def test_a_failing_import_in_a_task_is_one_line_with_its_traceback_in_a_file(tmp
     assert written.rstrip().endswith("ImportError: a broken install of distributed")
 
 
-def test_a_bug_inside_connect_is_an_internal_error_chained_to_it(tmp_path):
-    """distributed's ValueError for an address it cannot parse, from inside connect()."""
-    path = _connection_file(tmp_path, "tls://127.0.0.1:notaport")
+def test_an_exception_inside_connect_is_an_internal_error_chained_to_it(tmp_path):
+    """distributed's own KeyError for a client option daskbox passes on unread."""
+    path = _connection_file(tmp_path, "tls://127.0.0.1:8786")
     with pytest.raises(InternalError) as raised:
-        connect(path=path, timeout=2)
+        connect(path=path, timeout=2, heartbeat_interval="abc")
     assert isinstance(raised.value, DaskboxError)
     match = INTERNAL.fullmatch(str(raised.value))
-    assert match and match[1] == "ValueError", raised.value
-    assert isinstance(raised.value.__cause__, ValueError)
-    assert "ValueError" in _traceback(match[3])
+    assert match and match[1] == "KeyError", raised.value
+    assert isinstance(raised.value.__cause__, KeyError)
+    assert "KeyError" in _traceback(match[3])
 
 
 @pytest.mark.cli

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import stat
 import subprocess
 import sys
@@ -133,3 +134,21 @@ def test_a_file_that_is_not_utf8_is_damage(tmp_path, text):
         "`invoke launch`)"
     )
     assert _check_says(path) == f"error: {raised.value}"
+
+
+@pytest.mark.parametrize(
+    "address", ["tls://127.0.0.1:notaport", "tls://[::1", "nonsense", "tls://", 8786]
+)
+def test_a_scheduler_address_that_is_no_address_is_damage(tmp_path, address):
+    """distributed's ValueError (or TypeError) for an address it cannot parse escaped."""
+    path = connection_file(tmp_path)
+    path.write_text(path.read_text().replace(
+        f'"scheduler_address": "{read_connection_file(path).scheduler_address}"',
+        f'"scheduler_address": {json.dumps(address)}',
+    ))  # fmt: skip
+    with pytest.raises(ConnectionFileError) as raised:
+        connect(path=path, timeout=2)
+    assert str(raised.value).startswith(
+        f"{path} is damaged: its scheduler address {address!r} is not an address ("
+    )
+    assert str(raised.value).endswith("): relaunch (`invoke teardown`, then `invoke launch`)")

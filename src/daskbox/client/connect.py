@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from distributed import Client
-from distributed.comm.addressing import get_address_host
+from distributed.comm.addressing import get_address_host, parse_address, parse_host_port
 from distributed.security import Security
 from distributed.versions import VersionMismatchWarning
 
@@ -109,6 +109,14 @@ def open_connection_file(
             f"the launch of {connection.instance} did not finish ({connection_path} says "
             f"{connection.state!r}): wait for `invoke launch`, or run `invoke teardown`"
         )
+    try:
+        parse_host_port(parse_address(connection.scheduler_address)[1])
+    except (ValueError, TypeError, AttributeError) as error:
+        raise ConnectionFileError(
+            f"{connection_path} is damaged: its scheduler address "
+            f"{connection.scheduler_address!r} is not an address ({error}): relaunch "
+            "(`invoke teardown`, then `invoke launch`)"
+        ) from None
     return connection_path, connection
 
 
