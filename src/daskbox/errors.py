@@ -70,6 +70,11 @@ class ClusterUnreachable(DaskboxError):
     """The scheduler named in the connection file did not answer."""
 
 
+class InternalError(DaskboxError):
+    """A bug (an exception daskbox did not expect): its type and message, and the file
+    holding its traceback, for a bug report."""
+
+
 class Interrupted(DaskboxError):
     """Ctrl-C: the message says what happened, what is left and the command that deletes it."""
 

@@ -213,13 +213,11 @@ class TestCheckResult:
         drifted = local(dask="2026.8.0", toolz="1.2.0")
         older = report(dask="2026.8.0", toolz="1.1.0")
         plain = check_reports(drifted, {"scheduler": older}).mismatch_message()
-        assert "then run `poetry sync` instead)" in plain
+        assert "fix: run `poetry sync`: the cluster runs" in plain
         groups, extras = ("main", "ml", "reports"), ("plots", "tables")
         here = LocalEnvironment(drifted.report, groups, extras, drifted.lock_hash, drifted.locked)
         message = check_reports(here, {"scheduler": older}).mismatch_message()
-        assert 'then run `poetry sync --with ml,reports --extras "plots tables"` instead)' in (
-            message
-        )
+        assert 'fix: run `poetry sync --with ml,reports --extras "plots tables"`: the' in message
         split = LockedSides(local={"cloudpickle": "3.0.0"}, image={"cloudpickle": "3.1.3"})
         mine = local(sides=split, cloudpickle="3.0.0").report
         across = LocalEnvironment(mine, ("main", "ml"), ("plots",), drifted.lock_hash, split)
@@ -227,6 +225,30 @@ class TestCheckResult:
         assert 'run `poetry lock` and `poetry sync --with ml --extras "plots"`, then' in (
             fixes.mismatch_message()
         )
+
+    def test_a_local_drift_names_the_local_fix_first(self):
+        """Same lock, the cluster at the lock's versions: only the local side drifted, so
+        `poetry sync` is the fix, and the rebuild only the alternative."""
+        sides = LockedSides({"dask": "2026.8.0", "toolz": "1.1.0"},
+                            {"dask": "2026.8.0", "toolz": "1.1.0"})  # fmt: skip
+        here = local(sides=sides, dask="2026.8.0", toolz="1.2.0")
+        result = check_reports(here, {"scheduler": report(dask="2026.8.0", toolz="1.1.0")})
+        fixes = [line for line in result.mismatch_message().splitlines()
+                 if line.startswith(("fix:", "     "))]  # fmt: skip
+        assert fixes == [
+            "fix: run `poetry sync`: the cluster runs the local poetry.lock, the local "
+            "environment has drifted from it",
+            "     (to run the local versions on the cluster instead, lock them (`poetry add`, "
+            "`poetry lock`), then `invoke build push` and relaunch)",
+        ]
+
+    def test_a_cluster_off_its_own_lock_is_rebuilt_first(self):
+        """Same lock hash, but the cluster is not at the lock's version: not a local drift."""
+        sides = LockedSides({"toolz": "1.2.0"}, {"toolz": "1.2.0"})
+        here = local(sides=sides, toolz="1.2.0")
+        result = check_reports(here, {"scheduler": report(toolz="1.1.0")})
+        fix = next(line for line in result.mismatch_message().splitlines() if "fix:" in line)
+        assert fix.startswith("fix: run `invoke build push`, then relaunch")
 
     def test_lock_difference_comes_before_packages_and_drops_the_sync_hint(self):
         here = local(lock_hash="b" * 64, dask="2026.8.0", toolz="1.2.0")

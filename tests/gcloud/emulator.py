@@ -138,7 +138,10 @@ class ComputeEmulator:
         self.operations: dict[str, dict[str, Any]] = {}
         self._done: dict[str, threading.Event] = {}
         self.lock = threading.RLock()
-        self._ids = itertools.count(1000)
+        # Ids (and so the VMs' container names, vm<id>-...) unique per emulator: each one
+        # numbers from its own random 8 hex digits, so emulators sharing a Docker engine
+        # (parallel test runs) never clash; 19 digits at most, like Compute Engine's.
+        self._ids = itertools.count(int(self.id, 16) * 1_000_000 + 1000)
         self._stop = threading.Event()
         self.discovery = compute_v1()
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))

@@ -22,7 +22,8 @@ def fixed_spec(
     ranges: tuple[str, ...] = ("203.0.113.7/32",),
     **overrides: object,
 ) -> LaunchSpec:
-    settings = LaunchSettings(instance="daskbox-demo", workers="4", **overrides)  # type: ignore[arg-type]
+    values: dict[str, object] = {"instance": "daskbox-demo", "workers": "4", **overrides}
+    settings = LaunchSettings(**values)  # type: ignore[arg-type]
     return build_spec(
         settings,
         project="acme",

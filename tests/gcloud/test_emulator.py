@@ -86,6 +86,25 @@ def test_request_bodies_are_checked_against_the_discovery_document(emulator):
     assert code == 200
 
 
+def test_two_emulators_never_give_the_same_instance_id(tmp_path):
+    """The VMs' containers are named after the instance id (``vm<id>-...``): two emulators
+    on one Docker engine (parallel test runs) must not hand out the same ids."""
+    from emulator import ComputeEmulator
+
+    body = {"name": "vm", "machineType": f"zones/{ZONE}/machineTypes/e2-small",
+            "disks": [{"boot": True, "initializeParams": {
+                "sourceImage": "projects/cos-cloud/global/images/family/cos-stable"}}]}  # fmt: skip
+    ids = []
+    for run in ("first", "second"):
+        with ComputeEmulator(tmp_path / run, boot=False) as running:
+            for name in ("vm", "vm-2"):
+                code, _ = _post(f"{running.base}projects/p/zones/{ZONE}/instances",
+                                {**body, "name": name})  # fmt: skip
+                assert code == 200
+            ids += [instance.resource["id"] for instance in running.instances.values()]
+    assert len(set(ids)) == 4, ids
+
+
 def test_machine_types_and_images_come_from_the_catalogue(emulator, gcloud_env):
     emulator.boot = False
     offered = _create(gcloud_env, "arm", "--machine-type", "t2a-standard-4",

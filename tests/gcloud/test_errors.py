@@ -100,10 +100,27 @@ def test_registry_wanting_credentials_is_refused(project, gcloud_env, cluster_im
     assert emulator.requests == []
 
 
-def test_unknown_zone_rolls_back_the_firewall_rule(project, gcloud_env, vm_image, emulator):
+def test_unknown_zone_is_refused_before_anything_is_created(project, gcloud_env, vm_image,
+                                                             emulator):  # fmt: skip
+    """Reading the machine type's catalogue entry finds the zone missing first."""
     message = _launch(project, gcloud_env, vm_image.pinned, "--zone", "xx-bogus9-z")
     assert "zone xx-bogus9-z does not exist" in message
-    assert emulator.bodies("POST", r"global/firewalls$")  # it was created, then deleted
+    assert not emulator.bodies("POST", r"global/firewalls$")
+    _nothing_left(project, emulator)
+
+
+def test_workers_the_machine_cannot_hold_are_refused_before_anything(
+    project, gcloud_env, vm_image, emulator
+):
+    """The issue's case: --workers 1000000000 on e2-highcpu-16 created the rule and the VM,
+    whose entrypoint refused the settings at boot while launch waited for the timeout."""
+    message = _launch(project, gcloud_env, vm_image.pinned, "--workers", "1000000000",
+                      "--timeout", "15")  # fmt: skip
+    assert message.startswith(
+        "error: e2-highcpu-16 cannot hold these settings: --workers=1000000000: "
+    )
+    assert message.endswith("expected at most 57 workers (256.00 MiB each)")
+    assert not emulator.bodies("POST", r"(firewalls|instances)$")
     _nothing_left(project, emulator)
 
 

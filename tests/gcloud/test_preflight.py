@@ -4,16 +4,32 @@ whether the VM can reach and pull from the image's registry."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import urllib.parse
+import urllib.request
+
 import pytest
 from specs import IMAGE
 
 from daskbox.entrypoint.settings import SettingsError, read_settings
 from daskbox.errors import LaunchSpecError
-from daskbox.gcloud.checks import check_entrypoint_settings, check_launch
+from daskbox.gcloud.checks import (
+    check_entrypoint_settings,
+    check_launch,
+    check_machine_fits,
+    check_registry_serves_vm,
+)
 from daskbox.gcloud.machines import check_architecture, cos_image_family, machine_platform
-from daskbox.gcloud.registry import check_vm_can_pull, is_google_registry, private_reason
+from daskbox.gcloud.registry import (
+    anonymous_pull,
+    check_vm_can_pull,
+    is_google_registry,
+    private_reason,
+)
 from daskbox.gcloud.settings import LaunchSettings, parse_duration, validate_settings
 from daskbox.gcloud.spec import LaunchImage, entrypoint_env, source_ranges
+from daskbox_services import Registry
 
 
 @pytest.mark.parametrize(
@@ -179,3 +195,113 @@ def test_more_than_256_addresses_need_allow_any_source(ranges, allowed):
         with pytest.raises(LaunchSpecError, match="--allow-any-source"):
             source_ranges(ranges, None, allow_any=False)
     assert source_ranges(ranges, None, allow_any=True)
+
+
+def _push_manifest(registry: Registry, repository: str, tag: str) -> str:
+    """A minimal image (an empty config blob, no layers) pushed over the registry API, as
+    `docker push` would; returns its digest."""
+    config = b"{}"
+    config_digest = f"sha256:{hashlib.sha256(config).hexdigest()}"
+    base = f"{registry.url}/v2/{repository}"
+    start = urllib.request.Request(f"{base}/blobs/uploads/", method="POST")
+    with urllib.request.urlopen(start) as started:
+        upload = urllib.parse.urljoin(base, started.headers["Location"])
+    separator = "&" if "?" in upload else "?"
+    blob = f"{upload}{separator}digest={config_digest}"
+    octets = {"Content-Type": "application/octet-stream"}  # urllib's default is a form
+    urllib.request.urlopen(urllib.request.Request(blob, config, octets, method="PUT")).close()
+    media_type = "application/vnd.docker.distribution.manifest.v2+json"
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": media_type,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                   "digest": config_digest, "size": len(config)},
+        "layers": [],
+    }).encode()  # fmt: skip
+    request = urllib.request.Request(
+        f"{base}/manifests/{tag}", data=manifest, method="PUT",
+        headers={"Content-Type": media_type},
+    )  # fmt: skip
+    with urllib.request.urlopen(request) as pushed:
+        return str(pushed.headers["Docker-Content-Digest"])
+
+
+@pytest.mark.cli
+def test_a_deleted_image_is_missing_not_a_credentials_problem(open_registry, registry):
+    """404 MANIFEST_UNKNOWN: the image is not there (push it); 401 stays credentials."""
+    digest = _push_manifest(open_registry, "deleted", "v1")
+    reference = f"{open_registry.host}/deleted@{digest}"
+    assert anonymous_pull(reference) == "anonymous"
+    assert check_registry_serves_vm(LaunchImage(reference, "", ())) is None
+    gone = urllib.request.Request(
+        f"{open_registry.url}/v2/deleted/manifests/{digest}", method="DELETE"
+    )
+    urllib.request.urlopen(gone).close()
+    assert anonymous_pull(reference) == "missing"
+    with pytest.raises(LaunchSpecError) as refused:
+        check_registry_serves_vm(LaunchImage(reference, "", ()))
+    assert str(refused.value) == (
+        f"image {reference} is not in the registry ({open_registry.host} answered 404, "
+        "manifest unknown): push it, `invoke build push`, or pass an --image that is there"
+    )
+    assert anonymous_pull(f"{open_registry.host}/never-pushed:v1") == "missing"
+    assert anonymous_pull(f"{registry.host}/never-pushed:v1") == "needs-credentials"
+
+
+@pytest.mark.parametrize(
+    ("project", "valid"),
+    [("my-project", True), ("acme-123456", True), ("example.com:my-project", True),
+     ("Test-Project", False), ("my_project", False), ("1project", False), ("abc", False),
+     ("project-", False), ("a" * 31, False), ("my project", False)],
+)  # fmt: skip
+def test_project_ids_are_checked_for_their_syntax(project, valid):
+    """``Test-Project`` was reported as a missing compute.firewalls.create permission."""
+    settings = LaunchSettings(instance="x", project=project)
+    if valid:
+        validate_settings(settings)
+        return
+    with pytest.raises(LaunchSpecError) as refused:
+        validate_settings(settings)
+    assert str(refused.value) == (
+        f"project {project!r} is not a project id: 6 to 30 lowercase letters, digits and "
+        "hyphens, starting with a letter (`gcloud projects list` shows the ids)"
+    )
+
+
+@pytest.mark.parametrize("size", [0, -5, 9, 65537])
+def test_boot_disk_sizes_outside_what_compute_engine_takes_are_refused(size):
+    with pytest.raises(LaunchSpecError) as refused:
+        validate_settings(LaunchSettings(instance="x", boot_disk_size_gb=size))
+    assert str(refused.value) == (
+        f"boot-disk-size {size} is invalid: expected 10 to 65536 (GB; the Container-Optimized "
+        "OS image needs 10)"
+    )
+
+
+@pytest.mark.parametrize("size", [10, 20, 65536])
+def test_boot_disk_sizes_compute_engine_takes_pass(size):
+    validate_settings(LaunchSettings(instance="x", boot_disk_size_gb=size))
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"workers": "1000000000"}, "--workers=1000000000: 14.40 GiB available (16.00 GiB "
+         "from machine type e2-highcpu-16 less 1.60 GiB reserve) leaves 15 B per worker: "
+         "expected at most 57 workers (256.00 MiB each)"),
+        ({"workers": "4", "memory_per_worker": "8GiB"}, "--memory-per-worker: 8.00 GiB x 4 "
+         "worker(s) is more than the 14.40 GiB available"),
+    ],
+)  # fmt: skip
+def test_the_sizing_plan_is_made_for_the_machine_type_up_front(flags, message):
+    """The plan the entrypoint would make on the VM, from the catalogue's CPUs and memory:
+    what it would refuse at boot (exit 2, the VM billing until the timeout) is refused."""
+    env = dict(entrypoint_env(LaunchSettings(instance="x", **flags)))
+    with pytest.raises(LaunchSpecError) as refused:
+        check_machine_fits(env, "e2-highcpu-16", 16, 16384)
+    assert str(refused.value).startswith(f"e2-highcpu-16 cannot hold these settings: {message}")
+
+
+def test_settings_the_machine_type_holds_pass():
+    for flags in ({}, {"workers": "16"}, {"workers": "4", "memory_per_worker": "3GiB"}):
+        env = dict(entrypoint_env(LaunchSettings(instance="x", **flags)))
+        check_machine_fits(env, "e2-highcpu-16", 16, 16384)

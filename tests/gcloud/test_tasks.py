@@ -109,3 +109,86 @@ def test_worker_flags_are_refused_for_the_local_target(tmp_path):
                              cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
     assert refused.returncode == 1
     assert "for Compute Engine: the local target runs one container" in refused.stderr
+
+
+PINNED = "us-central1-docker.pkg.dev/acme/daskbox/demo@sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize("target", [(), ("--local",)], ids=["vm", "local"])
+def test_a_long_project_name_gives_a_valid_default_instance(tmp_path, target):
+    """``daskbox-<project>`` for a 40-character project name is 48 characters: a valid
+    instance name, planned on both targets (it crashed in the certificate's common name)."""
+    (tmp_path / "pyproject.toml").write_text(f'[project]\nname = "{"p" * 40}"\n')
+    planned = subprocess.run(
+        [str(DASKBOX), "launch", "--dry-run", "--image", PINNED, "--project", "acme-prod",
+         "--source-range", "203.0.113.7/32", *target],
+        cwd=tmp_path, capture_output=True, text=True,
+    )  # fmt: skip
+    assert planned.returncode == 0, planned.stderr
+    assert f"daskbox-{'p' * 40}" in planned.stdout
+
+
+def test_launch_without_gcloud_leaves_no_record(tmp_path):
+    """Nothing was created, so nothing is recorded: the next launch is not refused."""
+    from daskbox.client.connection import connection_dir
+
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    for _ in range(2):
+        refused = subprocess.run(
+            [str(DASKBOX), "launch", "--image", PINNED, "--project", "acme-prod",
+             "--source-range", "203.0.113.7/32"],
+            cwd=tmp_path, env={"PATH": str(tmp_path)}, capture_output=True, text=True,
+        )  # fmt: skip
+        assert refused.returncode == 1
+        assert refused.stderr.strip().splitlines() == [
+            "error: gcloud is not installed (not on PATH): install the Google Cloud CLI, "
+            "https://cloud.google.com/sdk/docs/install, or use `invoke launch --local`"
+        ]
+        assert not list(connection_dir(tmp_path).glob("*.json"))
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(("--project", "Test-Project"), "error: project 'Test-Project' is not a project id: "),
+     (("--project", "acme-prod", "--boot-disk-size", "0"),
+      "error: boot-disk-size 0 is invalid: expected 10 to 65536")],
+)  # fmt: skip
+def test_project_id_and_disk_size_are_refused_before_gcloud(tmp_path, flags, message):
+    """Refused in one line before any gcloud command (a PATH without gcloud would say so)."""
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    refused = subprocess.run(
+        [str(DASKBOX), "launch", "--image", PINNED, "--source-range", "203.0.113.7/32",
+         *flags],
+        cwd=tmp_path, env={"PATH": str(tmp_path)}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert refused.returncode == 1
+    [line] = refused.stderr.strip().splitlines()
+    assert line.startswith(message)
+
+
+def test_a_bug_before_anything_was_created_leaves_no_record(tmp_path, monkeypatch):
+    """The same cleanup for a bug as for a known failure: a launch that asked gcloud for
+    nothing yet removes its record (here the user-data rendering fails)."""
+    from specs import fixed_spec
+
+    from daskbox.client.connection import connection_path
+    from daskbox.gcloud import launch as gce
+    from daskbox.gcloud.settings import LaunchSettings
+    from daskbox.gcloud.tls import make_launch_tls
+
+    fake = tmp_path / "bin" / "gcloud"  # answers the machine type's catalogue entry only
+    fake.parent.mkdir()
+    catalogue = '{"guestCpus": 16, "memoryMb": 16384}'
+    fake.write_text(f"#!/bin/sh\n[ \"$3\" = describe ] && echo '{catalogue}'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(fake.parent))
+
+    def broken(spec: object) -> str:
+        raise ZeroDivisionError("a bug in the user-data")
+
+    monkeypatch.setattr(gce, "render_user_data", broken)
+    spec = fixed_spec()
+    with pytest.raises(ZeroDivisionError):
+        gce.launch_gce(tmp_path, LaunchSettings(instance=spec.instance), spec,
+                       make_launch_tls(spec.instance), echo=lambda line: None)  # fmt: skip
+    assert not connection_path(tmp_path, spec.instance).exists()

@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from specs import fixed_spec
 
 from daskbox.errors import GcloudError
+from daskbox.gcloud.cloud_init import node_tls_argv
 from daskbox.gcloud.node_tls import NODE_TLS_SCRIPT
 from daskbox.gcloud.tls import (
     LONG_VALIDITY,
@@ -22,6 +25,7 @@ from daskbox.gcloud.tls import (
     certificate_validity,
     make_launch_tls,
     make_local_cluster,
+    make_tls_material,
     pin_cluster_ca,
     validity_days,
 )
@@ -111,13 +115,61 @@ def test_vm_certificates_get_whole_days_never_fewer(validity, days):
     assert validity_days(validity) == days
 
 
-def _node_tls(folder: Path, client_ca: str, days: int = 2) -> subprocess.CompletedProcess[str]:
+def _cert_pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _common_name(pem: str) -> str:
+    [attribute] = _cert(pem).subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(attribute.value)
+
+
+MAX_COMMON_NAME = 64  # RFC 5280's ub-common-name
+# Valid Compute Engine names: 42 characters was the longest that fit "daskbox client CA for ".
+LONG_NAMES = ["a" * 41, "a" * 42, "a" * 43, "daskbox-" + "x" * 55, "b" * 63]
+
+
+@pytest.mark.parametrize("instance", LONG_NAMES, ids=len)
+def test_long_instance_names_fit_the_certificates(instance):
+    """The issue's crash: a 43-63 character instance name overflowed X.509's 64-character
+    common name. The CA names stay within it and keep the name's start."""
+    material = make_tls_material(instance)
+    client_ca, cluster_ca = material.server.ca_pem, material.client.ca_pem
+    bundle = x509.load_pem_x509_certificates(client_ca.encode())
+    names = [_common_name(cluster_ca), _common_name(_cert_pem(bundle[1]))]
+    assert all(len(name) <= MAX_COMMON_NAME for name in names), names
+    assert names[0].startswith(f"daskbox cluster CA for {instance[:30]}")
+    assert names[1].startswith(f"daskbox client CA for {instance[:30]}")
+    _cert(material.server.cert_pem).verify_directly_issued_by(_cert(cluster_ca))
+
+
+def test_two_long_names_with_one_prefix_get_different_ca_names():
+    first, second = "a" * 62 + "b", "a" * 62 + "c"
+    names = {_common_name(make_launch_tls(name).client_ca_pem) for name in (first, second)}
+    assert len(names) == 2
+
+
+def _node_tls(
+    folder: Path, client_ca: str, days: int = 2, instance: str = "daskbox-demo"
+) -> subprocess.CompletedProcess[str]:
     script = folder / "node-tls.sh"
     script.write_text(NODE_TLS_SCRIPT)
     (folder / "client-ca.pem").write_text(client_ca)
     argv = ["sh", str(script), str(folder / "state"), str(folder / "tls"),
-            str(folder / "client-ca.pem"), str(days), "10001", "daskbox-demo"]  # fmt: skip
+            str(folder / "client-ca.pem"), str(days), "10001", instance]  # fmt: skip
     return subprocess.run(argv, capture_output=True, text=True)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl CLI on this host")
+def test_vm_script_takes_a_63_character_instance_name(tmp_path):
+    """The VM's openssl gets the same limit: the unit passes it the name the CA can hold."""
+    spec = fixed_spec(instance="c" * 63)
+    made = _node_tls(tmp_path, make_launch_tls(spec.instance).client_ca_pem,
+                     instance=node_tls_argv(spec)[-1])  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    cluster_ca = (tmp_path / "tls" / "cluster-ca.pem").read_text()
+    assert _common_name(cluster_ca).startswith("daskbox cluster CA for " + "c" * 30)
+    assert len(_common_name(cluster_ca)) <= MAX_COMMON_NAME
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl CLI on this host")

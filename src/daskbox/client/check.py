@@ -150,6 +150,9 @@ class Comparison:
     # Serialization-set distributions the lock itself gives each platform another version of.
     split_by_lock: tuple[str, ...] = ()
     node: str = ""  # the VM the process runs on ("" when unknown)
+    # Only the local side left the lock: same Python and lock hash, and every differing
+    # package on the cluster at the version the lock gives the image.
+    local_drift: bool = False
 
 
 def _same_version(local: str | None, remote: str | None) -> bool:
@@ -231,6 +234,17 @@ def compare(local: LocalEnvironment, remote: EnvironmentReport, where: str) -> C
         ):
             split_by_lock.append(name)
     platforms = None if here.platform == remote.platform else (here.platform, remote.platform)
+    local_drift = (
+        bool(differences)
+        and local.lock_hash is not None
+        and all(d.kind == "package" for d in differences)
+        and (
+            sides is None
+            or all(d.subject in sides.image
+                   and _is_locked_version(d.remote, sides.image[d.subject])
+                   for d in differences)
+        )
+    )  # fmt: skip
     return Comparison(
         where,
         tuple(differences),
@@ -240,6 +254,7 @@ def compare(local: LocalEnvironment, remote: EnvironmentReport, where: str) -> C
         platforms,
         tuple(split_by_lock),
         remote.node,
+        local_drift,
     )
 
 
@@ -371,6 +386,15 @@ class CheckResult:
                 f"{'it' if len(split) == 1 else 'them'}: require one version for every platform "
                 f"in pyproject.toml, run `poetry lock` and `{self.sync_command()}`, then "
                 "`invoke build push` and relaunch"
+            )
+        elif all(c.local_drift for c in self.comparisons if c.differences):
+            lines.append(
+                f"fix: run `{self.sync_command()}`: the cluster runs the local poetry.lock, "
+                "the local environment has drifted from it"
+            )
+            lines.append(
+                "     (to run the local versions on the cluster instead, lock them "
+                "(`poetry add`, `poetry lock`), then `invoke build push` and relaunch)"
             )
         else:
             lines.append(REBUILD_FIX + " so the cluster runs the local poetry.lock")

@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from distributed import Client
-from distributed.comm.addressing import get_address_host
+from distributed.comm.addressing import get_address_host, parse_address, parse_host_port
 from distributed.security import Security
 from distributed.versions import VersionMismatchWarning
 
 from daskbox._pyproject import find_project_root
-from daskbox._tasks import Progress
+from daskbox._tasks import Progress, internal_errors
 from daskbox.client.check import (
     REBUILD_FIX,
     SCHEDULER,
@@ -76,10 +76,10 @@ def security_for(connection: ConnectionFile, source: str | Path | None = None) -
     reported as such (``source`` names it) and not as a cluster that does not answer.
     """
     if connection.tls is not None:
-        security = connection.tls.security()
         try:
+            security = connection.tls.security()
             security.get_connection_args("client")  # type: ignore[no-untyped-call]
-        except (ssl.SSLError, ValueError):
+        except (ssl.SSLError, ValueError, TypeError):
             where = source or f"the connection file for {connection.instance}"
             raise ConnectionFileError(
                 f"{where} is damaged: {connection.tls.damage()}: relaunch "
@@ -109,6 +109,14 @@ def open_connection_file(
             f"the launch of {connection.instance} did not finish ({connection_path} says "
             f"{connection.state!r}): wait for `invoke launch`, or run `invoke teardown`"
         )
+    try:
+        parse_host_port(parse_address(connection.scheduler_address)[1])
+    except (ValueError, TypeError, AttributeError) as error:
+        raise ConnectionFileError(
+            f"{connection_path} is damaged: its scheduler address "
+            f"{connection.scheduler_address!r} is not an address ({error}): relaunch "
+            "(`invoke teardown`, then `invoke launch`)"
+        ) from None
     return connection_path, connection
 
 
@@ -304,40 +312,41 @@ def connect(
     as long as the client is open; it is printed and is ``client.dashboard_link``. The
     client is a ``DaskboxClient``: a ``distributed.Client`` plus those attributes.
     """
-    connection_path, connection = open_connection_file(instance, path)
-    security = security_for(connection, connection_path)
-    with ThreadPoolExecutor(1) as side:
-        # The local side (lock hash, installed distributions, the record's markers) is
-        # worked out while the client waits on the network.
-        local_side = (
-            side.submit(local_environment, project_root_of(connection_path), connection)
-            if check
-            else None
-        )
-        try:
-            with warnings.catch_warnings():
-                if check:
-                    # distributed compares a handful of packages and warns; the check below
-                    # compares all of them and knows which ones are meant to be local-only.
-                    warnings.simplefilter("ignore", VersionMismatchWarning)
-                client = DaskboxClient(  # type: ignore[no-untyped-call]
-                    connection.scheduler_address,
-                    security=security,
-                    timeout=timeout,
-                    **client_kwargs,
-                )
-        except OSError as error:
-            raise unreachable(connection, error) from None
-    try:
-        if local_side is not None:
-            check_environment(client, local_side.result(), strict=strict)
-        served = served_dashboard_port(client.scheduler_info())
-        if dashboard and served is not None:
-            client.daskbox_dashboard = start_dashboard(
-                connection, security, served, or_any_free=True
+    with internal_errors():  # a bug is an InternalError, not another exception
+        connection_path, connection = open_connection_file(instance, path)
+        security = security_for(connection, connection_path)
+        with ThreadPoolExecutor(1) as side:
+            # The local side (lock hash, installed distributions, the record's markers) is
+            # worked out while the client waits on the network.
+            local_side = (
+                side.submit(local_environment, project_root_of(connection_path), connection)
+                if check
+                else None
             )
-            print(f"dashboard: {client.daskbox_dashboard.url}")
-    except BaseException:
-        client.close()
-        raise
-    return client
+            try:
+                with warnings.catch_warnings():
+                    if check:
+                        # distributed compares a handful of packages and warns; the check below
+                        # compares all of them and knows which ones are meant to be local-only.
+                        warnings.simplefilter("ignore", VersionMismatchWarning)
+                    client = DaskboxClient(  # type: ignore[no-untyped-call]
+                        connection.scheduler_address,
+                        security=security,
+                        timeout=timeout,
+                        **client_kwargs,
+                    )
+            except OSError as error:
+                raise unreachable(connection, error) from None
+        try:
+            if local_side is not None:
+                check_environment(client, local_side.result(), strict=strict)
+            served = served_dashboard_port(client.scheduler_info())
+            if dashboard and served is not None:
+                client.daskbox_dashboard = start_dashboard(
+                    connection, security, served, or_any_free=True
+                )
+                print(f"dashboard: {client.daskbox_dashboard.url}")
+        except BaseException:
+            client.close()
+            raise
+        return client

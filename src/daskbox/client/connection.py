@@ -51,6 +51,11 @@ class ClientTLS:
         """
         from distributed.security import Security
 
+        for part in (self.ca_pem, self.cert_pem, self.key_pem):
+            # Anything else would be read as a file name (distributed's rule), e.g.
+            # ``ca_pem = "garbage"`` as the file ./garbage.
+            if not isinstance(part, str) or "-----BEGIN " not in part or "\n" not in part:
+                raise ValueError("not PEM text")
         return Security(  # type: ignore[no-untyped-call]
             require_encryption=True,
             tls_ca_file=self.ca_pem,
@@ -67,6 +72,8 @@ class ClientTLS:
         from cryptography import x509
         from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+        # Damage may also be an UnsupportedAlgorithm (a changed byte in the key's algorithm
+        # identifier) or, from a hand-edited file, a value that is not text at all.
         checks = (
             ("CA certificate", lambda: x509.load_pem_x509_certificates(self.ca_pem.encode())),
             ("client certificate", lambda: x509.load_pem_x509_certificate(self.cert_pem.encode())),
@@ -75,7 +82,7 @@ class ClientTLS:
         for part, load in checks:
             try:
                 load()
-            except (ValueError, TypeError):
+            except Exception:  # any failure to load is this part's damage
                 return f"its {part} is not a valid PEM {'key' if 'key' in part else 'certificate'}"
         return "its client key does not belong to its client certificate"
 
@@ -130,7 +137,7 @@ class ConnectionFile:
             data["firewall_rules"] = tuple(data.get("firewall_rules", ()))
             image = None if record is None else ImageRecord.from_dict(record, source)
             return cls(tls=tls, record=image, **data)
-        except (TypeError, KeyError, ImageRecordError) as error:
+        except (TypeError, KeyError, ValueError, AttributeError, ImageRecordError) as error:
             raise ConnectionFileError(
                 f"{source} is missing or has unknown fields ({error})"
             ) from None
@@ -191,6 +198,11 @@ def read_connection_file(path: Path, echo: Progress | None = None) -> Connection
     except FileNotFoundError:
         raise ConnectionFileError(
             f"no connection file at {path}: run `invoke launch` (or `invoke launch --local`) first"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConnectionFileError(
+            f"{path} is damaged: it is not UTF-8 text: relaunch (`invoke teardown`, then "
+            "`invoke launch`)"
         ) from None
     return ConnectionFile.from_json(text, source=str(path))
 

@@ -17,10 +17,10 @@ _WHICH = {
 @task(help=_WHICH)
 def check(c: Context, instance: str | None = None, path: str | None = None) -> None:
     """Check that the cluster runs the local environment; exit 1 listing any difference."""
-    # Imported here so `invoke --list` does not pay for distributed.
-    from daskbox.client.connect import connect
-
     with one_line_errors():
+        # Imported here so `invoke --list` does not pay for distributed.
+        from daskbox.client.connect import connect
+
         connect(instance, path=path, strict=True, dashboard=False).close()
 
 
@@ -45,19 +45,19 @@ def dashboard(
     a plain local URL to it, presenting that certificate, so the browser shows no warning.
     Use the same URL in JupyterLab's Dask panel (dask-labextension).
     """
-    import webbrowser
-
-    from daskbox.client.connect import (
-        open_connection_file,
-        security_for,
-        start_dashboard,
-        unreachable,
-    )
-    from daskbox.client.dashboard import served_dashboard_port
-    from daskbox.client.identity import scheduler_identity
-    from daskbox.errors import ClusterUnreachable
-
     with one_line_errors():
+        import webbrowser
+
+        from daskbox.client.connect import (
+            open_connection_file,
+            security_for,
+            start_dashboard,
+            unreachable,
+        )
+        from daskbox.client.dashboard import served_dashboard_port
+        from daskbox.client.identity import scheduler_identity
+        from daskbox.errors import ClusterUnreachable
+
         connection_path, connection = open_connection_file(instance, path)
         security = security_for(connection, connection_path)
         try:
@@ -70,16 +70,17 @@ def dashboard(
                 f"the scheduler of {connection.instance} serves no dashboard: relaunch it"
             )
         forwarder = start_dashboard(connection, security, served, port)
-    try:
-        print(
-            f"dashboard of {connection.instance}: {forwarder.url}  "
-            f"(forwarded to {forwarder.upstream_url} with your client certificate; Ctrl-C stops)",
-            flush=True,
-        )
-        if not no_browser:
-            webbrowser.open(forwarder.url)
-        forwarder.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        forwarder.close()
+    with one_line_errors():
+        try:
+            print(
+                f"dashboard of {connection.instance}: {forwarder.url}  (forwarded to "
+                f"{forwarder.upstream_url} with your client certificate; Ctrl-C stops)",
+                flush=True,
+            )
+            if not no_browser:
+                webbrowser.open(forwarder.url)
+            forwarder.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            forwarder.close()

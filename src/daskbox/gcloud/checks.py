@@ -7,7 +7,9 @@
 * Durations, labels and names were checked while the settings were resolved
   (``settings.validate_settings``).
 * For a VM: the image's architecture against the machine type's, and whether the VM can
-  pull the image at all (``registry``).
+  pull the image at all (``registry``); then, from the machine type's CPUs and memory in
+  the catalogue gcloud reads, the sizing plan the entrypoint would make on it
+  (``check_machine_fits``), so a count of workers the VM cannot hold is refused here.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from daskbox import contract
+from daskbox.entrypoint.limits import Reading, ResourceLimits
 from daskbox.entrypoint.settings import SettingsError, read_settings
+from daskbox.entrypoint.sizing import plan_sizing
 from daskbox.errors import LaunchSpecError
 from daskbox.gcloud.machines import check_architecture
 from daskbox.gcloud.registry import (
@@ -38,17 +42,35 @@ _FLAGS = {
 }
 
 
+def _in_flag_names(error: SettingsError, prefix: str = "") -> LaunchSpecError:
+    """The entrypoint's message with its variables named by the launch flags that set them."""
+    message = str(error)
+    for variable, flag in _FLAGS.items():
+        for after in ("=", " ", ":"):
+            message = message.replace(f"{variable}{after}", f"{flag}{after}")
+    return LaunchSpecError(prefix + message)
+
+
 def check_entrypoint_settings(env: Mapping[str, str]) -> None:
     """Refuse what the container's entrypoint would refuse, in the flags' own names."""
     try:
         read_settings(env)
     except SettingsError as error:
-        message = str(error)
-        for variable, flag in _FLAGS.items():
-            message = message.replace(f"{variable}=", f"{flag}=").replace(
-                f"{variable} ", f"{flag} "
-            )
-        raise LaunchSpecError(message) from None
+        raise _in_flag_names(error) from None
+
+
+def check_machine_fits(
+    env: Mapping[str, str], machine_type: str, cpus: float, memory_mb: int
+) -> None:
+    """Refuse settings the entrypoint's sizing plan would refuse on ``machine_type``, given
+    its CPUs and memory from the catalogue. A VM has a little less (the OS keeps some), so
+    this refuses what surely fails; the entrypoint still checks the rest at boot."""
+    source = f"machine type {machine_type}"
+    limits = ResourceLimits((Reading(cpus, source),), (Reading(memory_mb * 2**20, source),))
+    try:
+        plan_sizing(limits, read_settings(env).overrides)
+    except SettingsError as error:
+        raise _in_flag_names(error, f"{machine_type} cannot hold these settings: ") from None
 
 
 def check_launch(settings: LaunchSettings, image: LaunchImage, *, local: bool) -> None:
@@ -73,6 +95,11 @@ def check_registry_serves_vm(image: LaunchImage) -> str | None:
     if is_google_registry(host):
         return None
     answer = anonymous_pull(image.reference)
+    if answer == "missing":
+        raise LaunchSpecError(
+            f"image {image.reference} is not in the registry ({host} answered 404, manifest "
+            "unknown): push it, `invoke build push`, or pass an --image that is there"
+        )
     if answer == "needs-credentials":
         raise LaunchSpecError(
             f"the VM cannot pull {image.reference}: {host} does not serve it without "

@@ -32,7 +32,7 @@ import yaml
 
 from daskbox import contract
 from daskbox.errors import LaunchSpecError
-from daskbox.gcloud.node_tls import NODE_TLS_SCRIPT
+from daskbox.gcloud.node_tls import NODE_TLS_SCRIPT, ca_instance_name
 from daskbox.gcloud.registry import is_google_registry, registry_host
 from daskbox.gcloud.spec import LaunchSpec, container_args
 
@@ -87,7 +87,7 @@ def node_tls_argv(spec: LaunchSpec) -> list[str]:
         "--mount", f"type=bind,source={CONFIG_DIR},target={CONFIG_DIR},readonly",
         spec.image.reference,
         NODE_TLS_PATH, CA_DIR, HOST_TLS_DIR, CLIENT_CA_PATH, str(spec.tls_days),
-        str(contract.IMAGE_UID), spec.instance,
+        str(contract.IMAGE_UID), ca_instance_name(spec.instance),
     ]  # fmt: skip
 
 

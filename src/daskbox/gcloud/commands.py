@@ -247,6 +247,12 @@ def instance_describe(project: str, zone: str, instance: str) -> list[str]:
             "--zone", zone, "--format", "json"]  # fmt: skip
 
 
+def machine_type_describe(project: str, zone: str, machine_type: str) -> list[str]:
+    """The machine type's catalogue entry (``guestCpus``, ``memoryMb``) in the zone."""
+    return [GCLOUD, "compute", "machine-types", "describe", machine_type,
+            "--project", project, "--zone", zone, "--format", "json"]  # fmt: skip
+
+
 def instance_delete(project: str, zone: str, instance: str) -> list[str]:
     """Delete the instance without a prompt."""
     return [GCLOUD, "compute", "instances", "delete", instance, "--project", project,

@@ -40,18 +40,21 @@ from daskbox.gcloud import commands
 from daskbox.gcloud._gcloud import (
     GcloudCommandError,
     parse_json,
+    require_gcloud,
     run_gcloud,
     run_gcloud_all,
     run_gcloud_json,
 )
+from daskbox.gcloud.checks import check_machine_fits
 from daskbox.gcloud.cloud_init import render_user_data, render_worker_user_data
 from daskbox.gcloud.ready import poll, wait_for_scheduler
-from daskbox.gcloud.settings import LaunchSettings
+from daskbox.gcloud.settings import LaunchSettings, check_project_id
 from daskbox.gcloud.spec import (
     LaunchImage,
     LaunchSpec,
     build_spec,
     connection_for,
+    entrypoint_env,
     source_ranges,
 )
 from daskbox.gcloud.teardown import target_for, teardown_gce
@@ -81,6 +84,7 @@ def gcloud_project(project: str | None, echo: Progress | None = print) -> str:
     if project:
         return project
     if os.environ.get("CLOUDSDK_CORE_PROJECT"):
+        check_project_id(os.environ["CLOUDSDK_CORE_PROJECT"])
         return os.environ["CLOUDSDK_CORE_PROJECT"]
     config: dict[str, Any] = run_gcloud_json(commands.config_list(), echo) or {}
     core, auth = config.get("core", {}), config.get("auth", {})
@@ -93,6 +97,7 @@ def gcloud_project(project: str | None, echo: Progress | None = print) -> str:
             "no Google Cloud project set: pass --project, set project in [tool.daskbox.gcloud], "
             "or run `gcloud config set project PROJECT`"
         )
+    check_project_id(str(chosen))
     return str(chosen)
 
 
@@ -204,21 +209,57 @@ def _explain_create_failure(spec: LaunchSpec, error: GcloudError) -> GcloudError
                 "under way or left it behind (a race between two launches, not a missing "
                 f"permission); `invoke teardown --instance {spec.instance}` deletes it"
             )
-    if f"zones/{spec.zone}'" in detail and "not found" in detail:
-        return GcloudError(
-            f"zone {spec.zone} does not exist: pick one from `gcloud compute zones list`"
-        )
-    if "machineType" in detail or "machine type" in detail.lower():
-        return GcloudError(
-            f"machine type {spec.machine_type} is not available in {spec.zone}: pick one from "
-            f"`gcloud compute machine-types list --zones {spec.zone}` ({detail})"
-        )
+    placement = _explain_placement(spec, error, spec.machine_type)
+    if placement is not None:
+        return placement
     if "firewall" in " ".join(error.argv[:3]):
         return GcloudError(
             f"firewall rule could not be created ({detail}): you need "
             f"compute.firewalls.create in {spec.project}, or ask an owner to allow the ports"
         )
     return GcloudError(f"creating instance {spec.instance} failed: {detail}")
+
+
+def _explain_placement(
+    spec: LaunchSpec, error: GcloudCommandError, machine_type: str
+) -> GcloudError | None:
+    """A zone that does not exist, or a machine type it does not offer; else None."""
+    detail = error.detail
+    if f"zones/{spec.zone}'" in detail and "not found" in detail:
+        return GcloudError(
+            f"zone {spec.zone} does not exist: pick one from `gcloud compute zones list`"
+        )
+    if "machineType" in detail or "machine type" in detail.lower():
+        return GcloudError(
+            f"machine type {machine_type} is not available in {spec.zone}: pick one from "
+            f"`gcloud compute machine-types list --zones {spec.zone}` ({detail})"
+        )
+    return None
+
+
+def _machine_types(spec: LaunchSpec) -> list[str]:
+    """The machine types the launch starts: the scheduler VM's, then the worker VMs'."""
+    types = [spec.machine_type]
+    if spec.workers is not None and spec.workers.machine_type not in types:
+        types.append(spec.workers.machine_type)
+    return types
+
+
+def check_machines(spec: LaunchSpec, settings: LaunchSettings, echo: Progress) -> None:
+    """The entrypoint's sizing plan on each machine type the launch starts, from the CPUs
+    and memory in the catalogue gcloud reads, before anything is created: a VM that
+    refuses its settings at boot would otherwise bill until the timeout."""
+    types = _machine_types(spec)
+    argvs = [commands.machine_type_describe(spec.project, spec.zone, name) for name in types]
+    env = dict(entrypoint_env(settings))
+    for name, argv, result in zip(types, argvs, run_gcloud_all(argvs, echo), strict=True):
+        if isinstance(result, GcloudCommandError):
+            raise _explain_placement(spec, result, name) or result
+        if isinstance(result, GcloudError):
+            raise result
+        found = parse_json(argv, result) or {}
+        if "guestCpus" in found and "memoryMb" in found:  # else the VM's entrypoint decides
+            check_machine_fits(env, name, float(found["guestCpus"]), int(found["memoryMb"]))
 
 
 @contextmanager
@@ -235,12 +276,12 @@ def _create(spec: LaunchSpec, record: LaunchRecord, echo: Progress) -> dict[str,
     other failed, so a failure leaves nothing."""
     resources = _resources(spec)
     record.step = "creating the firewall rules and the instance"
-    record.started = list(resources.values())
     with _user_data_file(spec) as user_data:
         argvs = [commands.firewall_create(spec, rule) for rule in spec.firewall_rules]
         if spec.workers is not None:
             argvs.append(commands.firewall_internal_create(spec))
         argvs.append(commands.instance_create(spec, user_data))
+        record.started = list(resources.values())
         results = run_gcloud_all(argvs, echo)
     failures = [result for result in results if isinstance(result, GcloudError)]
     if not failures:
@@ -382,6 +423,8 @@ def launch_gce(
             f"{spec.instance} is already launched, or was half-launched (recorded in {path}): "
             f"run `invoke teardown --instance {spec.instance}` first"
         )
+    require_gcloud()  # before the record: a launch that cannot start leaves nothing
+    check_machines(spec, settings, echo)
     record = LaunchRecord(path, spec, tls.client)
     try:
         record.write()
@@ -425,6 +468,10 @@ def launch_gce(
         record.write(host=ip, state="ready")
     except KeyboardInterrupt:
         raise Interrupted(record.interrupted()) from None
+    except Exception:  # daskbox's own errors and bugs alike
+        if not record.started:  # failed before asking for anything: no half-made record
+            record.remove()
+        raise
     echo(f"connection file: {path}")
     return connection
 
@@ -446,6 +493,9 @@ _SCHEDULER_IP = "SCHEDULER_INTERNAL_IP"
 
 def print_plan(spec: LaunchSpec, echo: Progress = print) -> None:
     """What ``--dry-run`` shows: every command in order and the user-data."""
+    for name in _machine_types(spec):
+        echo(f"$ {shlex.join(commands.machine_type_describe(spec.project, spec.zone, name))}"
+             "  # the sizing plan is checked against its CPUs and memory")  # fmt: skip
     for rule in spec.firewall_rules:
         echo(f"$ {shlex.join(commands.firewall_create(spec, rule))}")
     if spec.workers is not None:

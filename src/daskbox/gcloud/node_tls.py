@@ -17,13 +17,38 @@ scheduler, plus the laptop's client CA from the instance metadata), and
 laptop to pin. All of it sits on COS's stateful ``/var``, so a second boot presents the
 same CA and the laptop's pin still holds.
 
-Arguments: STATE TLS CLIENT_CA DAYS UID INSTANCE. Pure text; ``cloud_init`` places it.
+Arguments: STATE TLS CLIENT_CA DAYS UID INSTANCE, where INSTANCE is ``ca_instance_name``
+of the instance (it goes into the CA's common name). Pure text; ``cloud_init`` places it.
 """
 
 from __future__ import annotations
 
+import hashlib
+
 # The node certificate's profile, shared with the worker VMs' signer.
 from daskbox.entrypoint.enroll import NODE_EXTENSIONS
+
+# X.509 caps a common name at 64 characters (RFC 5280's ub-common-name); cryptography and
+# openssl refuse a longer one.
+MAX_COMMON_NAME = 64
+_LONGEST_CA_PREFIX = "daskbox cluster CA for "
+
+
+def ca_common_name(role: str, instance: str) -> str:
+    """``daskbox <role> CA for <instance>`` (role ``client`` or ``cluster``), at most 64
+    characters for any instance name (``ca_instance_name``)."""
+    return f"daskbox {role} CA for {ca_instance_name(instance)}"
+
+
+def ca_instance_name(instance: str) -> str:
+    """``instance`` as the CA common names hold it: unchanged when it fits, else cut, with
+    the first 8 hex digits of its SHA-256 so two long names sharing a prefix stay apart."""
+    room = MAX_COMMON_NAME - len(_LONGEST_CA_PREFIX)
+    if len(instance) <= room:
+        return instance
+    digest = hashlib.sha256(instance.encode()).hexdigest()[:8]
+    return f"{instance[: room - len(digest) - 1]}-{digest}"
+
 
 NODE_TLS_SCRIPT = r"""#!/bin/sh
 # daskbox: make this cluster's CA and node certificate on the VM, once per boot disk.

@@ -50,7 +50,8 @@ MANIFEST_TYPES = ", ".join(
         "application/vnd.docker.distribution.manifest.v2+json",
     ]
 )
-Pullable = Literal["anonymous", "needs-credentials", "unreachable"]
+# "missing": the registry answered 404 (MANIFEST_UNKNOWN): it has no such image, whoever asks.
+Pullable = Literal["anonymous", "missing", "needs-credentials", "unreachable"]
 
 
 def registry_host(reference: str) -> str:
@@ -147,7 +148,8 @@ def _anonymous_token(challenge: str, repository: str, timeout: float) -> str | N
 
 
 def anonymous_pull(reference: str, timeout: float = 5.0) -> Pullable:
-    """Whether the registry serves ``reference``'s manifest without credentials."""
+    """Whether the registry serves ``reference``'s manifest without credentials, has no
+    such manifest (404, e.g. a deleted image), or wants credentials (401, 403)."""
     ref = ImageRef.parse(reference)
     host = ref.registry
     path = ref.repository.removeprefix(f"{host}/")
@@ -170,6 +172,8 @@ def anonymous_pull(reference: str, timeout: float = 5.0) -> Pullable:
             continue
         if status == 200:
             return "anonymous"
-        if status in {401, 403, 404}:
+        if status == 404:
+            return "missing"
+        if status in {401, 403}:
             return "needs-credentials"
     return "unreachable"

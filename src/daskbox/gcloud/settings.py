@@ -23,6 +23,11 @@ from daskbox.errors import ConfigError, LaunchSpecError
 _NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _ZONE = re.compile(r"[a-z]+-[a-z]+[0-9]+-[a-z]")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+# Project ids: 6 to 30 lowercase letters, digits and hyphens, from a letter, not ending in a
+# hyphen; older ones may be domain-scoped ("example.com:my-project").
+_PROJECT_ID = re.compile(r"([a-z0-9][-a-z0-9.]*[a-z0-9]:)?[a-z][-a-z0-9]{4,28}[a-z0-9]")
+# What Compute Engine takes as a boot disk (GB); Container-Optimized OS images need 10.
+BOOT_DISK_RANGE = (10, 65536)
 # Compute Engine labels: keys start with a lowercase letter; both at most 63 characters of
 # lowercase letters, digits, '-' and '_'; at most 64 labels on a resource.
 _LABEL_KEY = re.compile(r"[a-z][-_a-z0-9]{0,62}")
@@ -200,6 +205,16 @@ def _check_labels(labels: tuple[tuple[str, str], ...]) -> None:
         )
 
 
+def check_project_id(project: str) -> None:
+    """Refuse what is not a project id's syntax (a project name, say), before gcloud would
+    answer with a misleading permission error."""
+    if not _PROJECT_ID.fullmatch(project):
+        raise LaunchSpecError(
+            f"project {project!r} is not a project id: 6 to 30 lowercase letters, digits and "
+            "hyphens, starting with a letter (`gcloud projects list` shows the ids)"
+        )
+
+
 def validate_settings(settings: LaunchSettings) -> None:
     """Refuse values Compute Engine would refuse later, before anything is created."""
     if not _NAME.fullmatch(settings.instance):
@@ -213,6 +228,14 @@ def validate_settings(settings: LaunchSettings) -> None:
         raise LaunchSpecError(
             f"zone {settings.zone!r} is not a zone name such as us-central1-a: "
             "see `gcloud compute zones list`"
+        )
+    if settings.project is not None:
+        check_project_id(settings.project)
+    low, high = BOOT_DISK_RANGE
+    if not low <= settings.boot_disk_size_gb <= high:
+        raise LaunchSpecError(
+            f"boot-disk-size {settings.boot_disk_size_gb} is invalid: expected {low} to {high} "
+            f"(GB; the Container-Optimized OS image needs {low})"
         )
     parse_duration(settings.max_run_duration, "max-run-duration")
     _check_labels(settings.labels)

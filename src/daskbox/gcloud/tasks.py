@@ -276,15 +276,15 @@ def teardown(
     dry_run: bool = False,
 ) -> None:
     """Delete the cluster, its firewall rules and its connection file."""
-    from daskbox._pyproject import project_name
-    from daskbox.gcloud import teardown as down
-    from daskbox.gcloud.settings import resolve_settings
-    from daskbox.gcloud.spec import project_label
-
     with one_line_errors(
         "interrupted: teardown stopped; whatever it had not deleted is still recorded: run "
         "`invoke teardown` again"
     ):
+        from daskbox._pyproject import project_name
+        from daskbox.gcloud import teardown as down
+        from daskbox.gcloud.settings import resolve_settings
+        from daskbox.gcloud.spec import project_label
+
         root = find_project_root()
         settings = resolve_settings(
             root, {"instance": instance, "zone": zone, "project": project}, local=local,
@@ -353,12 +353,12 @@ def _discover(local: bool, settings: LaunchSettings, label: str) -> list[Teardow
 )
 def scale(c: Context, vms: str, instance: str | None = None, dry_run: bool = False) -> None:
     """Set the number of worker VMs of a cluster launched with --worker-vms."""
-    from daskbox.gcloud.scale import scale as resize
-
     with one_line_errors(
         "interrupted: scale stopped; gcloud may still have resized the group: "
         "`invoke status` shows it"
     ):
+        from daskbox.gcloud.scale import scale as resize
+
         try:
             size = int(vms)
         except ValueError:
@@ -376,13 +376,13 @@ def scale(c: Context, vms: str, instance: str | None = None, dry_run: bool = Fal
 )
 def status(c: Context, local: bool = False, project: str | None = None) -> None:
     """List daskbox clusters: zone, machine type, status, uptime and external IP."""
-    import shutil
-
-    from daskbox.gcloud.launch import gcloud_project
-    from daskbox.gcloud.settings import resolve_settings
-    from daskbox.gcloud.status import format_table, gce_status, local_rows
-
     with one_line_errors("interrupted: status stopped; it changes nothing"):
+        import shutil
+
+        from daskbox.gcloud.launch import gcloud_project
+        from daskbox.gcloud.settings import resolve_settings
+        from daskbox.gcloud.status import format_table, gce_status, local_rows
+
         rows = local_rows()
         if not local and shutil.which("gcloud") is None:
             print("gcloud is not installed: listing local clusters only")

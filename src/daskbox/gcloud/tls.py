@@ -40,6 +40,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from daskbox.client.connection import ClientTLS
 from daskbox.errors import GcloudError
+from daskbox.gcloud.node_tls import ca_common_name
 
 # A VM with a maximum run duration is deleted by then; the certificates outlive it by a
 # margin (clock skew, a slow boot) and no more, so a leaked key soon expires.
@@ -185,7 +186,7 @@ def _leaf(
 
 def make_launch_tls(instance: str, valid_for: datetime.timedelta = LONG_VALIDITY) -> LaunchTLS:
     """A client CA for ``instance`` that signs one client certificate and is then dropped."""
-    ca_cert, ca_key = _ca(f"daskbox client CA for {instance}", valid_for)
+    ca_cert, ca_key = _ca(ca_common_name("client", instance), valid_for)
     cert, key = _leaf(CLIENT_NAME, [ExtendedKeyUsageOID.CLIENT_AUTH], ca_cert, ca_key, valid_for)
     # ca_key goes out of scope here: no further client certificate can ever be signed.
     return LaunchTLS(
@@ -214,7 +215,7 @@ def make_local_cluster(
 ) -> TLSMaterial:
     """The cluster CA and node pair for a cluster on this machine (the local target), and
     the client's credentials pinned to that CA."""
-    ca_cert, ca_key = _ca(f"daskbox cluster CA for {instance}", valid_for)
+    ca_cert, ca_key = _ca(ca_common_name("cluster", instance), valid_for)
     cert, key = _leaf(
         NODE_NAME,
         [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],

@@ -157,9 +157,9 @@ def build(
     an arm64 image builds here at native speed; locked sdists build in a stage of the target
     platform (emulated when it is not this machine's: QEMU binfmt, or Docker Desktop's).
     """
-    from daskbox.images.pipeline import build_image
-
     with one_line_errors(INTERRUPTED_BUILD):
+        from daskbox.images.pipeline import build_image
+
         plan = _plan(c, with_, extras, base_image, repository, platform)
         if warning := dashboard_warning(plan.environment.names()):
             print(warning, file=sys.stderr, flush=True)
@@ -202,12 +202,12 @@ def push(
     ``build`` in the same command it pushes what build built; flags that would make push
     plan another image are refused with the spelling that gives them to both.
     """
-    from daskbox.images.engine import DockerEngine
-    from daskbox.images.pipeline import find_pushed, moving_tag, push_image, push_recorded
-    from daskbox.images.settings import load_settings
-    from daskbox.record import read_record
-
     with one_line_errors(INTERRUPTED_PUSH):
+        from daskbox.images.engine import DockerEngine
+        from daskbox.images.pipeline import find_pushed, moving_tag, push_image, push_recorded
+        from daskbox.images.settings import load_settings
+        from daskbox.record import read_record
+
         root = find_project_root()
         record = None
         if root in _LAST_PLANS or with_ or extras or base_image or repository:
@@ -272,9 +272,9 @@ def cache(
 
     Builds prune it after they finish, so it stays within its limits on its own.
     """
-    from daskbox.images import cache as store
-
     with one_line_errors():
+        from daskbox.images import cache as store
+
         config: Any = c.config.get("daskbox", {}) or {}
         limits = store.CacheLimits.resolve(
             {**dict(config), "cache-max-size": max_size, "cache-max-age": max_age}
