@@ -37,6 +37,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -560,6 +561,17 @@ def _mib(value: float | None) -> str:
     return "" if value is None else f"{value:,.0f} MiB"
 
 
+def short_cause(row: Mapping[str, Any]) -> str:
+    """Where a run stopped, in a few words: the library check by its count, else the start."""
+    message: str = row["message"]
+    if not message:
+        return ""
+    found = re.search(r"cannot load (\d+) shared librar", message)
+    if found:
+        return f"{row['stage']}: library check, {found.group(1)} libraries"
+    return f"{row['stage']}: {message if len(message) <= 140 else message[:137] + '...'}"
+
+
 def write_page(
     results: Mapping[tuple[str, str], Mapping[str, Any]], projects: list[Project], path: Path = PAGE
 ) -> None:
@@ -593,7 +605,7 @@ def write_page(
         " [--platform linux/arm64]` (needs Docker, PyPI, the fetched snapshots and",
         "`.venv/bin/pip install /work/shared/poetry-simple-index`).",
         "",
-        "| project | platform | expected | result | stopped at: one-line error"
+        "| project | platform | expected | result | stopped at (each error in full below)"
         " | installed set vs export | imports | image | base | venv | build |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -610,7 +622,7 @@ def write_page(
             "failed": "failed",
             "absent": "snapshot absent",
         }.get(row["outcome"], row["outcome"])
-        stopped = f"{row['stage']}: `{row['message']}`" if row["message"] else ""
+        stopped = short_cause(row)
         build = "" if row["build_seconds"] is None else f"{row['build_seconds']:.0f} s"
         lines.append(
             "| "
@@ -639,6 +651,13 @@ def write_page(
             + (f", `{project.subdirectory}`" if project.subdirectory != "." else "")
             + f"): {'; '.join(project.covers)}. {project.why}"
         )
+    failed = [row for row in rows if row["message"]]
+    if failed:
+        lines += ["", "## The one-line errors, exactly", ""]
+        for row in failed:
+            lines += [f"**{row['name']}** ({row['platform']}), at {row['stage']}:", "", "```"]
+            lines += [row["message"], "```", ""]
+        lines.pop()
     notes = [(row["name"], row["platform"], note) for row in rows for note in row["notes"]]
     if notes:
         lines += ["", "## Notes from the runs", ""]
@@ -666,7 +685,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="keep clones and logs here")
     parser.add_argument("--keep-images", action="store_true")
     parser.add_argument("--no-page", action="store_true", help="print, do not write results")
+    parser.add_argument("--page-only", action="store_true", help="rewrite the page, build nothing")
     options = parser.parse_args(argv)
+    if options.page_only:
+        write_page(load_results(), read_manifest())
+        return 0
 
     try:
         importlib.metadata.version("poetry-simple-index")
