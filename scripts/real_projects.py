@@ -119,6 +119,7 @@ class Project:
     sparse: tuple[str, ...] = ()
     daskbox: Mapping[str, Any] = field(default_factory=dict)
     git_mirrors: Mapping[str, str] = field(default_factory=dict)
+    fixes: Mapping[str, Any] = field(default_factory=dict)
     arm64: bool = False
 
     @property
@@ -141,6 +142,7 @@ def read_manifest(path: Path = MANIFEST) -> list[Project]:
             sparse=tuple(entry.get("sparse", ())),
             daskbox=dict(entry.get("daskbox", {})),
             git_mirrors=dict(entry.get("git-mirrors", {})),
+            fixes=dict(entry.get("fixes", {})),
             arm64=bool(entry.get("arm64", False)),
         )
         for entry in entries
@@ -315,6 +317,12 @@ def configure_daskbox(project_dir: Path, project: Project) -> None:
     for key, value in project.daskbox.items():
         table[key] = value
     tool["daskbox"] = table
+    for dotted, value in project.fixes.items():
+        *parents, key = dotted.split(".")
+        container: Any = document
+        for parent in parents:
+            container = container.setdefault(parent, tomlkit.table())
+        container[key] = value
     pyproject.write_text(tomlkit.dumps(document))
     tasks = project_dir / "tasks.py"
     existing = tasks.read_text() if tasks.exists() else ""
@@ -496,6 +504,9 @@ def build_one(
         git_env = git_environment(project, mirror_dirs)
         project_dir = check_out(project, snapshot, scratch)
         configure_daskbox(project_dir, project)
+        result.notes += [
+            f"changed in pyproject.toml: {k} = {v!r}" for k, v in project.fixes.items()
+        ]
         environ = {**poetry_env, **git_env}
         result.adopt_seconds, notes = adopt_daskbox(project_dir, index, environ)
         result.notes += notes
