@@ -206,11 +206,18 @@ def one_line(text: str) -> str:
 
 
 def poetry_error(output: str) -> str:
-    """Poetry's own message: the first lines after its progress lines, joined."""
-    skip = ("Updating dependencies", "Resolving dependencies", "Writing lock file", "Using version")
+    """Poetry's own message among its progress lines and the build backends' warnings."""
+    progress = ("Updating dependencies", "Resolving dependencies", "Writing lock file", "Using ")
     lines = [line.strip() for line in output.splitlines() if line.strip()]
-    useful = [line for line in lines if not line.startswith(skip)]
-    return " ".join(useful[:3])[:400] or "(no output)"
+    useful = [
+        line
+        for line in lines
+        if not line.startswith(progress) and "Warning" not in line and "warnings.warn" not in line
+    ]
+    errors = [
+        line for line in useful if re.search(r"not found|Because |[Ee]rror|Unable|failed", line)
+    ]
+    return (errors or useful or ["(no output)"])[0]
 
 
 # -- 1. the snapshot ------------------------------------------------------------------------
@@ -724,38 +731,52 @@ def main(argv: Sequence[str] | None = None) -> int:
     base_image = options.base_image or default_base(options.platform)
     mirror_dirs = [*options.mirror_dir, DEFAULT_MIRRORS]
     results = load_results()
+    with working_folder(options.workdir) as workdir:
+        # A new wheel, index and Poetry cache each run: Poetry caches a source's hashes by version.
+        for previous in ("daskbox-index", "poetry-home"):
+            shutil.rmtree(workdir / previous, ignore_errors=True)
+        with serving_daskbox_index(workdir / "daskbox-index") as index:
+            run_corpus(chosen, options, base_image, index, workdir, mirror_dirs, results)
+    return 0
+
+
+def run_corpus(
+    chosen: Sequence[Project],
+    options: argparse.Namespace,
+    base_image: str | None,
+    index: LocalIndex,
+    workdir: Path,
+    mirror_dirs: Sequence[Path],
+    results: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    """Build each chosen project in turn, saving the results and the page after each."""
+    projects = read_manifest()
     today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     commit = daskbox_commit()
-    with (
-        working_folder(options.workdir) as workdir,
-        serving_daskbox_index(workdir / "daskbox-index") as index,
-    ):
-        poetry_env = poetry_environ(workdir / "poetry-home")
-        shutil.rmtree(workdir / "poetry-home", ignore_errors=True)  # the index wheel is new
-        for project in chosen:
-            print(f"[real-projects] {project.name} ({options.platform}) ...", flush=True)
-            result = build_one(
-                project,
-                options.platform,
-                base_image,
-                index,
-                poetry_env,
-                workdir,
-                mirror_dirs,
-                options.keep_images,
-            )
-            result.date, result.daskbox_commit = today, commit
-            print(
-                f"[real-projects] {project.name}: {result.outcome}"
-                + (f" at {result.stage}: {result.message}" if result.message else "")
-                + (f" ({result.build_seconds:.0f} s)" if result.build_seconds else ""),
-                flush=True,
-            )
-            results[(result.name, result.platform)] = asdict(result)
-            if not options.no_page:
-                save_results(results)
-                write_page(results, projects)
-    return 0
+    poetry_env = poetry_environ(workdir / "poetry-home")
+    for project in chosen:
+        print(f"[real-projects] {project.name} ({options.platform}) ...", flush=True)
+        result = build_one(
+            project,
+            options.platform,
+            base_image,
+            index,
+            poetry_env,
+            workdir,
+            mirror_dirs,
+            options.keep_images,
+        )
+        result.date, result.daskbox_commit = today, commit
+        print(
+            f"[real-projects] {project.name}: {result.outcome}"
+            + (f" at {result.stage}: {result.message}" if result.message else "")
+            + (f" ({result.build_seconds:.0f} s)" if result.build_seconds else ""),
+            flush=True,
+        )
+        results[(result.name, result.platform)] = asdict(result)
+        if not options.no_page:
+            save_results(results)
+            write_page(results, projects)
 
 
 if __name__ == "__main__":
