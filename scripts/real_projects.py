@@ -662,6 +662,20 @@ def write_page(
             )
             + " |"
         )
+    library = [row for row in rows if "library check" in short_cause(row)]
+    elsewhere = [row for row in rows if row["message"] and row not in library]
+    lines += [
+        "",
+        f"Stopped by the shared-library check: {len(library)} of {len(rows)} runs. Each library"
+        " it names ships in the wheel that needs it (a `*.libs` folder; kaleido's"
+        " `executable/lib`, which its launcher puts on LD_LIBRARY_PATH), except numba's optional"
+        " TBB threading layer (`libtbb.so.12`): issue 17. Stopped elsewhere: "
+        + (
+            "; ".join(f"{row['name']} ({row['platform']}, {short_cause(row)})" for row in elsewhere)
+            or "none"
+        )
+        + ".",
+    ]
     lines += ["", "## What each project covers", ""]
     for project in projects:
         lines.append(
