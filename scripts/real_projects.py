@@ -121,6 +121,7 @@ class Project:
     git_mirrors: Mapping[str, str] = field(default_factory=dict)
     fixes: Mapping[str, Any] = field(default_factory=dict)
     arm64: bool = False
+    finding: str = ""
 
     @property
     def mirror_name(self) -> str:
@@ -144,6 +145,7 @@ def read_manifest(path: Path = MANIFEST) -> list[Project]:
             git_mirrors=dict(entry.get("git-mirrors", {})),
             fixes=dict(entry.get("fixes", {})),
             arm64=bool(entry.get("arm64", False)),
+            finding=entry.get("finding", ""),
         )
         for entry in entries
     ]
@@ -540,9 +542,12 @@ def build_one(
 
 
 def daskbox_commit() -> str:
-    head = run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short=10", "HEAD"]).stdout.strip()
+    """The last commit that changed daskbox's code (``-dirty`` with uncommitted changes there)."""
+    last = run(
+        ["git", "-C", str(REPO_ROOT), "log", "-1", "--format=%h", "--abbrev=10", "--", "src"]
+    )
     dirty = run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "src"]).stdout
-    return head + ("-dirty" if dirty.strip() else "")
+    return last.stdout.strip() + ("-dirty" if dirty.strip() else "")
 
 
 def default_base(platform: str) -> str | None:
@@ -617,7 +622,8 @@ def write_page(
         "project's main modules with `docker run --rm --network host --entrypoint",
         "/opt/venv/bin/python IMAGE -c ...`. *Image* is the whole image (`docker image inspect`),",
         "*base* the base image, *venv* `du -sb /opt/venv` inside it; *build* is the wall clock of",
-        "`invoke build` with an empty daskbox cache on a 2-core machine shared with other work.",
+        "`invoke build` until it exited (a refusal included), with one daskbox cache for the run",
+        "(wheels an earlier project fetched are reused), on a 2-core machine shared with others.",
         "",
         "Rerun: `nice -n 10 .venv/bin/python scripts/real_projects.py [--only NAME]"
         " [--platform linux/arm64]` (needs Docker, PyPI, the fetched snapshots and",
@@ -649,7 +655,7 @@ def write_page(
                 for cell in (
                     name,
                     row["platform"],
-                    row["expect"],
+                    project.expect if project else row["expect"],
                     result,
                     stopped,
                     row["installed_check"],
@@ -676,6 +682,10 @@ def write_page(
         )
         + ".",
     ]
+    findings = [project for project in projects if project.finding]
+    if findings:
+        lines += ["", "## Findings besides the library check", ""]
+        lines += [f"- **{project.name}**: {project.finding}" for project in findings]
     lines += ["", "## What each project covers", ""]
     for project in projects:
         lines.append(
