@@ -95,6 +95,7 @@ class ProjectMetadata:
     version: str
     package_mode: bool  # [tool.poetry] package-mode: the project itself goes into the image
     requires_python: str | None  # [project] requires-python (PEP 440); None when not declared
+    poetry_python: str | None  # [tool.poetry.dependencies] python (Poetry's syntax: ~3.10, ^3.9)
     groups: tuple[str, ...]  # "main" and every [tool.poetry.group.<name>]
     extras: tuple[str, ...]  # [project.optional-dependencies] and [tool.poetry.extras], normalized
 
@@ -113,9 +114,14 @@ def read_project(root: Path) -> ProjectMetadata:
         version=str(project.get("version") or poetry.get("version") or "0"),
         package_mode=bool(poetry.get("package-mode", True)),
         requires_python=project.get("requires-python"),
+        poetry_python=_text_or_none(poetry.get("dependencies", {}).get("python")),
         groups=tuple(dict.fromkeys(str(canonicalize_name(g)) for g in groups)),
         extras=tuple(sorted({str(canonicalize_name(e)) for e in extras})),
     )
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def lock_path(root: Path) -> Path:

@@ -117,6 +117,18 @@ def test_python_constraint_excluding_the_target_is_refused(tmp_path):
         export_environment(project, TARGET)
 
 
+def test_a_poetry_python_range_excluding_the_target_is_named(tmp_path):
+    """Poetry-only range (`~3.10`): the export's markers leave nothing for another Python;
+    the error names that range, not a missing distributed (a real project hit this)."""
+    project = copy_project("poetry_python_range", tmp_path)
+    with pytest.raises(
+        LockfileError,
+        match=rf"allows Python ~3\.10 \(\[tool\.poetry\.dependencies\] python\) but the "
+        rf"image's Python is {TARGET.python_version}",
+    ):
+        export_environment(project, TARGET)
+
+
 def test_missing_distributed_is_refused(tmp_path):
     project = copy_project("no_distributed", tmp_path)
     with pytest.raises(

@@ -122,6 +122,15 @@ def _export(
     requirements = tuple(r for r in locked if r.applies_to(target))
     exported = {r.name for r in requirements}
     missing = [name for name in REQUIRED_DISTRIBUTIONS if name not in exported]
+    if missing and locked and not requirements and project.poetry_python:
+        # Every locked package is marked for other Pythons: the project's range, which
+        # requires-python would have refused above, is written in Poetry's own syntax.
+        raise LockfileError(
+            f"{project.name} allows Python {project.poetry_python} ([tool.poetry.dependencies] "
+            f"python) but the image's Python is {target.python_version}, so no locked package "
+            f"applies: widen that range and run `poetry lock`, or run daskbox from a matching "
+            "Python"
+        )
     if missing:
         raise LockfileError(
             f"{', '.join(missing)} missing from the exported set of {project.name} "
