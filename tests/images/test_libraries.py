@@ -238,6 +238,15 @@ def test_gpu_only_libraries_are_a_warning_naming_the_module(tmp_path):
     # numba falls back from its TBB threading layer: that module's library is a warning too.
     tbb = MissingLibrary("libtbb.so.12", "x", f"/{SITE}/numba/np/ufunc/tbbpool.cpython-311-x.so")
     assert Verdict.of([tbb], ()) == Verdict((), ((tbb, "numba's optional threading layer"),))
+    # A program a wheel ships (kaleido's headless browser) is run, never imported: a warning
+    # naming its package, as nannyml's kaleido 0.2 needs libnss3 only to export figures.
+    kaleido = f"/{SITE}/kaleido/executable/bin/kaleido"
+    nss = MissingLibrary("libnss3.so", kaleido, kaleido)
+    assert Verdict.of([nss], (), {kaleido}).errors == ()
+    assert describe_warnings(Verdict.of([nss], (), {kaleido}).warnings).startswith(
+        f"warning: 1 module will not load on this image: {kaleido} (libnss3.so: a program"
+    )
+    assert Verdict.of([nss], ()).errors == (nss,)  # the same library for an extension: error
     # Shipped by a locked wheel (nvidia-cuda-runtime) but not found: an error after all.
     shipped = Verdict.of(missing_libraries(loader), {f"/{SITE}/nvidia/lib/libcudart.so.11.0"})
     assert "libcudart.so.11.0" in [m.soname for m in shipped.errors]

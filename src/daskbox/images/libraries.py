@@ -28,7 +28,7 @@ import posixpath
 import re
 import tarfile
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -408,9 +408,15 @@ class Verdict:
     warnings: tuple[tuple[MissingLibrary, str], ...]  # per module, with why it is one
 
     @classmethod
-    def of(cls, missing: Iterable[MissingLibrary], venv_names: Iterable[str]) -> Verdict:
+    def of(
+        cls,
+        missing: Iterable[MissingLibrary],
+        venv_names: Iterable[str],
+        executables: Collection[str] = (),
+    ) -> Verdict:
         """GPU-only libraries that no locked wheel ships, and libraries of modules that a plain
-        import leaves alone, are warnings; the rest are errors."""
+        import leaves alone (optional layers, programs a wheel ships such as kaleido's
+        headless browser), are warnings; the rest are errors."""
         shipped = {posixpath.basename(path) for path in venv_names}
         errors: dict[str, MissingLibrary] = {}
         warnings: list[tuple[MissingLibrary, str]] = []
@@ -425,6 +431,11 @@ class Verdict:
             )
             if library.gpu_only and library.soname not in shipped:
                 warnings.append((library, "only a GPU machine has it"))
+            elif library.module in executables:
+                why = "a program, which no import loads"
+                if library.package:
+                    why += f': add "{library.package}" to apt-packages if the project runs it'
+                warnings.append((library, why))
             elif optional:
                 warnings.append((library, optional))
             else:

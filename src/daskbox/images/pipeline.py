@@ -580,7 +580,9 @@ def _judge_libraries(
     loader = Loader.over(
         plan.platform, elves, files, base.library_dirs, base.preloaded, base.main_rpath
     )
-    verdict = Verdict.of(missing_libraries(loader, plan.settings.ignore_missing_libraries), venv)
+    missing = missing_libraries(loader, plan.settings.ignore_missing_libraries)
+    programs = {elf.path for elf in elves if elf.kind == "executable"}
+    verdict = Verdict.of(missing, venv, programs)
     if verdict.warnings:
         print(describe_warnings(verdict.warnings), file=sys.stderr, flush=True)
     if verdict.errors:
