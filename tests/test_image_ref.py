@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from daskbox.errors import ConfigError
-from daskbox.image_ref import ImageRef
+from daskbox.image_ref import ImageRef, repository_component
 
 DIGEST = "sha256:" + "a" * 64
 
@@ -47,3 +47,28 @@ def test_pinned_needs_a_digest():
     assert ref.with_digest(DIGEST).pinned == f"localhost:5000/app@{DIGEST}"
     with pytest.raises(ValueError):
         _ = ref.pinned
+
+
+@pytest.mark.parametrize(
+    ("name", "component"),
+    [
+        ("demo data science template", "demo-data-science-template"),  # a real project's
+        ("My_App", "my-app"),
+        ("quickstart", "quickstart"),
+        ("--", "project"),
+    ],
+)
+def test_a_project_name_becomes_a_valid_repository_component(name, component):
+    assert repository_component(name) == component
+    ImageRef.parse(f"daskbox-stages/{component}:sdists-linux-amd64")  # the registry grammar
+
+
+def test_the_default_repository_of_a_project_with_spaces_in_its_name_is_valid(tmp_path):
+    from daskbox.images.settings import load_settings
+
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.poetry]\nname = "demo data science template"\nversion = "0.1.0"\n'
+    )
+    repository = load_settings(tmp_path).repository
+    assert repository == "localhost:5000/demo-data-science-template"
+    ImageRef.parse(f"{repository}:latest")

@@ -21,6 +21,12 @@ _REFERENCE = re.compile(
 _DEFAULT_REGISTRY = "docker.io"
 
 
+def repository_component(name: str) -> str:
+    """``name`` (a project's, which Poetry lets hold spaces or capitals) as one path component
+    of a repository name: lower case, every run of other characters one ``-``."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "project"
+
+
 @dataclass(frozen=True)
 class ImageRef:
     """A parsed image reference; ``repository`` includes the registry host when there is one."""

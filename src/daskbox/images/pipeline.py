@@ -37,7 +37,7 @@ from daskbox.errors import (
     MissingLibrariesError,
     PushError,
 )
-from daskbox.image_ref import ImageRef
+from daskbox.image_ref import ImageRef, repository_component
 from daskbox.images import dockerfile as layout
 from daskbox.images.apt import deb_paths, fetch_debs
 from daskbox.images.base import BaseImage, resolve_base
@@ -530,7 +530,7 @@ def _keep_stages(plan: ImagePlan, engine: ContainerEngine, lines: list[str]) -> 
             stages[current] = done[1]
     for stage, image in stages.items():
         name = ImageRef(
-            f"{STAGES_REPOSITORY}/{plan.environment.project_name}",
+            f"{STAGES_REPOSITORY}/{repository_component(plan.environment.project_name)}",
             f"{stage}-{plan.platform.replace('/', '-')}",
         )
         previous = engine.local_image(str(name))

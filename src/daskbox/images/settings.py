@@ -12,6 +12,7 @@ from typing import Any
 from daskbox._pyproject import daskbox_table, project_name
 from daskbox.contract import DEFAULT_PLATFORM, PLATFORM_MACHINES
 from daskbox.errors import ConfigError
+from daskbox.image_ref import repository_component
 
 # The keys of [tool.daskbox] this component reads; sub-tables belong to other components.
 KEYS = ("repository", "base-image", "platform", "groups", "extras", "apt-packages",
@@ -52,8 +53,9 @@ def load_settings(project_root: Path, overrides: Mapping[str, Any] | None = None
     given = {k: v for k, v in (overrides or {}).items() if v not in (None, "", ())}
     _refuse_unknown_keys(given, "invoke config daskbox")
     merged = {**table, **given}
+    default_repository = f"localhost:5000/{repository_component(project_name(project_root))}"
     return ImageSettings(
-        repository=_text(merged, "repository") or f"localhost:5000/{project_name(project_root)}",
+        repository=_text(merged, "repository") or default_repository,
         base_image=_text(merged, "base-image") or default_base_image(),
         groups=_names(merged, "groups") or ("main",),
         extras=_names(merged, "extras"),
