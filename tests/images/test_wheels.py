@@ -212,7 +212,8 @@ def test_a_missing_package_folder_is_named_with_the_fix(tmp_path):
     assert re.fullmatch(
         r"cannot build the project \(\S+\): the declared package folder is missing \(.*"
         r"fixture_app.*\): create that folder or fix `packages` in \[tool\.poetry\] of its "
-        r"pyproject\.toml",
+        r"pyproject\.toml \(or, for an application that is no package, set package-mode = "
+        r"false there\)",
         str(failed.value),
     )
 
@@ -279,3 +280,17 @@ def test_a_dynamic_version_project_is_built_once_and_again_for_a_new_tag(tmp_pat
     subprocess.run([*git, "tag", "v0.3.0"], check=True)
     (tagged,) = build_local_wheels(project, environment, cache, messages.append)
     assert tagged.filename == "fixture_app-0.3.0-py3-none-any.whl"
+
+
+def test_a_poetry_1_build_backend_names_poetry_core_s():
+    """caddy (a real project) requires poetry-core but names poetry.masonry.api."""
+    from daskbox.images.wheels import _build_failure
+
+    stderr = "  ModuleNotFoundError: No module named 'poetry.masonry'\nerror: subprocess-exited\n"
+    message = _build_failure("the project", "/p", stderr, git=False)
+    assert message == (
+        "cannot build the project (/p): its build-backend is 'poetry.masonry', which only poetry "
+        'itself provides: set build-backend = "poetry.core.masonry.api" in [build-system] of its '
+        "pyproject.toml"
+    )
+

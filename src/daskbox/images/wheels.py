@@ -524,7 +524,13 @@ def _build_failure(name: str, source: str, stderr: str, git: bool) -> str:
         if kind == "ModuleOrPackageNotFoundError" or empty:
             return (f"cannot build {name} ({source}): the declared package folder is missing "
                     f"({detail}): create that folder or fix `packages` in [tool.poetry] of its "
-                    "pyproject.toml")
+                    "pyproject.toml (or, for an application that is no package, set "
+                    "package-mode = false there)")
+        if kind == "ModuleNotFoundError" and detail.startswith("No module named 'poetry."):
+            # Poetry 1's `poetry.masonry.api` is in poetry, not in the poetry-core it requires.
+            return (f"cannot build {name} ({source}): its build-backend is {detail[16:]}, which "
+                    "only poetry itself provides: set build-backend = "
+                    '"poetry.core.masonry.api" in [build-system] of its pyproject.toml')
         return (f"cannot build {name} ({source}): {kind}: {detail}: fix its build "
                 f"(`pip wheel --no-deps {source}` shows the backend's whole output)")
     return (f"cannot build {name} ({source}): {_pip_reason(stderr)}: fix its build "
