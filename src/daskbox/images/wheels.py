@@ -528,7 +528,8 @@ def _build_failure(name: str, source: str, stderr: str, git: bool) -> str:
                     "package-mode = false there)")
         if kind == "ModuleNotFoundError" and detail.startswith("No module named 'poetry."):
             # Poetry 1's `poetry.masonry.api` is in poetry, not in the poetry-core it requires.
-            return (f"cannot build {name} ({source}): its build-backend is {detail[16:]}, which "
+            backend = detail.removeprefix("No module named ")
+            return (f"cannot build {name} ({source}): its build-backend is {backend}, which "
                     "only poetry itself provides: set build-backend = "
                     '"poetry.core.masonry.api" in [build-system] of its pyproject.toml')
         return (f"cannot build {name} ({source}): {kind}: {detail}: fix its build "
