@@ -132,11 +132,15 @@ def push_platform_index(
     for platform, image in images.items():
         platform_tag = f"{tag}-{platform.replace('/', '-')}"
         client.api.tag(image, f"{registry.host}/{repository}", platform_tag)
-        for chunk in client.api.push(
-            f"{registry.host}/{repository}", tag=platform_tag, stream=True, decode=True
-        ):
-            if "error" in chunk:
-                raise RuntimeError(f"push of {platform_tag} failed: {chunk['error']}")
+        try:
+            for chunk in client.api.push(
+                f"{registry.host}/{repository}", tag=platform_tag, stream=True, decode=True
+            ):
+                if "error" in chunk:
+                    raise RuntimeError(f"push of {platform_tag} failed: {chunk['error']}")
+        finally:
+            # The registry's name only: the local image (often a stand-in base) stays.
+            client.api.remove_image(f"{registry.host}/{repository}:{platform_tag}")
         response = requests.get(
             f"{registry.url}/v2/{repository}/manifests/{platform_tag}",
             headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
