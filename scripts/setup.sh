@@ -39,7 +39,7 @@ if [[ ! -x .venv/bin/python ]] || [[ poetry.lock -nt .venv/.installed ]]; then
   python3 -m venv "$bootstrap"
   "$bootstrap/bin/pip" install -q --disable-pip-version-check \
     "poetry==$POETRY_VERSION" "poetry-plugin-export==$EXPORT_PLUGIN_VERSION"
-  "$bootstrap/bin/poetry" export --with dev -f requirements.txt -o "$bootstrap/requirements.txt"
+  "$bootstrap/bin/poetry" export --with dev,docs -f requirements.txt -o "$bootstrap/requirements.txt"
   python3 -m venv .venv
   # --no-compile: modules get their bytecode when first imported; most are never imported.
   .venv/bin/pip install -q --disable-pip-version-check --no-compile --require-hashes \
