@@ -9,9 +9,9 @@ POETRY_VERSION=2.5.1            # only used to export poetry.lock into hashed re
 EXPORT_PLUGIN_VERSION=1.10.1
 # qemu-user-static + binfmt-support: the arm64 tests run (and build sdists) under emulation;
 # build-essential: a fixture project's C extension is compiled on the host; chromium: the
-# dashboard test's browser.
+# dashboard test's browser; graphviz: the docs' pipeline diagram, drawn offline by Sphinx.
 APT_PACKAGES=(docker.io docker-registry debootstrap apache2-utils cloud-init curl git
-              qemu-user-static binfmt-support build-essential chromium)
+              qemu-user-static binfmt-support build-essential chromium graphviz)
 
 say() { printf '[setup] %s\n' "$*"; }
 

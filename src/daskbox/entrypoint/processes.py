@@ -3,7 +3,7 @@
 
 Why one worker process for all nannies: each Python interpreter costs ~0.4 s of imports
 and ~60 MB, and on a small machine N nanny interpreters starting at once compete for
-the same cores as the workers they start (see the README's benchmark).
+the same cores as the workers they start (docs/benchmarks.md, "The entrypoint").
 
 The CLIs are run as ``python -m distributed.cli.dask_*`` with this interpreter, so the
 image's venv is used and no console-script lookup is needed. TLS and logging go through
