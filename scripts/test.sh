@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up (idempotent), lint and type-check, then the whole suite against real services, in
+# Set up (idempotent), lint, type-check and build the docs, then the whole suite against real services, in
 # two halves side by side: tests/gcloud (mostly waiting on emulated VMs) and everything
 # else, each followed by half of the other CPythons (from daskbox's floor up) running the
 # in-process unit tests.
@@ -14,6 +14,11 @@ unset PYTHONDONTWRITEBYTECODE
 bash scripts/setup.sh
 .venv/bin/ruff check src tests benchmarks scripts examples
 .venv/bin/mypy
+# The documentation (docs/, Sphinx): any warning fails, so a broken link, page or docstring
+# stops here. A fresh output folder, so every page is read again (about 10 s).
+docs_out=$(mktemp -d)
+.venv/bin/sphinx-build -W --keep-going -q -b html docs "$docs_out" || { rm -rf "$docs_out"; exit 1; }
+rm -rf "$docs_out"
 if (($# > 0)); then
   exec .venv/bin/pytest "$@"
 fi
