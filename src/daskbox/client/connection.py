@@ -70,8 +70,11 @@ class ClientTLS:
         from cryptography.exceptions import UnsupportedAlgorithm
         from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-        parts = {"CA certificate": self.ca_pem, "client certificate": self.cert_pem,
-                 "client key": self.key_pem}  # fmt: skip
+        parts = {
+            "CA certificate": self.ca_pem,
+            "client certificate": self.cert_pem,
+            "client key": self.key_pem,
+        }
         for part, text in parts.items():
             # Anything else would be read as a file name (distributed's rule), e.g.
             # ``ca_pem = "garbage"`` as the file ./garbage.
@@ -152,11 +155,51 @@ class ConnectionFile:
             data["extras"] = tuple(data.get("extras", ()))
             data["firewall_rules"] = tuple(data.get("firewall_rules", ()))
             image = None if record is None else ImageRecord.from_dict(record, source)
-            return cls(tls=tls, record=image, **data)
+            connection = cls(tls=tls, record=image, **data)
         except (TypeError, KeyError, ValueError, AttributeError, ImageRecordError) as error:
             raise ConnectionFileError(
                 f"{source} is missing or has unknown fields ({error})"
             ) from None
+        wrong = connection._wrong_fields()
+        if wrong:
+            raise ConnectionFileError(
+                f"{source} is damaged: {', '.join(wrong)} "
+                f"{'holds a value' if len(wrong) == 1 else 'hold values'} of the wrong type: "
+                "relaunch (`invoke teardown`, then `invoke launch`)"
+            )
+        return connection
+
+    def _wrong_fields(self) -> list[str]:
+        """The fields whose JSON value is not of the field's type (teardown hands them to
+        gcloud, connect to distributed). The scheduler address is checked where it is
+        parsed (``connect.open_connection_file``)."""
+        texts = {
+            "instance": self.instance,
+            "dashboard_url": self.dashboard_url,
+            "image": self.image,
+            "lock_hash": self.lock_hash,
+            "created_at": self.created_at,
+        }
+        wrong = [name for name, value in texts.items() if not isinstance(value, str)]
+        for name, items in (
+            ("groups", self.groups),
+            ("extras", self.extras),
+            ("firewall_rules", self.firewall_rules),
+        ):
+            if not all(isinstance(item, str) for item in items):
+                wrong.append(name)
+        wrong += [
+            name
+            for name, value in (("project", self.project), ("zone", self.zone))
+            if not isinstance(value, str | None)
+        ]
+        if self.target not in ("gce", "local"):
+            wrong.append("target")
+        if self.state not in ("launching", "ready"):
+            wrong.append("state")
+        if not isinstance(self.extra, dict):
+            wrong.append("extra")
+        return wrong
 
 
 def connection_dir(project_root: AnyPath) -> AnyPath:
