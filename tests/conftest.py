@@ -17,6 +17,7 @@ from pathlib import Path
 
 import docker
 import pytest
+from hypothesis import HealthCheck, settings
 
 from daskbox_services import Registry, docker_login, push_platform_index, running_registry
 from pipeline_image import PipelineImage, build_fixture_image
@@ -27,6 +28,19 @@ DEFAULT_BASE_IMAGE = f"python:{platform.python_version()}-slim-bookworm"
 # daskbox runs the user's `poetry` CLI: the one installed next to this interpreter (the dev
 # group), also when pytest was started without activating the virtualenv.
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+# Property tests (Hypothesis): the same examples on every run and machine (derandomized, no
+# example database), and a deadline for a loaded 2-core machine rather than a laptop's 200 ms.
+settings.register_profile(
+    "daskbox",
+    derandomize=True,
+    database=None,
+    deadline=2000,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+# A longer search for new escapes, same determinism: DASKBOX_HYPOTHESIS=long.
+settings.register_profile("long", parent=settings.get_profile("daskbox"), max_examples=3000)
+settings.load_profile(os.environ.get("DASKBOX_HYPOTHESIS", "daskbox"))
 
 # A suite started in the background (`cmd &` in a script, as scripts/test.sh does) inherits
 # an ignored SIGINT, and so would every program it starts: the Ctrl-C tests need SIGINT to

@@ -82,3 +82,49 @@ def test_a_reader_that_goes_away_is_no_internal_error(tmp_path):
     stderr = process.stderr.read()
     assert process.wait(timeout=60) == 1
     assert stderr == ""
+
+
+# Each task's first call that can fail, by module and name: a bug there must end in the one
+# internal-error line (invoke prints an Exit's message on stderr, with its code).
+FIRST_CALLS = {
+    "build": ("daskbox.images.tasks", "find_project_root"),
+    "push": ("daskbox.images.tasks", "find_project_root"),
+    "dockerfile": ("daskbox.images.tasks", "find_project_root"),
+    "cache": ("daskbox.images.cache.CacheLimits", "resolve"),
+    "launch": ("daskbox.gcloud.tasks", "find_project_root"),
+    "teardown": ("daskbox.gcloud.tasks", "find_project_root"),
+    "scale": ("daskbox.gcloud.tasks", "find_project_root"),
+    "status": ("daskbox.gcloud.status", "local_rows"),
+    "check": ("daskbox.client.connect", "open_connection_file"),
+    "dashboard": ("daskbox.client.connect", "open_connection_file"),
+}
+
+
+def test_every_task_is_covered_below():
+    """A new task joins FIRST_CALLS, so the boundary is tested for it too."""
+    from daskbox.tasks import ns
+
+    assert sorted(ns.task_names) == sorted(FIRST_CALLS)
+
+
+@pytest.mark.parametrize("name", sorted(FIRST_CALLS))
+def test_a_bug_in_any_task_is_one_internal_error_line(name, monkeypatch):
+    from invoke.context import Context
+    from invoke.exceptions import Exit
+
+    from daskbox.tasks import ns
+
+    target, attribute = FIRST_CALLS[name]
+
+    def bug(*args, **kwargs):
+        raise RuntimeError(f"a bug in {name}\nover two lines")
+
+    monkeypatch.setattr(f"{target}.{attribute}", bug)
+    arguments = {"scale": {"vms": "1"}}.get(name, {})
+    with pytest.raises(Exit) as raised:
+        ns[name].body(Context(), **arguments)
+    assert raised.value.code == InternalError.exit_code
+    match = INTERNAL.fullmatch(str(raised.value.message).removeprefix("error: "))
+    assert str(raised.value.message).startswith("error: ") and match, raised.value.message
+    assert match.groups()[:2] == ("RuntimeError", f"a bug in {name} over two lines")
+    assert f"RuntimeError: a bug in {name}" in _traceback(match[3])

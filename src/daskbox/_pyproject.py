@@ -49,6 +49,8 @@ def read_pyproject(root: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} not found: run daskbox inside a Poetry project") from None
     except TOMLDecodeError as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not UTF-8 text (TOML is): save it as UTF-8") from None
 
 
 def daskbox_table(root: Path, *section: str) -> dict[str, Any]:

@@ -90,7 +90,7 @@ class ImageRecord:
                 f"{source} is not an image record this daskbox reads: run `invoke build push`"
             )
         try:
-            return cls(
+            record = cls(
                 **{
                     **data,
                     "target_environment": dict(data["target_environment"]),
@@ -99,10 +99,50 @@ class ImageRecord:
                     "locked": tuple(LockedDistribution(**item) for item in data["locked"]),
                 }
             )
-        except (TypeError, KeyError) as error:
+        except (TypeError, KeyError, ValueError) as error:
             raise ImageRecordError(
                 f"{source} is missing or has unknown fields ({error}): run `invoke build push`"
             ) from None
+        damage = record._damage()
+        if damage is not None:
+            raise ImageRecordError(f"{source} is damaged: {damage}: run `invoke build push`")
+        return record
+
+    def _damage(self) -> str | None:
+        """Which field holds a value of the wrong type, or a marker that does not parse."""
+        from packaging.markers import InvalidMarker, Marker
+
+        texts = {
+            "reference": [self.reference],
+            "image_id": [self.image_id],
+            "platform": [self.platform],
+            "python_version": [self.python_version],
+            "lock_hash": [self.lock_hash],
+            "installed_digest": [self.installed_digest],
+            "built_at": [self.built_at],
+            "groups": self.groups,
+            "extras": self.extras,
+            "target_environment": [
+                *self.target_environment.keys(),
+                *self.target_environment.values(),
+            ],
+            "pinned": [] if self.pinned is None else [self.pinned],
+            "pushed_at": [] if self.pushed_at is None else [self.pushed_at],
+        }
+        for name, parts in texts.items():
+            if not all(isinstance(part, str) for part in parts):
+                return f"its {name} is not text"
+        for item in self.locked:
+            if not isinstance(item.name, str) or not isinstance(item.version, str | None):
+                return f"its locked distribution {item.name!r} has no name or version"
+            if not isinstance(item.marker, str):
+                return f"the marker of {item.name} is not text"
+            try:
+                if item.marker:
+                    Marker(item.marker)
+            except InvalidMarker:
+                return f"the marker of {item.name} is not a PEP 508 marker: {item.marker!r}"
+        return None
 
 
 def platform_slug(platform: str) -> str:
@@ -136,6 +176,8 @@ def read_record(project_root: Path, platform: str) -> ImageRecord:
             f"run `invoke build push`"
             + ("" if platform == DEFAULT_PLATFORM else f" with --platform {platform}")
         ) from None
+    except UnicodeDecodeError:
+        raise ImageRecordError(f"{path} is not UTF-8 text: run `invoke build push`") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError:

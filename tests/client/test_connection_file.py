@@ -57,6 +57,8 @@ def damaged(pem: str) -> str:
         ("key", "its client key is not a valid PEM key"),
         ("other key", "its client key does not belong to its client certificate"),
         ("ca", "its CA certificate is not a valid PEM certificate"),
+        # OpenSSL takes a leaf as a CA: the handshake failed as a cluster that did not answer.
+        ("leaf as ca", "its CA certificate is not a CA certificate"),
     ],
 )
 def test_a_damaged_certificate_or_key_is_reported_as_such(tmp_path, part, message):
@@ -65,6 +67,7 @@ def test_a_damaged_certificate_or_key_is_reported_as_such(tmp_path, part, messag
         "key": {"key_pem": damaged(client.key_pem)},
         "other key": {"key_pem": make_tls_material("another launch").client.key_pem},
         "ca": {"ca_pem": damaged(client.ca_pem)},
+        "leaf as ca": {"ca_pem": client.cert_pem},
     }[part]
     path = connection_file(tmp_path, **changes)
     with pytest.raises(ConnectionFileError) as raised:

@@ -72,20 +72,24 @@ logger = logging.getLogger(__name__)
 def security_for(connection: ConnectionFile, source: str | Path | None = None) -> Security | None:
     """The client's TLS settings for ``connection`` (None for a plain tcp:// scheduler).
 
-    The certificates are loaded here, as the client will load them, so a damaged file is
-    reported as such (``source`` names it) and not as a cluster that does not answer.
+    The PEM text is checked first (``ClientTLS.damage``), then loaded as the client will load
+    it, so a damaged file is reported as such (``source`` names it), never as a cluster that
+    does not answer or as an error from deep inside ssl.
     """
     if connection.tls is not None:
-        try:
-            security = connection.tls.security()
-            security.get_connection_args("client")  # type: ignore[no-untyped-call]
-        except (ssl.SSLError, ValueError, TypeError):
-            where = source or f"the connection file for {connection.instance}"
-            raise ConnectionFileError(
-                f"{where} is damaged: {connection.tls.damage()}: relaunch "
-                "(`invoke teardown`, then `invoke launch`) for new certificates"
-            ) from None
-        return security
+        where = source or f"the connection file for {connection.instance}"
+        damage = connection.tls.damage()
+        if damage is None:
+            try:
+                security = connection.tls.security()
+                security.get_connection_args("client")  # type: ignore[no-untyped-call]
+                return security
+            except (ssl.SSLError, ValueError, TypeError) as error:  # what the check missed
+                damage = f"OpenSSL cannot load its certificates ({error})"
+        raise ConnectionFileError(
+            f"{where} is damaged: {damage}: relaunch (`invoke teardown`, then "
+            "`invoke launch`) for new certificates"
+        )
     if connection.scheduler_address.startswith("tls://"):
         raise ConnectionFileError(
             f"the connection file for {connection.instance} names a tls:// scheduler but "

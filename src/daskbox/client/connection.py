@@ -51,11 +51,6 @@ class ClientTLS:
         """
         from distributed.security import Security
 
-        for part in (self.ca_pem, self.cert_pem, self.key_pem):
-            # Anything else would be read as a file name (distributed's rule), e.g.
-            # ``ca_pem = "garbage"`` as the file ./garbage.
-            if not isinstance(part, str) or "-----BEGIN " not in part or "\n" not in part:
-                raise ValueError("not PEM text")
         return Security(  # type: ignore[no-untyped-call]
             require_encryption=True,
             tls_ca_file=self.ca_pem,
@@ -63,28 +58,52 @@ class ClientTLS:
             tls_client_key=self.key_pem,
         )
 
-    def damage(self) -> str:
-        """What is wrong with this PEM text, once OpenSSL refused to load it.
+    def damage(self) -> str | None:
+        """What is wrong with this PEM text, or None: each part loaded with ``cryptography``,
+        the CA text checked to hold CA certificates and the key to be the certificate's.
 
-        OpenSSL says only "PEM lib" or "key values mismatch"; ``cryptography`` (loaded on
-        this failure path only) tells which of the three parts is at fault.
+        Checked before OpenSSL sees the text: OpenSSL says only "PEM lib" or "key values
+        mismatch" (and takes a leaf certificate as a CA, so a handshake would fail as a
+        cluster that does not answer). ``cryptography`` is loaded with this check only.
         """
         from cryptography import x509
+        from cryptography.exceptions import UnsupportedAlgorithm
         from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-        # Damage may also be an UnsupportedAlgorithm (a changed byte in the key's algorithm
-        # identifier) or, from a hand-edited file, a value that is not text at all.
-        checks = (
-            ("CA certificate", lambda: x509.load_pem_x509_certificates(self.ca_pem.encode())),
-            ("client certificate", lambda: x509.load_pem_x509_certificate(self.cert_pem.encode())),
-            ("client key", lambda: load_pem_private_key(self.key_pem.encode(), password=None)),
-        )
-        for part, load in checks:
-            try:
-                load()
-            except Exception:  # any failure to load is this part's damage
+        parts = {
+            "CA certificate": self.ca_pem,
+            "client certificate": self.cert_pem,
+            "client key": self.key_pem,
+        }
+        for part, text in parts.items():
+            # Anything else would be read as a file name (distributed's rule), e.g.
+            # ``ca_pem = "garbage"`` as the file ./garbage.
+            if not isinstance(text, str) or "-----BEGIN " not in text or "\n" not in text:
                 return f"its {part} is not a valid PEM {'key' if 'key' in part else 'certificate'}"
-        return "its client key does not belong to its client certificate"
+        try:
+            authorities = x509.load_pem_x509_certificates(self.ca_pem.encode())
+        except ValueError:
+            return "its CA certificate is not a valid PEM certificate"
+        for authority in authorities:
+            try:
+                is_ca = authority.extensions.get_extension_for_class(x509.BasicConstraints)
+            except (x509.ExtensionNotFound, ValueError):
+                return "its CA certificate is not a CA certificate"
+            if not is_ca.value.ca:
+                return "its CA certificate is not a CA certificate"
+        try:
+            certificate = x509.load_pem_x509_certificate(self.cert_pem.encode())
+            public_key = certificate.public_key()
+        except (ValueError, UnsupportedAlgorithm):
+            return "its client certificate is not a valid PEM certificate"
+        try:
+            # A changed byte in the key's algorithm identifier is an UnsupportedAlgorithm.
+            key = load_pem_private_key(self.key_pem.encode(), password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            return "its client key is not a valid PEM key"
+        if key.public_key() != public_key:
+            return "its client key does not belong to its client certificate"
+        return None
 
 
 @dataclass(frozen=True)
@@ -136,11 +155,51 @@ class ConnectionFile:
             data["extras"] = tuple(data.get("extras", ()))
             data["firewall_rules"] = tuple(data.get("firewall_rules", ()))
             image = None if record is None else ImageRecord.from_dict(record, source)
-            return cls(tls=tls, record=image, **data)
+            connection = cls(tls=tls, record=image, **data)
         except (TypeError, KeyError, ValueError, AttributeError, ImageRecordError) as error:
             raise ConnectionFileError(
                 f"{source} is missing or has unknown fields ({error})"
             ) from None
+        wrong = connection._wrong_fields()
+        if wrong:
+            raise ConnectionFileError(
+                f"{source} is damaged: {', '.join(wrong)} "
+                f"{'holds a value' if len(wrong) == 1 else 'hold values'} of the wrong type: "
+                "relaunch (`invoke teardown`, then `invoke launch`)"
+            )
+        return connection
+
+    def _wrong_fields(self) -> list[str]:
+        """The fields whose JSON value is not of the field's type (teardown hands them to
+        gcloud, connect to distributed). The scheduler address is checked where it is
+        parsed (``connect.open_connection_file``)."""
+        texts = {
+            "instance": self.instance,
+            "dashboard_url": self.dashboard_url,
+            "image": self.image,
+            "lock_hash": self.lock_hash,
+            "created_at": self.created_at,
+        }
+        wrong = [name for name, value in texts.items() if not isinstance(value, str)]
+        for name, items in (
+            ("groups", self.groups),
+            ("extras", self.extras),
+            ("firewall_rules", self.firewall_rules),
+        ):
+            if not all(isinstance(item, str) for item in items):
+                wrong.append(name)
+        wrong += [
+            name
+            for name, value in (("project", self.project), ("zone", self.zone))
+            if not isinstance(value, str | None)
+        ]
+        if self.target not in ("gce", "local"):
+            wrong.append("target")
+        if self.state not in ("launching", "ready"):
+            wrong.append("state")
+        if not isinstance(self.extra, dict):
+            wrong.append("extra")
+        return wrong
 
 
 def connection_dir(project_root: AnyPath) -> AnyPath:

@@ -11,6 +11,7 @@ cache`` shows the cache and prunes it on demand.   [side effects: files]
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import time
@@ -72,14 +73,16 @@ class CacheLimits:
         age = config.get("cache-max-age") or os.environ.get(ENV_MAX_AGE) or DEFAULT_MAX_AGE
         try:
             max_size = parse_bytes(str(size))
-        except ValueError:
-            raise ConfigError(
-                f"cache max size {size!r} is not a size: use e.g. 5GB or 500MiB"
-            ) from None
+        except (ValueError, TypeError, OverflowError):  # "5XB", "1e400GB"
+            max_size = -1
+        if max_size < 0:
+            raise ConfigError(f"cache max size {size!r} is not a size: use e.g. 5GB or 500MiB")
         try:
             max_age = float(parse_timedelta(str(age), default="s") or 0)
-        except (ValueError, KeyError):
-            raise ConfigError(f"cache max age {age!r} is not a duration: use e.g. 14d") from None
+        except (ValueError, KeyError, TypeError, OverflowError):  # "14 fortnights"
+            max_age = math.nan
+        if not max_age >= 0:  # NaN too
+            raise ConfigError(f"cache max age {age!r} is not a duration: use e.g. 14d")
         return cls(max_size=max_size, max_age=max_age)
 
 
