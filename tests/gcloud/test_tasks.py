@@ -192,3 +192,140 @@ def test_a_bug_before_anything_was_created_leaves_no_record(tmp_path, monkeypatc
         gce.launch_gce(tmp_path, LaunchSettings(instance=spec.instance), spec,
                        make_launch_tls(spec.instance), echo=lambda line: None)  # fmt: skip
     assert not connection_path(tmp_path, spec.instance).exists()
+
+
+def _as_typed(value: object) -> str:
+    """A setting's default as a user writes it: 600 (not 600.0), a,b, false."""
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _launch_help(tmp_path) -> str:
+    """`invoke --help launch` from the real invoke CLI, in a project whose tasks.py is
+    daskbox's two lines."""
+    (tmp_path / "tasks.py").write_text("from daskbox.tasks import ns  # noqa: F401\n")
+    shown = subprocess.run(
+        [str(DASKBOX.parent / "invoke"), "--help", "launch"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert shown.returncode == 0, shown.stderr
+    return shown.stdout
+
+
+def test_launch_groups_every_flag_exactly_once(tmp_path):
+    """The docstring's groups cannot drift from the flags: each flag in exactly one."""
+    from daskbox.gcloud.tasks import LAUNCH_GROUPS
+
+    grouped = [flag for flags in LAUNCH_GROUPS.values() for flag in flags.split()]
+    parameters = [name for name in inspect.signature(launch.body).parameters if name != "c"]
+    assert sorted(grouped) == sorted(name.replace("_", "-") for name in parameters)
+    shown = _launch_help(tmp_path).split("Options:")[0]
+    for title, flags in LAUNCH_GROUPS.items():
+        assert f"{title}:" in shown
+        for flag in flags.split():
+            assert re.search(rf"--{flag}(\s|$)", shown), flag
+
+
+def test_launch_help_shows_the_settings_defaults(tmp_path):
+    """Every default the help states is LaunchSettings's own (one source)."""
+    from dataclasses import MISSING, fields
+
+    from daskbox.gcloud.settings import LaunchSettings
+
+    options = _options(_launch_help(tmp_path))
+    flag_of = {"boot_disk_size_gb": "boot-disk-size"}
+    checked = 0
+    for field in fields(LaunchSettings):
+        flag = flag_of.get(field.name, field.name.replace("_", "-"))
+        if flag not in options or field.default in (MISSING, None, False):
+            continue
+        assert f"(default: {_as_typed(field.default)}" in options[flag], (flag, options[flag])
+        checked += 1
+    assert checked >= 10
+
+
+NUMBER_FLAGS = [
+    "boot-disk-size",
+    "scheduler-port",
+    "dashboard-port",
+    "worker-vms",
+    "workers",
+    "threads-per-worker",
+    "timeout",
+]
+
+
+def test_number_flags_show_int_and_refuse_text_in_one_line(tmp_path):
+    """=INT in the help, yet `--boot-disk-size abc` stays daskbox's one line (invoke's own
+    int cast would end in a ValueError traceback), and a flag not given still lets
+    [tool.daskbox.gcloud] decide."""
+    help_text = _launch_help(tmp_path)
+    for flag in NUMBER_FLAGS:
+        assert re.search(rf"--{flag}=INT\s", help_text), flag
+    invoke = str(DASKBOX.parent / "invoke")
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "x"\n[tool.daskbox.gcloud]\nboot-disk-size-gb = 5\n'
+    )
+    base = [
+        invoke,
+        "launch",
+        "--image",
+        PINNED,
+        "--source-range",
+        "203.0.113.7/32",
+        "--project",
+        "acme-prod",
+    ]
+    for extra, message in [
+        (["--boot-disk-size", "abc"], "error: flag: boot-disk-size-gb = 'abc' is not valid"),
+        (["--worker-vms", "x"], "error: flag: worker-vms = 'x' is not valid"),
+        ([], "error: boot-disk-size 5 is invalid: expected 10 to 65536"),  # the config's
+        (["--boot-disk-size", "7"], "error: boot-disk-size 7 is invalid: expected 10"),
+    ]:
+        refused = subprocess.run(
+            [*base, *extra],
+            cwd=tmp_path,
+            env={"PATH": str(tmp_path)},
+            capture_output=True,
+            text=True,
+        )
+        assert refused.returncode == 1, refused.stdout
+        [line] = refused.stderr.strip().splitlines()
+        assert line.startswith(message), line
+
+
+def test_dashboard_port_is_a_number_refused_in_one_line(tmp_path):
+    shown = subprocess.run(
+        [str(DASKBOX), "--help", "dashboard"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert re.search(r"--port=INT\s", shown.stdout)
+    refused = subprocess.run(
+        [str(DASKBOX), "dashboard", "--port", "abc"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        "error: --port 'abc' is not a port number: e.g. --port 8788, or 0 for a free one"
+    ]
+
+
+def test_the_launch_settings_table_states_the_settings_defaults():
+    """docs/launch.md's table of keys agrees with LaunchSettings's defaults."""
+    from dataclasses import MISSING, fields
+    from pathlib import Path
+
+    from daskbox.gcloud.settings import LaunchSettings
+
+    page = (Path(__file__).parents[2] / "docs" / "launch.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `([\w-]+)` \|[^|]*\| `([^`]+)`", page, flags=re.M))
+    checked = 0
+    for field in fields(LaunchSettings):
+        key = field.name.replace("_", "-")
+        if key in rows and field.default not in (MISSING, None):
+            assert rows[key] == _as_typed(field.default), key
+            checked += 1
+    assert checked >= 12

@@ -5,13 +5,26 @@ from __future__ import annotations
 from invoke.context import Context
 from invoke.tasks import task
 
+from daskbox._task_flags import NumberFlagsTask
 from daskbox._tasks import one_line_errors
 from daskbox.contract import DEFAULT_DASHBOARD_FORWARD_PORT
+from daskbox.errors import ConfigError
 
 _WHICH = {
     "instance": "the launched instance (default: the project's only one)",
     "path": "a connection file to use instead of <project>/.daskbox/<instance>.json",
 }
+
+
+def _port(port: str | None) -> int:
+    """``--port`` as a number (not given: the default), or one line naming the fix."""
+    try:
+        return DEFAULT_DASHBOARD_FORWARD_PORT if port is None else int(port)
+    except ValueError:
+        raise ConfigError(
+            f"--port {port!r} is not a port number: e.g. --port "
+            f"{DEFAULT_DASHBOARD_FORWARD_PORT}, or 0 for a free one"
+        ) from None
 
 
 @task(help=_WHICH)
@@ -25,18 +38,20 @@ def check(c: Context, instance: str | None = None, path: str | None = None) -> N
 
 
 @task(
+    klass=NumberFlagsTask,
+    numbers=["port"],
     help={
         **_WHICH,
         "port": f"local port to serve the dashboard on (default: "
         f"{DEFAULT_DASHBOARD_FORWARD_PORT}; 0 picks a free one)",
         "no-browser": "print the URL only; do not open a browser",
-    }
+    },
 )
 def dashboard(
     c: Context,
     instance: str | None = None,
     path: str | None = None,
-    port: int = DEFAULT_DASHBOARD_FORWARD_PORT,
+    port: str | None = None,
     no_browser: bool = False,
 ) -> None:
     """Open the cluster's dashboard at http://127.0.0.1:8788/status until Ctrl-C.
@@ -58,6 +73,7 @@ def dashboard(
         from daskbox.client.identity import scheduler_identity
         from daskbox.errors import ClusterUnreachable
 
+        local_port = _port(port)
         connection_path, connection = open_connection_file(instance, path)
         security = security_for(connection, connection_path)
         try:
@@ -69,7 +85,7 @@ def dashboard(
             raise ClusterUnreachable(
                 f"the scheduler of {connection.instance} serves no dashboard: relaunch it"
             )
-        forwarder = start_dashboard(connection, security, served, port)
+        forwarder = start_dashboard(connection, security, served, local_port)
     with one_line_errors():
         try:
             print(

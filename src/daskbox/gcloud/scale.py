@@ -15,7 +15,7 @@ from daskbox.client.connection import find_connection_file, read_connection_file
 from daskbox.errors import LaunchSpecError
 from daskbox.gcloud import commands
 from daskbox.gcloud._gcloud import run_gcloud
-from daskbox.gcloud.settings import MAX_WORKER_VMS
+from daskbox.gcloud.defaults import MAX_WORKER_VMS
 
 
 def scale(

@@ -18,6 +18,7 @@ from dask.utils import parse_timedelta
 from daskbox import contract
 from daskbox._pyproject import daskbox_table, project_name
 from daskbox.errors import ConfigError, LaunchSpecError
+from daskbox.gcloud import defaults
 
 # Compute Engine resource names: lowercase letter, then letters, digits, hyphens.
 _NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -35,8 +36,6 @@ _LABEL_VALUE = re.compile(r"[-_a-z0-9]{0,63}")
 MAX_LABELS = 64
 # What Compute Engine accepts as a maximum run duration.
 MAX_RUN_DURATION_RANGE = (30, 120 * 24 * 3600)
-# A managed instance group holds at most 2000 VMs.
-MAX_WORKER_VMS = 2000
 RESERVED_LABELS = (
     contract.INSTANCE_LABEL,
     contract.INSTANCE_LOCK_LABEL,
@@ -46,26 +45,27 @@ RESERVED_LABELS = (
 
 @dataclass(frozen=True)
 class LaunchSettings:
-    """What the user asked for; ``None`` means "not set" (the project then comes from gcloud)."""
+    """What the user asked for; ``None`` means "not set" (the project then comes from gcloud).
+
+    The defaults live in ``daskbox.gcloud.defaults``, which ``invoke --help launch`` shows.
+    """
 
     instance: str
     project: str | None = None
-    zone: str = "us-central1-a"
-    machine_type: str = "e2-highcpu-16"
-    boot_disk_size_gb: int = 20
-    network: str = "default"
-    network_tag: str = "daskbox"
+    zone: str = defaults.ZONE
+    machine_type: str = defaults.MACHINE_TYPE
+    boot_disk_size_gb: int = defaults.BOOT_DISK_SIZE_GB
+    network: str = defaults.NETWORK
+    network_tag: str = defaults.NETWORK_TAG
     spot: bool = False
-    # A forgotten VM deletes itself after this long; "" or "0" turns it off.
-    max_run_duration: str = "8h"
+    max_run_duration: str = defaults.MAX_RUN_DURATION
     termination_action: Literal["DELETE", "STOP"] = "DELETE"
     workers: str | None = None
     threads_per_worker: str | None = None
     memory_per_worker: str | None = None
-    # The entrypoint stops after this long without work, and the VM powers off with it.
-    idle_timeout: str = "1h"
-    scheduler_port: int = contract.DEFAULT_SCHEDULER_PORT
-    dashboard_port: int = contract.DEFAULT_DASHBOARD_PORT
+    idle_timeout: str = defaults.IDLE_TIMEOUT
+    scheduler_port: int = defaults.SCHEDULER_PORT
+    dashboard_port: int = defaults.DASHBOARD_PORT
     source_range: str | None = None
     allow_any_source: bool = False
     # A registry on a private address is refused unless it is inside the VM's network.
@@ -73,16 +73,14 @@ class LaunchSettings:
     # The identity tasks read data with (gcsfs, pandas): the project's default compute
     # account unless named; give a dedicated one only the roles the job needs.
     service_account: str | None = None
-    # Least privilege: write logs, read Cloud Storage (which also pulls from Artifact
-    # Registry and GCR). Nothing else, whatever roles the account holds.
-    scopes: tuple[str, ...] = ("logging-write", "storage-ro")
+    scopes: tuple[str, ...] = defaults.SCOPES
     # Local target only: mount the user's application-default credentials read-only.
     application_credentials: bool = False
     labels: tuple[tuple[str, str], ...] = field(default_factory=tuple)
-    timeout: float = 600.0
+    timeout: float = defaults.TIMEOUT
     # Worker VMs: a managed instance group of VMs running only workers, joining the
     # scheduler VM over the internal network (0: the scheduler VM alone).
-    worker_vms: int = 0
+    worker_vms: int = defaults.WORKER_VMS
     worker_machine_type: str | None = None  # default: machine-type
     spot_workers: bool = False
 
@@ -247,9 +245,9 @@ def validate_settings(settings: LaunchSettings) -> None:
         raise LaunchSpecError(
             f"termination-action {settings.termination_action!r} is invalid: use DELETE or STOP"
         )
-    if not 0 <= settings.worker_vms <= MAX_WORKER_VMS:
+    if not 0 <= settings.worker_vms <= defaults.MAX_WORKER_VMS:
         raise LaunchSpecError(
-            f"worker-vms {settings.worker_vms} is invalid: expected 0 to {MAX_WORKER_VMS} "
+            f"worker-vms {settings.worker_vms} is invalid: expected 0 to {defaults.MAX_WORKER_VMS} "
             "(0: the scheduler VM alone)"
         )
     # Ports are checked with the entrypoint's own validation (gcloud.checks).
@@ -261,5 +259,5 @@ def validate_settings(settings: LaunchSettings) -> None:
     if not settings.scopes:
         raise LaunchSpecError(
             "scopes is empty: the VM needs at least storage-ro to pull its image "
-            "(default: logging-write,storage-ro)"
+            f"(default: {','.join(defaults.SCOPES)})"
         )

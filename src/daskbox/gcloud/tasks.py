@@ -14,13 +14,23 @@ from invoke.context import Context
 from invoke.tasks import task
 
 from daskbox._pyproject import find_project_root
+from daskbox._task_flags import NumberFlagsTask, grouped_doc
 from daskbox._tasks import one_line_errors
 from daskbox.client.connection import ConnectionFile
 from daskbox.errors import ConfigError
+from daskbox.gcloud import defaults
 
 if TYPE_CHECKING:  # imported by the task bodies only: `invoke --list` stays fast
     from daskbox.gcloud.settings import LaunchSettings
     from daskbox.gcloud.teardown import TeardownTarget
+
+
+def _shown(value: object) -> str:
+    """A default as a user types it: ``600`` for 600.0, ``a,b`` for a tuple."""
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
 
 LAUNCH_HELP = {
     "local": "Run the container on the local Docker engine instead of a VM.",
@@ -28,26 +38,27 @@ LAUNCH_HELP = {
     ".daskbox/images/ for the machine type's platform).",
     "instance": "Instance (and container) name (default: daskbox-<project name>).",
     "project": "Google Cloud project (default: gcloud's configured project).",
-    "zone": "Compute Engine zone (default: us-central1-a).",
-    "machine-type": "Machine type (default: e2-highcpu-16).",
-    "boot-disk-size": "Boot disk size in GB (default: 20).",
-    "network-tag": "Network tag the firewall rule targets (default: daskbox).",
+    "zone": f"Compute Engine zone (default: {defaults.ZONE}).",
+    "machine-type": f"Machine type (default: {defaults.MACHINE_TYPE}).",
+    "boot-disk-size": f"Boot disk size in GB (default: {defaults.BOOT_DISK_SIZE_GB}).",
+    "network-tag": f"Network tag the firewall rule targets (default: {defaults.NETWORK_TAG}).",
     "spot": "Use a Spot VM (--provisioning-model=SPOT; config: spot).",
     "no-spot": "Use a standard VM even when [tool.daskbox.gcloud] sets spot = true.",
     "max-run-duration": "Delete the VM after this long, 30s to 120d, e.g. 8h or 90m; 0 "
-    "disables (default: 8h).",
+    f"disables (default: {defaults.MAX_RUN_DURATION}).",
     "workers": "Dask workers (default: sized by the entrypoint).",
     "threads-per-worker": "Threads per worker (default: sized by the entrypoint).",
     "memory-per-worker": "Memory per worker, e.g. 3GiB (default: sized by the entrypoint).",
-    "idle-timeout": "Stop (and power the VM off) after this long idle, e.g. 30m (default: 1h).",
-    "scheduler-port": "Scheduler port (default: 8786).",
-    "dashboard-port": "Dashboard port (default: 8787).",
+    "idle-timeout": "Stop (and power the VM off) after this long idle, e.g. 30m "
+    f"(default: {defaults.IDLE_TIMEOUT}).",
+    "scheduler-port": f"Scheduler port (default: {defaults.SCHEDULER_PORT}).",
+    "dashboard-port": f"Dashboard port (default: {defaults.DASHBOARD_PORT}).",
     "source-range": "Who may connect, e.g. 203.0.113.7/32 (default: your detected public IP).",
     "service-account": "Service account the VM (and so every task) runs as, e.g. "
     "data-reader@my-project.iam.gserviceaccount.com (default: the project's default "
     "compute account). Grant it only the roles the job needs.",
-    "scopes": "Comma-separated access scopes of the VM (default: logging-write,storage-ro: "
-    "write logs, read Cloud Storage, pull the image).",
+    "scopes": "Comma-separated access scopes of the VM "
+    f"(default: {_shown(defaults.SCOPES)}: write logs, read Cloud Storage, pull the image).",
     "application-credentials": "--local only: mount your application-default credentials "
     "(`gcloud auth application-default login`) read-only into the container, so tasks "
     "read gs:// data as you.",
@@ -58,14 +69,40 @@ LAUNCH_HELP = {
     "no-allow-private-registry": "Refuse a private registry even when the config allows it.",
     "worker-vms": "Add N worker VMs (a managed instance group running only Dask workers, "
     "sized by the same entrypoint, joining the scheduler VM over the internal network with "
-    "mutual TLS); 0: the scheduler VM alone (default). `invoke scale N` changes it later.",
+    "mutual TLS); 0: the scheduler VM alone "
+    f"(default: {defaults.WORKER_VMS}). `invoke scale N` changes it later.",
     "worker-machine-type": "Machine type of the worker VMs (default: --machine-type).",
     "spot-workers": "Run the worker VMs as Spot VMs: the cheap setup with an on-demand "
     "scheduler VM; a preempted worker VM is deleted, recreated by the group and rejoins.",
     "no-spot-workers": "Standard worker VMs even when the config sets spot-workers = true.",
-    "timeout": "Seconds to wait for the scheduler (default: 600).",
+    "timeout": f"Seconds to wait for the scheduler (default: {_shown(defaults.TIMEOUT)}).",
     "dry-run": "Print the commands and run nothing.",
 }
+
+# Invoke lists a task's flags alphabetically; the launch docstring groups them by purpose
+# from this table, and a test checks that every flag is in exactly one group.
+LAUNCH_GROUPS = {
+    "what and where": "local image instance project zone",
+    "the VM": "machine-type boot-disk-size network-tag spot no-spot max-run-duration",
+    "worker VMs": "worker-vms worker-machine-type spot-workers no-spot-workers",
+    "Dask": "workers threads-per-worker memory-per-worker idle-timeout scheduler-port "
+    "dashboard-port",
+    "who may connect": "source-range allow-any-source no-allow-any-source "
+    "allow-private-registry no-allow-private-registry",
+    "what tasks may read": "service-account scopes application-credentials",
+    # A flag about how a launch runs or fails (e.g. --keep-failed) joins this group.
+    "the run itself": "timeout dry-run",
+}
+# Flags given as numbers: shown as =INT, converted (and refused in one line) by the settings.
+LAUNCH_NUMBERS = (
+    "boot-disk-size",
+    "workers",
+    "threads-per-worker",
+    "scheduler-port",
+    "dashboard-port",
+    "worker-vms",
+    "timeout",
+)
 
 
 def _tri_state(name: str, on: bool, off: bool) -> bool | None:
@@ -102,7 +139,12 @@ def _gcloud_config(c: Context) -> dict[str, Any]:
 
 # Long flags only: with this many flags invoke's automatic short flags run out of letters
 # (it would give --allow-any-source the short flag "-", i.e. `--`).
-@task(help=LAUNCH_HELP, auto_shortflags=False)
+@task(
+    klass=NumberFlagsTask,
+    numbers=LAUNCH_NUMBERS,
+    help=LAUNCH_HELP,
+    auto_shortflags=False,
+)
 def launch(
     c: Context,
     local: bool = False,
@@ -137,7 +179,6 @@ def launch(
     timeout: str | None = None,
     dry_run: bool = False,
 ) -> None:
-    """Launch the cluster on a Compute Engine VM (or, with --local, on local Docker)."""
     flags: dict[str, Any] = {
         "instance": instance,
         "project": project,
@@ -184,10 +225,16 @@ def launch(
         if connection is not None:
             said[0] = (
                 f"interrupted after {connection.instance} was launched: it is running; "
-                f"connect with `connect(\"{connection.instance}\")`, delete it with "
+                f'connect with `connect("{connection.instance}")`, delete it with '
                 f"`invoke teardown{' --local' if local else ''}`"
             )
             print(_connect_lines(connection))
+
+
+launch.__doc__ = grouped_doc(
+    "Launch the cluster on a Compute Engine VM (or, with --local, on local Docker).",
+    LAUNCH_GROUPS,
+)
 
 
 def _launch(
@@ -345,11 +392,14 @@ def _discover(local: bool, settings: LaunchSettings, label: str) -> list[Teardow
 
 
 @task(
+    klass=NumberFlagsTask,
+    numbers=["vms"],
     help={
-        "vms": "Number of worker VMs, 0 to 2000 (0 keeps the group with no VM).",
+        "vms": f"Number of worker VMs, 0 to {defaults.MAX_WORKER_VMS} (0 keeps the group "
+        "with no VM).",
         "instance": "Cluster to scale (default: the project's only one).",
         "dry-run": "Print the gcloud command and run nothing.",
-    }
+    },
 )
 def scale(c: Context, vms: str, instance: str | None = None, dry_run: bool = False) -> None:
     """Set the number of worker VMs of a cluster launched with --worker-vms."""

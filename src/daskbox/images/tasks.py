@@ -15,7 +15,9 @@ from invoke.tasks import task
 
 from daskbox._pyproject import find_project_root
 from daskbox._tasks import Progress, one_line_errors
+from daskbox.contract import DEFAULT_PLATFORM
 from daskbox.errors import ConfigError, MissingLibrariesError
+from daskbox.images.cache import DEFAULT_MAX_AGE, DEFAULT_MAX_SIZE
 
 if TYPE_CHECKING:  # the pipeline (and Poetry behind it) loads only when a task runs
     from daskbox.images.pipeline import ImagePlan
@@ -30,7 +32,7 @@ _IMAGE_HELP = {
     "repository": "Image repository, e.g. europe-docker.pkg.dev/proj/repo/name. "
     "Config: [tool.daskbox] repository; default localhost:5000/<project name>.",
     "platform": "Target platform: linux/amd64 or linux/arm64 (e.g. for Axion/T2A VMs). "
-    "Config: [tool.daskbox] platform; default linux/amd64.",
+    f"Config: [tool.daskbox] platform; default {DEFAULT_PLATFORM}.",
 }
 
 
@@ -89,8 +91,8 @@ def dashboard_warning(exported: Iterable[str]) -> str | None:
     if "bokeh" in exported:
         return None
     return (
-        "warning: bokeh is not in the image, so its dashboard will be empty (\"Dask needs "
-        "bokeh\"): run `poetry add bokeh`, then `invoke build push`"
+        'warning: bokeh is not in the image, so its dashboard will be empty ("Dask needs '
+        'bokeh"): run `poetry add bokeh`, then `invoke build push`'
     )
 
 
@@ -260,9 +262,9 @@ def dockerfile(
         "prune": "Remove entries unused for longer than the maximum age, then the least "
         "recently used until the cache fits the maximum size.",
         "max_size": "Largest total size, e.g. 5GB. Config: invoke daskbox.cache-max-size or "
-        "DASKBOX_CACHE_MAX_SIZE; default 10GB.",
+        f"DASKBOX_CACHE_MAX_SIZE; default {DEFAULT_MAX_SIZE}.",
         "max_age": "Longest time an entry may stay unused, e.g. 14d. Config: invoke "
-        "daskbox.cache-max-age or DASKBOX_CACHE_MAX_AGE; default 30d.",
+        f"daskbox.cache-max-age or DASKBOX_CACHE_MAX_AGE; default {DEFAULT_MAX_AGE}.",
     }
 )
 def cache(
