@@ -64,6 +64,8 @@ LAUNCH_HELP = {
     "scheduler VM; a preempted worker VM is deleted, recreated by the group and rejoins.",
     "no-spot-workers": "Standard worker VMs even when the config sets spot-workers = true.",
     "timeout": "Seconds to wait for the scheduler (default: 600).",
+    "keep-failed": "Keep the VMs of a launch whose boot failed (the cluster refused its "
+    "settings, the image could not be pulled) for inspection; deleted otherwise.",
     "dry-run": "Print the commands and run nothing.",
 }
 
@@ -135,6 +137,7 @@ def launch(
     spot_workers: bool = False,
     no_spot_workers: bool = False,
     timeout: str | None = None,
+    keep_failed: bool = False,
     dry_run: bool = False,
 ) -> None:
     """Launch the cluster on a Compute Engine VM (or, with --local, on local Docker)."""
@@ -157,6 +160,7 @@ def launch(
         "scopes": scopes,
         "application_credentials": application_credentials or None,
         "timeout": timeout,
+        "keep_failed": keep_failed or None,
         "worker_vms": worker_vms,
         "worker_machine_type": worker_machine_type,
     }
