@@ -6,10 +6,15 @@ user-data; its metadata server holds the guest attributes the boot unit publishe
 
 from __future__ import annotations
 
+import io
+import json
+import shutil
 import socket
 import subprocess
 import threading
 import time
+import urllib.request
+import uuid
 
 import pytest
 from test_gce import CALLER, _settings
@@ -21,7 +26,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 FAILED = "daskbox.service: Failed with result 'exit-code' (2)."
 
 
-def _launch_until_it_fails(project, env, emulator, image: str, *extra: str):
+def _launch_until_it_fails(project, env, emulator, image: str, *extra: str, failed=FAILED):
     """Run launch; return (its result, seconds from the VM's failure to launch's exit)."""
     instance = _settings(project)["instance"]
     failed_at: list[float] = []
@@ -35,17 +40,27 @@ def _launch_until_it_fails(project, env, emulator, image: str, *extra: str):
             )
             if vm is not None:
                 serial[0] = vm.serial_output()
-                if FAILED in serial[0]:
+                if failed in serial[0]:
                     failed_at.append(time.monotonic())
             time.sleep(0.05)
 
     watcher = threading.Thread(target=watch_serial, daemon=True)
     watcher.start()
-    argv = [str(DASKBOX), "launch", "--image", image, "--source-range", CALLER,
-            "--timeout", "40", *extra]  # fmt: skip
+    argv = [
+        str(DASKBOX),
+        "launch",
+        "--image",
+        image,
+        "--source-range",
+        CALLER,
+        "--timeout",
+        "40",
+        *extra,
+    ]
     try:
-        result = subprocess.run(argv, cwd=project, env=env, capture_output=True, text=True,
-                                timeout=400, check=False)  # fmt: skip
+        result = subprocess.run(
+            argv, cwd=project, env=env, capture_output=True, text=True, timeout=400, check=False
+        )
         ended = time.monotonic()
     finally:
         done.set()
@@ -74,9 +89,11 @@ def test_a_cluster_that_refuses_its_settings_fails_the_launch_in_seconds_leaving
             daskbox(project, gcloud_env, "teardown", check=False)
     assert result.returncode == 1, result.stdout
     (line,) = result.stderr.splitlines()
-    assert line.startswith(f"error: the cluster on {instance} refused its settings: port "
-                           f"{taken_scheduler_port} (DASKBOX_SCHEDULER_PORT, the scheduler) "
-                           "is already in use"), line  # fmt: skip
+    assert line.startswith(
+        f"error: the cluster on {instance} refused its settings: port "
+        f"{taken_scheduler_port} (DASKBOX_SCHEDULER_PORT, the scheduler) "
+        "is already in use"
+    ), line
     assert "deleted" in line
     print(f"from the VM's exit 2 to launch's exit (cleanup included): {seconds:.1f} s")
     assert seconds < 10, seconds
@@ -105,5 +122,51 @@ def test_keep_failed_keeps_the_vm_and_says_how_to_delete_it(
     finally:
         down = daskbox(project, gcloud_env, "teardown", "--instance", instance, check=False)
     assert down.returncode == 0, down.stderr
+    assert emulator.instances == {} and emulator.firewalls == {}
+    assert not connection_path(project, instance).exists()
+
+
+def test_an_image_the_vm_cannot_pull_fails_the_launch_naming_it(
+    project, vm_image, open_registry, emulator, gcloud_env, docker_client
+):
+    """The registry still lists the image (the preflight's check passes) but has lost one
+    of its layers, so the VM's pull fails: a line naming the image and the registry's
+    reason, and nothing left."""
+    instance = _settings(project)["instance"]
+    tag = f"{open_registry.host}/daskbox-gone-{uuid.uuid4().hex[:8]}:t"
+    dockerfile = f"FROM {vm_image.pinned}\nRUN echo {uuid.uuid4().hex} > /tmp/one-of-a-kind\n"
+    docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
+    for line in docker_client.images.push(tag, stream=True, decode=True):
+        assert "error" not in line, line
+    repository, _ = tag.rsplit(":", 1)
+    manifest = json.loads(
+        urllib.request.urlopen(
+            urllib.request.Request(
+                f"http://{open_registry.host}/v2/{repository.split('/', 1)[1]}/manifests/t",
+                headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+            )
+        ).read()
+    )
+    docker_client.images.remove(tag)  # the engine must ask the registry for every layer
+    layer = manifest["layers"][-1]["digest"].split(":")[1]
+    blob = open_registry.storage / "docker/registry/v2/blobs/sha256" / layer[:2] / layer
+    shutil.rmtree(blob)
+    try:
+        result, seconds = _launch_until_it_fails(
+            project,
+            gcloud_env,
+            emulator,
+            tag,
+            failed="daskbox.service: Failed with result 'exit-code' (1).",
+        )
+    finally:
+        if emulator.instances:
+            daskbox(project, gcloud_env, "teardown", check=False)
+    assert result.returncode == 1, result.stdout
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"error: {instance} could not pull the image {repository}@sha256:")
+    assert ": unknown blob" in line and "deleted" in line, line
+    print(f"from the VM's failed pull to launch's exit (cleanup included): {seconds:.1f} s")
+    assert seconds < 10, seconds
     assert emulator.instances == {} and emulator.firewalls == {}
     assert not connection_path(project, instance).exists()

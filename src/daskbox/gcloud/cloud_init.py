@@ -62,9 +62,12 @@ GUEST_ATTRIBUTE_URL = (
     f"{METADATA_URL}/instance/guest-attributes/"
     f"{contract.GUEST_ATTRIBUTE_NAMESPACE}/{contract.GUEST_ATTRIBUTE_CLUSTER_CA}"
 )
-# `docker pull` with doubling waits (2 s, 4 s, ... 128 s); $1 is the image.
+# `docker pull` with doubling waits (2 s, 4 s, ... 128 s); $1 is the image. What the
+# registry says it does not have (the image, its repository, a layer) is not retried.
 PULL_WITH_BACKOFF = (
-    'delay=2; for attempt in 1 2 3 4 5 6 7; do docker pull "$1" && exit 0; '
+    'delay=2; for attempt in 1 2 3 4 5 6 7; do out=$(docker pull "$1" 2>&1) && '
+    '{ echo "$out"; exit 0; }; echo "$out" >&2; case $out in *"manifest unknown"*|'
+    '*"name unknown"*|*"blob unknown"*|*"unknown blob"*) exit 1;; esac; '
     'echo "pull failed (attempt $attempt), retrying in ${delay}s"; sleep "$delay"; '
     "delay=$((delay * 2)); done; exit 1"
 )

@@ -436,8 +436,9 @@ def launch_gce(
         record.step = "waiting for the VM to publish its cluster CA"
         echo(f"waiting for {spec.instance} to boot and publish its cluster CA")
         watch = _BootWatch(spec, instance, echo)
+        # Polls at most 3 s apart: a failed pull or refused settings is told within seconds.
         booted = poll(watch.attempt, timeout=deadline.left(), waiting_for="the cluster CA and "
-                      "the external IP", echo=echo, first=1.0, longest=8.0)  # fmt: skip
+                      "the external IP", echo=echo, first=1.0, longest=3.0)  # fmt: skip
         if booted is None:
             what = (
                 "the VM did not publish its cluster CA"
