@@ -17,10 +17,17 @@ import urllib.request
 import uuid
 
 import pytest
+from specs import FAKE_CLIENT_CA
 from test_gce import CALLER, _settings
 
 from conftest import DASKBOX, daskbox
 from daskbox.client.connection import connection_path
+from daskbox.gcloud import commands
+from daskbox.gcloud._gcloud import run_gcloud
+from daskbox.gcloud.boot_watch import BootFailed, BootWatcher
+from daskbox.gcloud.cloud_init import render_worker_user_data
+from daskbox.gcloud.settings import LaunchSettings
+from daskbox.gcloud.spec import LaunchImage, build_spec
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 FAILED = "daskbox.service: Failed with result 'exit-code' (2)."
@@ -126,15 +133,11 @@ def test_keep_failed_keeps_the_vm_and_says_how_to_delete_it(
     assert not connection_path(project, instance).exists()
 
 
-def test_an_image_the_vm_cannot_pull_fails_the_launch_naming_it(
-    project, vm_image, open_registry, emulator, gcloud_env, docker_client
-):
-    """The registry still lists the image (the preflight's check passes) but has lost one
-    of its layers, so the VM's pull fails: a line naming the image and the registry's
-    reason, and nothing left."""
-    instance = _settings(project)["instance"]
-    tag = f"{open_registry.host}/daskbox-gone-{uuid.uuid4().hex[:8]}:t"
-    dockerfile = f"FROM {vm_image.pinned}\nRUN echo {uuid.uuid4().hex} > /tmp/one-of-a-kind\n"
+def _image_missing_a_layer(registry, base: str, docker_client) -> tuple[str, str]:
+    """A new image in ``registry`` that still lists it (a preflight's check passes) but
+    has lost its top layer, and that this engine does not hold: (tag, repository)."""
+    tag = f"{registry.host}/daskbox-gone-{uuid.uuid4().hex[:8]}:t"
+    dockerfile = f"FROM {base}\nRUN echo {uuid.uuid4().hex} > /tmp/one-of-a-kind\n"
     docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
     for line in docker_client.images.push(tag, stream=True, decode=True):
         assert "error" not in line, line
@@ -142,15 +145,25 @@ def test_an_image_the_vm_cannot_pull_fails_the_launch_naming_it(
     manifest = json.loads(
         urllib.request.urlopen(
             urllib.request.Request(
-                f"http://{open_registry.host}/v2/{repository.split('/', 1)[1]}/manifests/t",
+                f"http://{registry.host}/v2/{repository.split('/', 1)[1]}/manifests/t",
                 headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
             )
         ).read()
     )
     docker_client.images.remove(tag)  # the engine must ask the registry for every layer
     layer = manifest["layers"][-1]["digest"].split(":")[1]
-    blob = open_registry.storage / "docker/registry/v2/blobs/sha256" / layer[:2] / layer
-    shutil.rmtree(blob)
+    shutil.rmtree(registry.storage / "docker/registry/v2/blobs/sha256" / layer[:2] / layer)
+    return tag, repository
+
+
+def test_an_image_the_vm_cannot_pull_fails_the_launch_naming_it(
+    project, vm_image, open_registry, emulator, gcloud_env, docker_client
+):
+    """The registry still lists the image (the preflight's check passes) but has lost one
+    of its layers, so the VM's pull fails: a line naming the image and the registry's
+    reason, and nothing left."""
+    instance = _settings(project)["instance"]
+    tag, repository = _image_missing_a_layer(open_registry, vm_image.pinned, docker_client)
     try:
         result, seconds = _launch_until_it_fails(
             project,
@@ -170,3 +183,49 @@ def test_an_image_the_vm_cannot_pull_fails_the_launch_naming_it(
     assert seconds < 10, seconds
     assert emulator.instances == {} and emulator.firewalls == {}
     assert not connection_path(project, instance).exists()
+
+
+def test_a_worker_vm_whose_boot_fails_is_reported_by_the_watch(
+    vm_image, open_registry, emulator, gcloud_env, docker_client, monkeypatch, tmp_path
+):
+    """Worker VMs report their boot too: the group daskbox creates (its real template and
+    worker user-data) on an image the VMs cannot pull; the watch launch runs while it waits
+    for the workers names the worker VM and the registry's reason."""
+    tag, repository = _image_missing_a_layer(open_registry, vm_image.pinned, docker_client)
+    digest = docker_client.images.get_registry_data(tag).id
+    instance = f"daskbox-boot-{uuid.uuid4().hex[:6]}"
+    settings = LaunchSettings(instance=instance, worker_vms=1, idle_timeout="0")
+    image = LaunchImage(
+        reference=f"{repository}@{digest}", lock_hash=vm_image.lock_hash, groups=("main",)
+    )
+    spec = build_spec(
+        settings,
+        project="test-project",
+        project_name="demo",
+        image=image,
+        client_ca_pem=FAKE_CLIENT_CA,
+        tls_days=2,
+        ranges=(CALLER,),
+        compute_api=emulator.base,
+    )
+    for key, value in gcloud_env.items():
+        monkeypatch.setenv(key, value)
+    user_data = tmp_path / "worker-user-data.yaml"
+    user_data.write_text(render_worker_user_data(spec, FAKE_CLIENT_CA, "10.128.0.2"))
+    assert spec.workers is not None
+    run_gcloud(commands.template_create(spec, str(user_data)), None)
+    run_gcloud(commands.group_create(spec), None)
+    try:
+        with BootWatcher(spec.project, spec.zone, instance, image.reference) as watch:
+            watch.group = spec.workers.group
+            deadline = time.monotonic() + 180
+            while not watch.failed() and time.monotonic() < deadline:
+                time.sleep(0.2)
+        with pytest.raises(BootFailed, match=r": unknown blob$") as failed:
+            watch.check()
+    finally:
+        run_gcloud(commands.group_delete(spec.project, spec.zone, spec.workers.group), None)
+        run_gcloud(commands.template_delete(spec.project, spec.workers.template), None)
+    assert str(failed.value).startswith(
+        f"{spec.workers.base_instance_name}-"
+    ) and f"could not pull the image {image.reference}" in str(failed.value)
