@@ -66,6 +66,7 @@ LAUNCH_HELP = {
     "timeout": "Seconds to wait for the scheduler (default: 600).",
     "keep-failed": "Keep the VMs of a launch whose boot failed (the cluster refused its "
     "settings, the image could not be pulled) for inspection; deleted otherwise.",
+    "no-keep-failed": "Delete them even when [tool.daskbox.gcloud] sets keep-failed = true.",
     "dry-run": "Print the commands and run nothing.",
 }
 
@@ -138,6 +139,7 @@ def launch(
     no_spot_workers: bool = False,
     timeout: str | None = None,
     keep_failed: bool = False,
+    no_keep_failed: bool = False,
     dry_run: bool = False,
 ) -> None:
     """Launch the cluster on a Compute Engine VM (or, with --local, on local Docker)."""
@@ -160,7 +162,6 @@ def launch(
         "scopes": scopes,
         "application_credentials": application_credentials or None,
         "timeout": timeout,
-        "keep_failed": keep_failed or None,
         "worker_vms": worker_vms,
         "worker_machine_type": worker_machine_type,
     }
@@ -171,6 +172,7 @@ def launch(
             "allow-any-source", allow_any_source, no_allow_any_source
         )
         flags["spot_workers"] = _tri_state("spot-workers", spot_workers, no_spot_workers)
+        flags["keep_failed"] = _tri_state("keep-failed", keep_failed, no_keep_failed)
         flags["allow_private_registry"] = _tri_state(
             "allow-private-registry", allow_private_registry, no_allow_private_registry
         )
