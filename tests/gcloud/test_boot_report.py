@@ -52,16 +52,14 @@ def metadata() -> Iterator[tuple[str, dict[str, str]]]:
         server.server_close()
 
 
-def _step(tmp_path, proxy: str, step: str, *command: str) -> subprocess.Popen[str]:
+def _step(tmp_path, proxy: str, step: str, shell: str) -> subprocess.Popen[str]:
+    """The script running ``sh -c shell`` as ``step``, its curl sent to ``proxy``."""
     script = tmp_path / "boot-step.sh"
     script.write_text(BOOT_STEP_SCRIPT)
     env = {"PATH": os.environ["PATH"], "http_proxy": proxy, "no_proxy": ""}
+    argv = [shutil.which("bash") or "bash", str(script), step, "sh", "-c", shell]
     return subprocess.Popen(
-        [shutil.which("bash") or "bash", str(script), step, *command],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
 
 
@@ -71,8 +69,6 @@ def test_a_failed_step_publishes_its_code_and_the_entrypoints_last_line(tmp_path
         tmp_path,
         proxy,
         "cluster",
-        "sh",
-        "-c",
         'echo plan; echo "noise" >&2; '
         f'echo "{contract.ENTRYPOINT_ERROR_PREFIX}DASKBOX_WORKERS=9: too many" >&2; '
         'echo "a later line" >&2; exit 2',
@@ -98,8 +94,6 @@ def test_without_an_entrypoint_line_the_last_stderr_line_is_published(tmp_path, 
         tmp_path,
         proxy,
         "pull",
-        "sh",
-        "-c",
         'echo "Error response from daemon: manifest unknown" >&2; echo >&2; exit 1',
     )
     run.communicate(timeout=30)
@@ -128,8 +122,6 @@ def test_systemds_stop_signal_reaches_the_step_and_its_exit_code_is_the_units(tm
         tmp_path,
         proxy,
         "cluster",
-        "sh",
-        "-c",
         f'trap "echo stopping >&2; exit 0" TERM; touch {marker}; while :; do sleep 0.1; done',
     )
     deadline = time.monotonic() + 20

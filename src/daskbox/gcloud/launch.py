@@ -330,6 +330,20 @@ def _worker_user_data_file(spec: LaunchSpec, cluster_ca: str, scheduler_ip: str)
         yield str(path)
 
 
+def _undo_launch(spec: LaunchSpec, record: LaunchRecord, failed: str, echo: Progress) -> None:
+    """Delete everything the launch made and its record (teardown by record); when that
+    fails too, say both and how to finish it."""
+    record.step = "undoing the half-made launch"
+    try:
+        teardown_gce(target_for(record.path, spec), dry_run=False, echo=echo)
+    except GcloudError as undo:
+        raise GcloudError(
+            f"{failed}; undoing it also failed ({undo}): run `invoke teardown --instance "
+            f"{spec.instance}`"
+        ) from None
+    record.started = []
+
+
 def _create_workers(
     spec: LaunchSpec, record: LaunchRecord, cluster_ca: str, scheduler_ip: str, echo: Progress
 ) -> None:
@@ -343,15 +357,7 @@ def _create_workers(
             run_gcloud(commands.template_create(spec, user_data), echo)
             run_gcloud(commands.group_create(spec), echo)
         except GcloudError as error:
-            record.step = "undoing the half-made launch"
-            try:
-                teardown_gce(target_for(record.path, spec), dry_run=False, echo=echo)
-            except GcloudError as undo:
-                raise GcloudError(
-                    f"creating the worker VMs failed ({error}); undoing it also failed "
-                    f"({undo}): run `invoke teardown --instance {spec.instance}`"
-                ) from None
-            record.started = []
+            _undo_launch(spec, record, f"creating the worker VMs failed ({error})", echo)
             raise GcloudError(
                 f"creating the worker VMs failed, so the launch was undone: {error}"
             ) from None
@@ -499,15 +505,7 @@ def _failed_boot(
             f"with `invoke teardown --instance {spec.instance}`"
         )
     echo(f"{failure}: deleting what the launch made")
-    record.step = "undoing the failed launch"
-    try:
-        teardown_gce(target_for(record.path, spec), dry_run=False, echo=echo)
-    except GcloudError as undo:
-        return GcloudError(
-            f"{failure}; deleting what the launch made also failed ({undo}): run "
-            f"`invoke teardown --instance {spec.instance}`"
-        )
-    record.started = []
+    _undo_launch(spec, record, str(failure), echo)
     return BootFailed(f"{failure} (the launch deleted what it made; --keep-failed keeps it)")
 
 
