@@ -84,6 +84,11 @@ ENV_GOOGLE_CREDENTIALS: Final = "GOOGLE_APPLICATION_CREDENTIALS"
 # -- the cluster's TLS on a VM: made there at boot; only the CA certificate is published ---
 GUEST_ATTRIBUTE_NAMESPACE: Final = "daskbox"
 GUEST_ATTRIBUTE_CLUSTER_CA: Final = "cluster-ca"  # PEM of the VM's cluster CA, pinned by launch
+# The boot unit's report, beside it (launch stops waiting on a final failure): the step it
+# is at, and when a step failed, its last error line and then "<step> <exit code>".
+GUEST_ATTRIBUTE_BOOT_STEP: Final = "boot-step"
+GUEST_ATTRIBUTE_BOOT_ERROR: Final = "boot-error"
+GUEST_ATTRIBUTE_BOOT_EXIT: Final = "boot-exit"
 # Worker VMs: each publishes a certificate request for its own node key on itself; the
 # scheduler VM's signer publishes the signed certificate on the scheduler VM, keyed by
 # the worker VM's name. Requests and certificates are public; keys never leave their VM.

@@ -40,6 +40,9 @@ GCR_DEFAULT_REGISTRIES = ("gcr.io", "us.gcr.io", "eu.gcr.io", "asia.gcr.io", "ma
 
 
 def _host_path(path: str) -> str:
+    if path.startswith(os.environ["COS_EMU_ROOT"] + "/"):
+        # Already mapped: a host command (a script run by bash) handed it on to docker.
+        return path
     parts = path.split("/")
     if path.startswith("/") and len(parts) > 1 and parts[1] in WRITABLE_ROOTS:
         return os.environ["COS_EMU_ROOT"] + path

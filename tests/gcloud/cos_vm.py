@@ -66,6 +66,7 @@ COS_COMMANDS = (
     "mktemp", "timeout", "seq", "expr", "kill", "uname", "curl",
 )  # fmt: skip
 SHIM_COMMANDS = ("docker", "docker-credential-gcr", "systemctl")
+COMMAND_FOLDERS = ("/bin", "/usr/bin", "/sbin", "/usr/sbin")
 WRITABLE_ROOTS = ("etc", "var", "home", "tmp", "run", "mnt")
 STATELESS = ("etc", "tmp", "run", "var/lib/cloud", "mnt/disks")
 # Boot targets and when (seconds after the boot starts) each becomes active.
@@ -248,7 +249,11 @@ class CosVm:
         return env
 
     def host_path(self, path: str) -> str:
-        """An absolute path on the VM -> where it lives on this host."""
+        """An absolute path on the VM -> where it lives on this host (a command COS ships,
+        e.g. ``/usr/bin/docker`` handed to a script: this model's command of that name)."""
+        folder, _, command = path.rpartition("/")
+        if folder in COMMAND_FOLDERS and command in COS_COMMANDS + SHIM_COMMANDS:
+            return str(self.bin / command)
         parts = path.split("/")
         if path.startswith("/") and len(parts) > 1 and parts[1] in WRITABLE_ROOTS:
             return str(self.root / path.lstrip("/"))

@@ -101,7 +101,7 @@ def test_systemd_analyze_flags_what_it_cannot_run(tmp_path):
     text = unit_text(fixed_spec())
     misspelt = text.replace("RestartPreventExitStatus=", "RestartPreventExitCode=")
     assert "Unknown key" in _verify(tmp_path / "key", misspelt).stderr
-    missing = text.replace("ExecStart=/usr/bin/docker", "ExecStart=/usr/bin/no-such-command")
+    missing = text.replace("ExecStart=/bin/bash", "ExecStart=/usr/bin/no-such-command")
     assert _verify(tmp_path / "exec", missing).returncode != 0
 
 
@@ -115,13 +115,18 @@ def test_unit_order_restart_and_power_policy():
     assert "SuccessAction=poweroff" in lines  # the idle timeout's clean exit
     starts = [line for line in lines if line.startswith("ExecStart")]
     # The credential helper, the pull, the VM's own TLS, publishing its CA, the stale
-    # container, then the cluster itself (in the foreground, watched by systemd).
+    # container, then the cluster itself (in the foreground, watched by systemd). The pull
+    # and the cluster report their failures (boot-step.sh).
     assert starts[0].startswith("ExecStartPre=/usr/bin/docker-credential-gcr configure-docker")
+    assert starts[1].startswith("ExecStartPre=/bin/bash /etc/daskbox/boot-step.sh pull ")
     assert "docker pull" in starts[1] and "sleep" in starts[1]
     assert "/etc/daskbox/node-tls.sh" in starts[2] and "--network none" in starts[2]
     assert "guest-attributes/daskbox/cluster-ca" in starts[3]
     assert starts[4] == "ExecStartPre=-/usr/bin/docker rm --force daskbox"
-    assert starts[5].startswith("ExecStart=/usr/bin/docker run --rm --name daskbox ")
+    assert starts[5].startswith(
+        "ExecStart=/bin/bash /etc/daskbox/boot-step.sh cluster /usr/bin/docker run --rm --name "
+        "daskbox "
+    )
     assert "--detach" not in starts[5] and "--restart" not in starts[5]
 
 

@@ -256,9 +256,11 @@ def test_a_reboot_brings_back_the_same_cluster(project, vm_image, emulator, gclo
             else:
                 pytest.fail(f"the cluster did not come back after {verbs}:\n{vm.serial_output()}")
             assert vm.boots == boots
-            [(key, cluster_ca)] = [(k, v) for k, v in vm.guest_attributes.items()]
-            assert key == ("daskbox", "cluster-ca")
-            assert cluster_ca.strip() == connection.tls.ca_pem.strip()
+            # The CA, and the boot's report beside it: the cluster runs again.
+            published = dict(vm.guest_attributes)
+            assert {namespace for namespace, _ in published} == {"daskbox"}
+            assert published[("daskbox", "cluster-ca")].strip() == connection.tls.ca_pem.strip()
+            assert published[("daskbox", "boot-step")] == "cluster"
             assert (
                 emulator.instances[("test-project", "us-central1-a", instance)].resource["status"]
                 == "RUNNING"

@@ -17,6 +17,9 @@ The unit, as Google's COS examples run containers, is ordered after the network,
 5. removes a container a previous boot left behind, then runs the cluster in the
    foreground, so systemd watches the entrypoint itself.
 
+The pull and the cluster run through ``BOOT_STEP_SCRIPT``, which publishes the step and,
+when it fails, its exit code and last error line beside the CA (see ``boot_watch``).
+
 systemd restarts it after a crash but not after exit code 2 (bad settings: the same
 settings fail the same way), and ``SuccessAction=poweroff`` powers the VM off when it
 exits 0, which the entrypoint does after its idle timeout. Only this boot's process can
@@ -32,6 +35,7 @@ import yaml
 
 from daskbox import contract
 from daskbox.errors import LaunchSpecError
+from daskbox.gcloud.boot_watch import STEP_CLUSTER, STEP_PULL, STEP_WORKERS
 from daskbox.gcloud.node_tls import NODE_TLS_SCRIPT, ca_instance_name
 from daskbox.gcloud.registry import is_google_registry, registry_host
 from daskbox.gcloud.spec import LaunchSpec, container_args
@@ -45,6 +49,7 @@ CLIENT_CA_PATH = f"{CONFIG_DIR}/client-ca.pem"
 NODE_TLS_PATH = f"{CONFIG_DIR}/node-tls.sh"
 CLUSTER_CA_PATH = f"{CONFIG_DIR}/cluster-ca.pem"  # worker VMs: pinned from the scheduler VM
 NODE_ENV_PATH = f"{STATE_ROOT}/node.env"  # worker VMs: the VM's name and internal IP
+BOOT_STEP_PATH = f"{CONFIG_DIR}/boot-step.sh"  # publishes the boot's progress and failure
 UNIT_NAME = "daskbox.service"
 UNIT_PATH = f"/etc/systemd/system/{UNIT_NAME}"
 SIGNER_UNIT_NAME = "daskbox-signer.service"
@@ -57,12 +62,51 @@ GUEST_ATTRIBUTE_URL = (
     f"{METADATA_URL}/instance/guest-attributes/"
     f"{contract.GUEST_ATTRIBUTE_NAMESPACE}/{contract.GUEST_ATTRIBUTE_CLUSTER_CA}"
 )
-# `docker pull` with doubling waits (2 s, 4 s, ... 128 s); $1 is the image.
+# `docker pull` with doubling waits (2 s, 4 s, ... 128 s); $1 is the image. What the
+# registry says it does not have (the image, its repository, a layer) is not retried.
 PULL_WITH_BACKOFF = (
-    'delay=2; for attempt in 1 2 3 4 5 6 7; do docker pull "$1" && exit 0; '
+    'delay=2; for attempt in 1 2 3 4 5 6 7; do out=$(docker pull "$1" 2>&1) && '
+    '{ echo "$out"; exit 0; }; echo "$out" >&2; case $out in *"manifest unknown"*|'
+    '*"name unknown"*|*"blob unknown"*|*"unknown blob"*) exit 1;; esac; '
     'echo "pull failed (attempt $attempt), retrying in ${delay}s"; sleep "$delay"; '
     "delay=$((delay * 2)); done; exit 1"
 )
+
+BOOT_STEP_SCRIPT = f"""\
+# One step of daskbox's boot unit: $1 names it, the rest is its command, whose output
+# still reaches the journal. Publishes the step and, when it fails, its last error line
+# and then "STEP CODE" as guest attributes (launch stops waiting on them).
+set -u
+step=$1
+shift
+url={METADATA_URL}/instance/guest-attributes/{contract.GUEST_ATTRIBUTE_NAMESPACE}
+put() {{
+  curl --silent --show-error --fail --retry 3 --retry-connrefused --request PUT \\
+    --header 'Metadata-Flavor: Google' --data-binary "$2" "$url/$1" || true
+}}
+put {contract.GUEST_ATTRIBUTE_BOOT_STEP} "$step"
+log=$(mktemp)
+exec 3> >(exec tee "$log" >&2)
+relay=$!
+"$@" 2>&3 3>&- &
+child=$!
+exec 3>&-
+# systemd's stop signal reaches the step (docker relays it to the container): wait for it.
+trap 'kill -TERM "$child" 2>/dev/null' TERM INT
+while :; do wait "$child"; code=$?; kill -0 "$child" 2>/dev/null || break; done
+wait "$child"
+code=$?
+wait "$relay"
+if [ "$code" -ne 0 ]; then
+  prefix='{contract.ENTRYPOINT_ERROR_PREFIX}'
+  line=$(grep -F -- "$prefix" "$log" | tail -n 1)
+  [ -n "$line" ] || line=$(grep -v '^[[:space:]]*$' "$log" | tail -n 1)
+  put {contract.GUEST_ATTRIBUTE_BOOT_ERROR} "${{line#*"$prefix"}}"
+  put {contract.GUEST_ATTRIBUTE_BOOT_EXIT} "$step $code"
+fi
+rm -f "$log"
+exit "$code"
+"""
 
 
 def _exec(argv: list[str]) -> str:
@@ -100,6 +144,11 @@ def publish_argv() -> list[str]:
     ]  # fmt: skip
 
 
+def _step(step: str, argv: list[str]) -> list[str]:
+    """``argv`` run as one reported step of the boot (``BOOT_STEP_SCRIPT``)."""
+    return ["/bin/bash", BOOT_STEP_PATH, step, *argv]
+
+
 def cluster_argv(spec: LaunchSpec) -> list[str]:
     """The cluster's container, in the foreground under systemd (which restarts it); its
     workers are named after the VM."""
@@ -114,7 +163,8 @@ def _pull(spec: LaunchSpec) -> list[list[str]]:
     pre = []
     if is_google_registry(registry):
         pre.append(["/usr/bin/docker-credential-gcr", "configure-docker", "--registries", registry])
-    return [*pre, ["/bin/bash", "-c", PULL_WITH_BACKOFF, "pull", spec.image.reference]]
+    pull = ["/bin/bash", "-c", PULL_WITH_BACKOFF, "pull", spec.image.reference]
+    return [*pre, _step(STEP_PULL, pull)]
 
 
 def _unit(description: str, pre: list[list[str]], start: list[str]) -> str:
@@ -151,7 +201,7 @@ def unit_text(spec: LaunchSpec) -> str:
     return _unit(
         f"daskbox: Dask scheduler and workers of {spec.instance}",
         [*_pull(spec), node_tls_argv(spec), publish_argv()],
-        cluster_argv(spec),
+        _step(STEP_CLUSTER, cluster_argv(spec)),
     )
 
 
@@ -231,7 +281,7 @@ def worker_unit_text(spec: LaunchSpec, scheduler_ip: str) -> str:
     return _unit(
         f"daskbox: Dask workers of {spec.instance}",
         [*_pull(spec), join_argv(spec)],
-        worker_argv(spec, scheduler_ip),
+        _step(STEP_WORKERS, worker_argv(spec, scheduler_ip)),
     )
 
 
@@ -275,6 +325,7 @@ def cloud_config(spec: LaunchSpec) -> dict[str, Any]:
     files = [
         (CLIENT_CA_PATH, spec.client_ca_pem),
         (NODE_TLS_PATH, NODE_TLS_SCRIPT),
+        (BOOT_STEP_PATH, BOOT_STEP_SCRIPT),
         (UNIT_PATH, unit_text(spec)),
     ]
     units = [UNIT_NAME]
@@ -290,6 +341,7 @@ def worker_cloud_config(spec: LaunchSpec, cluster_ca_pem: str, scheduler_ip: str
     files = [
         (CLIENT_CA_PATH, spec.client_ca_pem),
         (CLUSTER_CA_PATH, cluster_ca_pem),
+        (BOOT_STEP_PATH, BOOT_STEP_SCRIPT),
         (UNIT_PATH, worker_unit_text(spec, scheduler_ip)),
     ]
     return _cloud_config(files, [UNIT_NAME])

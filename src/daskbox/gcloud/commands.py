@@ -274,6 +274,11 @@ def cluster_ca(project: str, zone: str, instance: str) -> list[str]:
     return guest_attributes(project, zone, instance, path)
 
 
+def boot_attributes(project: str, zone: str, instance: str) -> list[str]:
+    """Everything the VM published in daskbox's namespace: its cluster CA and its boot."""
+    return guest_attributes(project, zone, instance, f"{contract.GUEST_ATTRIBUTE_NAMESPACE}/")
+
+
 def serial_port_output(project: str, zone: str, instance: str) -> list[str]:
     """Where to look when the VM never answers (named in the timeout message)."""
     return [GCLOUD, "compute", "instances", "get-serial-port-output", instance,

@@ -45,6 +45,13 @@ from daskbox.gcloud._gcloud import (
     run_gcloud_all,
     run_gcloud_json,
 )
+from daskbox.gcloud.boot_watch import (
+    BootFailed,
+    BootWatcher,
+    boot_failure,
+    give_up_on,
+    published,
+)
 from daskbox.gcloud.checks import check_machine_fits
 from daskbox.gcloud.cloud_init import render_user_data, render_worker_user_data
 from daskbox.gcloud.ready import poll, wait_for_scheduler
@@ -323,6 +330,20 @@ def _worker_user_data_file(spec: LaunchSpec, cluster_ca: str, scheduler_ip: str)
         yield str(path)
 
 
+def _undo_launch(spec: LaunchSpec, record: LaunchRecord, failed: str, echo: Progress) -> None:
+    """Delete everything the launch made and its record (teardown by record); when that
+    fails too, say both and how to finish it."""
+    record.step = "undoing the half-made launch"
+    try:
+        teardown_gce(target_for(record.path, spec), dry_run=False, echo=echo)
+    except GcloudError as undo:
+        raise GcloudError(
+            f"{failed}; undoing it also failed ({undo}): run `invoke teardown --instance "
+            f"{spec.instance}`"
+        ) from None
+    record.started = []
+
+
 def _create_workers(
     spec: LaunchSpec, record: LaunchRecord, cluster_ca: str, scheduler_ip: str, echo: Progress
 ) -> None:
@@ -336,15 +357,7 @@ def _create_workers(
             run_gcloud(commands.template_create(spec, user_data), echo)
             run_gcloud(commands.group_create(spec), echo)
         except GcloudError as error:
-            record.step = "undoing the half-made launch"
-            try:
-                teardown_gce(target_for(record.path, spec), dry_run=False, echo=echo)
-            except GcloudError as undo:
-                raise GcloudError(
-                    f"creating the worker VMs failed ({error}); undoing it also failed "
-                    f"({undo}): run `invoke teardown --instance {spec.instance}`"
-                ) from None
-            record.started = []
+            _undo_launch(spec, record, f"creating the worker VMs failed ({error})", echo)
             raise GcloudError(
                 f"creating the worker VMs failed, so the launch was undone: {error}"
             ) from None
@@ -358,19 +371,10 @@ def _external_ip(instance: dict[str, Any] | None) -> str | None:
     return None
 
 
-def _published(argv: list[str], result: str | GcloudError) -> str | None:
-    """The cluster CA in a ``get-guest-attributes`` answer; None while not published."""
-    if isinstance(result, GcloudCommandError) and "was not found" in result.detail:
-        return None
-    if isinstance(result, GcloudError):
-        raise result
-    values = [str(item.get("value", "")) for item in parse_json(argv, result) or []]
-    return values[0] if values and values[0].strip() else None
-
-
 class _BootWatch:
-    """Poll the VM's guest attributes for its cluster CA and, while the instance shows no
-    external IP yet, its description, side by side (one gcloud start costs a second)."""
+    """Poll the VM's guest attributes for its cluster CA (and its boot's failure) and,
+    while the instance shows no external IP yet, its description, side by side (one gcloud
+    start costs a second)."""
 
     def __init__(self, spec: LaunchSpec, created: dict[str, Any], echo: Progress) -> None:
         self.spec, self.echo = spec, echo
@@ -382,7 +386,7 @@ class _BootWatch:
         spec = self.spec
         argvs = []
         if self.cluster_ca is None:
-            argvs.append(commands.cluster_ca(spec.project, spec.zone, spec.instance))
+            argvs.append(commands.boot_attributes(spec.project, spec.zone, spec.instance))
         if self.ip is None:
             argvs.append(commands.instance_describe(spec.project, spec.zone, spec.instance))
         # Each command is printed the first time it runs; later polls only report progress.
@@ -390,7 +394,12 @@ class _BootWatch:
         self.polls += 1
         for argv, result in zip(argvs, results, strict=True):
             if argv[3] == "get-guest-attributes":
-                self.cluster_ca = _published(argv, result)
+                attributes = published(argv, result)
+                failure = boot_failure(spec.instance, spec.image.reference, attributes)
+                if failure is not None:
+                    raise failure
+                ca = attributes.get(contract.GUEST_ATTRIBUTE_CLUSTER_CA, "")
+                self.cluster_ca = ca if ca.strip() else None
             elif isinstance(result, GcloudError):
                 raise result
             else:
@@ -433,8 +442,9 @@ def launch_gce(
         record.step = "waiting for the VM to publish its cluster CA"
         echo(f"waiting for {spec.instance} to boot and publish its cluster CA")
         watch = _BootWatch(spec, instance, echo)
+        # Polls at most 3 s apart: a failed pull or refused settings is told within seconds.
         booted = poll(watch.attempt, timeout=deadline.left(), waiting_for="the cluster CA and "
-                      "the external IP", echo=echo, first=1.0, longest=8.0)  # fmt: skip
+                      "the external IP", echo=echo, first=1.0, longest=3.0)  # fmt: skip
         if booted is None:
             what = (
                 "the VM did not publish its cluster CA"
@@ -445,35 +455,58 @@ def launch_gce(
         cluster_ca, ip = booted
         record.client = pin_cluster_ca(tls.client, cluster_ca)
         record.write(host=ip)
-        hosts = 1
-        if spec.workers is not None:
-            scheduler_ip = _internal_ip(instance) or _internal_ip(
-                run_gcloud_json(commands.instance_describe(spec.project, spec.zone,
-                                                           spec.instance), echo)
-            )  # fmt: skip
-            if scheduler_ip is None:
-                raise _stuck(spec, f"instance {spec.instance} got no internal IP", settings.timeout)
-            # The pinned PEM, as the client trusts it: what the worker VMs trust too.
-            _create_workers(spec, record, record.client.ca_pem, scheduler_ip, echo)
-            hosts += spec.workers.size
-        record.step = "waiting for the scheduler"
-        connection = record.connection(host=ip, state="ready")
-        if wait_for_scheduler(connection.scheduler_address, record.client, deadline.left(),
-                              echo, hosts=hosts) is None:  # fmt: skip
-            what = "the scheduler" if hosts == 1 else f"the scheduler with workers on {hosts} VMs"
-            raise _stuck(
-                spec, f"{what} at {connection.scheduler_address} did not answer",
-                settings.timeout,
-            )  # fmt: skip
+        with BootWatcher(spec.project, spec.zone, spec.instance, spec.image.reference) as vms:
+            hosts = 1
+            if spec.workers is not None:
+                scheduler_ip = _internal_ip(instance) or _internal_ip(
+                    run_gcloud_json(commands.instance_describe(spec.project, spec.zone,
+                                                               spec.instance), echo)
+                )  # fmt: skip
+                if scheduler_ip is None:
+                    no_ip = f"instance {spec.instance} got no internal IP"
+                    raise _stuck(spec, no_ip, settings.timeout)
+                # The pinned PEM, as the client trusts it: what the worker VMs trust too.
+                _create_workers(spec, record, record.client.ca_pem, scheduler_ip, echo)
+                vms.group = spec.workers.group
+                hosts += spec.workers.size
+            record.step = "waiting for the scheduler"
+            connection = record.connection(host=ip, state="ready")
+            if wait_for_scheduler(connection.scheduler_address, record.client, deadline.left(),
+                                  echo, give_up=give_up_on(vms), hosts=hosts) is None:  # fmt: skip
+                what = (
+                    "the scheduler" if hosts == 1 else f"the scheduler with workers on {hosts} VMs"
+                )
+                raise _stuck(
+                    spec, f"{what} at {connection.scheduler_address} did not answer",
+                    settings.timeout,
+                )  # fmt: skip
         record.write(host=ip, state="ready")
     except KeyboardInterrupt:
         raise Interrupted(record.interrupted()) from None
+    except BootFailed as failure:
+        raise _failed_boot(spec, record, failure, keep=settings.keep_failed, echo=echo) from None
     except Exception:  # daskbox's own errors and bugs alike
         if not record.started:  # failed before asking for anything: no half-made record
             record.remove()
         raise
     echo(f"connection file: {path}")
     return connection
+
+
+def _failed_boot(
+    spec: LaunchSpec, record: LaunchRecord, failure: BootFailed, *, keep: bool, echo: Progress
+) -> GcloudError:
+    """A VM reported a final failure: delete what the launch made (teardown by its
+    record), unless ``keep``; the error says which, and how to delete what is kept."""
+    if keep:
+        serial = shlex.join(commands.serial_port_output(spec.project, spec.zone, spec.instance))
+        return BootFailed(
+            f"{failure}; kept for inspection (--keep-failed): look at `{serial}`, delete it "
+            f"with `invoke teardown --instance {spec.instance}`"
+        )
+    echo(f"{failure}: deleting what the launch made")
+    _undo_launch(spec, record, str(failure), echo)
+    return BootFailed(f"{failure} (the launch deleted what it made; --keep-failed keeps it)")
 
 
 class _Deadline:
@@ -501,8 +534,8 @@ def print_plan(spec: LaunchSpec, echo: Progress = print) -> None:
     if spec.workers is not None:
         echo(f"$ {shlex.join(commands.firewall_internal_create(spec))}")
     echo(f"$ {shlex.join(commands.instance_create(spec))}")
-    echo(f"$ {shlex.join(commands.cluster_ca(spec.project, spec.zone, spec.instance))}"
-         "  # polled until the VM publishes it")  # fmt: skip
+    echo(f"$ {shlex.join(commands.boot_attributes(spec.project, spec.zone, spec.instance))}"
+         "  # polled until the VM publishes its cluster CA, or its boot fails")  # fmt: skip
     public = dataclasses.replace(spec, client_ca_pem=_ELIDED_CA)
     if spec.workers is not None:
         echo(f"$ {shlex.join(commands.template_create(spec))}")

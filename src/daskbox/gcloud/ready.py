@@ -58,8 +58,12 @@ class SchedulerIdentity:
     hosts: int = 0  # distinct machines the workers run on (each VM has its own address)
 
 
-def probe(address: str, tls: ClientTLS) -> SchedulerIdentity | None:
-    """One attempt: the scheduler's identity, or None if it does not answer (yet).
+def probe(
+    address: str, tls: ClientTLS, give_up: Callable[[], str | None] = lambda: None
+) -> SchedulerIdentity | None:
+    """One attempt: the scheduler's identity, or None if it does not answer (yet), or
+    ``give_up`` gives a reason while it waits (a port that accepts but never answers holds
+    an attempt for its whole 5 s timeout).
 
     The event loop runs in a thread of its own: a Ctrl-C reaches the waiting main thread
     at once and cleanly, never half-way through building or closing an event loop.
@@ -76,7 +80,10 @@ def probe(address: str, tls: ClientTLS) -> SchedulerIdentity | None:
 
     thread = threading.Thread(target=attempt, name="daskbox-probe", daemon=True)
     thread.start()
-    thread.join()
+    while thread.is_alive():
+        thread.join(0.2)
+        if thread.is_alive() and give_up() is not None:
+            return None  # the daemon thread ends at its own timeout
     [reply] = outcome
     if isinstance(reply, BaseException):
         raise reply
@@ -105,7 +112,7 @@ def wait_for_scheduler(
     echo(f"waiting for the scheduler at {address} (up to {timeout:.0f} s)")
 
     def answered() -> SchedulerIdentity | None:
-        identity = probe(address, tls)
+        identity = probe(address, tls, give_up)
         if identity is None or identity.workers == 0 or identity.hosts < hosts:
             return None
         return identity

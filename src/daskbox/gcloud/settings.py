@@ -78,6 +78,8 @@ class LaunchSettings:
     application_credentials: bool = False
     labels: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     timeout: float = defaults.TIMEOUT
+    # A VM whose boot fails for good is deleted with the rest of the launch, unless kept.
+    keep_failed: bool = False
     # Worker VMs: a managed instance group of VMs running only workers, joining the
     # scheduler VM over the internal network (0: the scheduler VM alone).
     worker_vms: int = defaults.WORKER_VMS
@@ -113,6 +115,7 @@ def _typed(name: str, value: Any, source: str) -> Any:
             "allow_private_registry",
             "application_credentials",
             "spot_workers",
+            "keep_failed",
         }:
             if isinstance(value, bool):
                 return value

@@ -76,6 +76,9 @@ LAUNCH_HELP = {
     "scheduler VM; a preempted worker VM is deleted, recreated by the group and rejoins.",
     "no-spot-workers": "Standard worker VMs even when the config sets spot-workers = true.",
     "timeout": f"Seconds to wait for the scheduler (default: {_shown(defaults.TIMEOUT)}).",
+    "keep-failed": "Keep the VMs of a launch whose boot failed (the cluster refused its "
+    "settings, the image could not be pulled) for inspection; deleted otherwise.",
+    "no-keep-failed": "Delete them even when [tool.daskbox.gcloud] sets keep-failed = true.",
     "dry-run": "Print the commands and run nothing.",
 }
 
@@ -90,8 +93,7 @@ LAUNCH_GROUPS = {
     "who may connect": "source-range allow-any-source no-allow-any-source "
     "allow-private-registry no-allow-private-registry",
     "what tasks may read": "service-account scopes application-credentials",
-    # A flag about how a launch runs or fails (e.g. --keep-failed) joins this group.
-    "the run itself": "timeout dry-run",
+    "the run itself": "timeout keep-failed no-keep-failed dry-run",
 }
 # Flags given as numbers: shown as =INT, converted (and refused in one line) by the settings.
 LAUNCH_NUMBERS = (
@@ -177,6 +179,8 @@ def launch(
     spot_workers: bool = False,
     no_spot_workers: bool = False,
     timeout: str | None = None,
+    keep_failed: bool = False,
+    no_keep_failed: bool = False,
     dry_run: bool = False,
 ) -> None:
     flags: dict[str, Any] = {
@@ -208,6 +212,7 @@ def launch(
             "allow-any-source", allow_any_source, no_allow_any_source
         )
         flags["spot_workers"] = _tri_state("spot-workers", spot_workers, no_spot_workers)
+        flags["keep_failed"] = _tri_state("keep-failed", keep_failed, no_keep_failed)
         flags["allow_private_registry"] = _tri_state(
             "allow-private-registry", allow_private_registry, no_allow_private_registry
         )
