@@ -123,6 +123,7 @@ class Project:
     arm64: bool = False
     finding: str = ""
     import_env: Mapping[str, str] = field(default_factory=dict)
+    open: str = ""
 
     @property
     def expected_outcome(self) -> str:
@@ -152,6 +153,7 @@ def read_manifest(path: Path = MANIFEST) -> list[Project]:
             fixes=dict(entry.get("fixes", {})),
             arm64=bool(entry.get("arm64", False)),
             finding=entry.get("finding", ""),
+            open=entry.get("open", ""),
             import_env={str(k): str(v) for k, v in entry.get("import-env", {}).items()},
         )
         for entry in entries
@@ -710,6 +712,10 @@ def write_page(
         )
         + ".",
     ]
+    still_open = [project for project in projects if project.open]
+    if still_open:
+        lines += ["", "## Open: daskbox's fault, not fixed yet", ""]
+        lines += [f"- **{project.name}**: {project.open}" for project in still_open]
     findings = [project for project in projects if project.finding]
     if findings:
         lines += ["", "## Findings besides the library check", ""]

@@ -80,6 +80,6 @@ def test_every_recorded_run_ended_as_its_project_expects():
     unexpected = [
         f"{name} ({platform}): {row['outcome']} at {row['stage']}: {row['message'][:200]}"
         for (name, platform), row in real_projects.load_results().items()
-        if row["outcome"] != by_name[name].expected_outcome
+        if row["outcome"] != by_name[name].expected_outcome and not by_name[name].open
     ]
     assert not unexpected, unexpected
