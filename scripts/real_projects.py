@@ -122,6 +122,13 @@ class Project:
     fixes: Mapping[str, Any] = field(default_factory=dict)
     arm64: bool = False
     finding: str = ""
+    import_env: Mapping[str, str] = field(default_factory=dict)
+    open: str = ""
+
+    @property
+    def expected_outcome(self) -> str:
+        """The outcome a correct daskbox has: ``fail`` is the project's own fault (its finding)."""
+        return {"build": "built", "refuse": "refused", "fail": "failed"}[self.expect]
 
     @property
     def mirror_name(self) -> str:
@@ -146,6 +153,8 @@ def read_manifest(path: Path = MANIFEST) -> list[Project]:
             fixes=dict(entry.get("fixes", {})),
             arm64=bool(entry.get("arm64", False)),
             finding=entry.get("finding", ""),
+            open=entry.get("open", ""),
+            import_env={str(k): str(v) for k, v in entry.get("import-env", {}).items()},
         )
         for entry in entries
     ]
@@ -401,9 +410,13 @@ def build_image(
 # -- 4. checking the image ------------------------------------------------------------------
 
 
-def in_image(image: str, program: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+def in_image(
+    image: str, program: str, *arguments: str, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """``python -c program arguments`` in ``image`` with the venv's Python as entrypoint."""
     argv = ["docker", "run", "--rm", "--network", "host", "--entrypoint", "/opt/venv/bin/python"]
+    for key, value in (env or {}).items():
+        argv += ["--env", f"{key}={value}"]
     return run([*argv, image, "-c", program, *arguments], timeout=900)
 
 
@@ -474,7 +487,7 @@ def check_image(project: Project, project_dir: Path, platform: str, result: Resu
     result.installed_check = summary
     if not ok:
         raise StepFailed("installed-set", summary)
-    imported = in_image(record.reference, IMPORT_MODULES, *project.modules)
+    imported = in_image(record.reference, IMPORT_MODULES, *project.modules, env=project.import_env)
     if imported.returncode != 0:
         result.imports = " / ".join(imported.stdout.strip().splitlines()) or one_line(
             imported.stderr
@@ -595,6 +608,12 @@ def short_cause(row: Mapping[str, Any]) -> str:
     return f"{row['stage']}: {message if len(message) <= 140 else message[:137] + '...'}"
 
 
+def as_expected(row: Mapping[str, Any], project: Project | None) -> str:
+    if project is None:
+        return ""
+    return "yes" if row["outcome"] == project.expected_outcome else "**no**"
+
+
 def write_page(
     results: Mapping[tuple[str, str], Mapping[str, Any]], projects: list[Project], path: Path = PAGE
 ) -> None:
@@ -604,12 +623,14 @@ def write_page(
     dates = sorted({row["date"] for row in rows})
     commits = sorted({row["daskbox_commit"] for row in rows})
     built = [row for row in rows if row["outcome"] == "built"]
+    expected = [row for row in rows if as_expected(row, by_name.get(row["name"])) == "yes"]
     lines = [
         "# Real projects",
         "",
         f"Results of `scripts/real_projects.py` on {', '.join(dates)} (UTC), daskbox "
         f"{', '.join(commits)}: **{len(built)} of {len(rows)}** builds made an image whose "
-        "installed set equals the export and whose main modules import.",
+        f"installed set equals the export and whose main modules import; **{len(expected)} of"
+        f" {len(rows)}** runs ended as expected.",
         "",
         "The corpus is `tests/real_projects/projects.toml`: public Poetry projects that daskbox's",
         "authors did not write, each pinned by commit (the manifest says why each is there).",
@@ -629,9 +650,14 @@ def write_page(
         " [--platform linux/arm64]` (needs Docker, PyPI, the fetched snapshots and",
         "`.venv/bin/pip install /work/shared/poetry-simple-index`).",
         "",
-        "| project | platform | expected | result | stopped at (each error in full below)"
-        " | installed set vs export | imports | image | base | venv | build |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "*Expected* is what a correct daskbox does: `build`, `refuse` (with a one-line error"
+        " naming the fix), or `fail`: the project's own code or lock fails whatever daskbox"
+        " does, a documented expected failure (its finding below names the cause and the fix"
+        " its owner would make).",
+        "",
+        "| project | platform | expected | result | as expected | stopped at (each error in full"
+        " below) | installed set vs export | imports | image | base | venv | build |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         project = by_name.get(row["name"])
@@ -657,6 +683,7 @@ def write_page(
                     row["platform"],
                     project.expect if project else row["expect"],
                     result,
+                    as_expected(row, project),
                     stopped,
                     row["installed_check"],
                     row["imports"],
@@ -672,16 +699,23 @@ def write_page(
     elsewhere = [row for row in rows if row["message"] and row not in library]
     lines += [
         "",
-        f"Stopped by the shared-library check: {len(library)} of {len(rows)} runs. Each library"
-        " it names ships in the wheel that needs it (a `*.libs` folder; kaleido's"
-        " `executable/lib`, which its launcher puts on LD_LIBRARY_PATH), except numba's optional"
-        " TBB threading layer (`libtbb.so.12`): issue 17. Stopped elsewhere: "
+        f"Stopped by the shared-library check: {len(library)} of {len(rows)} runs"
+        + (
+            ": " + ", ".join(f"{row['name']} ({row['platform']})" for row in library)
+            if library
+            else ""
+        )
+        + ". Stopped elsewhere: "
         + (
             "; ".join(f"{row['name']} ({row['platform']}, {short_cause(row)})" for row in elsewhere)
             or "none"
         )
         + ".",
     ]
+    still_open = [project for project in projects if project.open]
+    if still_open:
+        lines += ["", "## Open: daskbox's fault, not fixed yet", ""]
+        lines += [f"- **{project.name}**: {project.open}" for project in still_open]
     findings = [project for project in projects if project.finding]
     if findings:
         lines += ["", "## Findings besides the library check", ""]
@@ -799,6 +833,8 @@ def run_corpus(
         )
         results[(result.name, result.platform)] = asdict(result)
         if not options.no_page:
+            # Reread first: a run for the other platform may have saved its rows meanwhile.
+            results = {**load_results(), (result.name, result.platform): asdict(result)}
             save_results(results)
             write_page(results, projects)
 

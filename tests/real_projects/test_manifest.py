@@ -45,7 +45,10 @@ def test_the_corpus_has_twelve_pinned_projects_covering_every_case():
     for project in projects:
         assert re.fullmatch(r"[0-9a-f]{40}", project.commit), project.name
         assert re.fullmatch(r"[\w.-]+/[\w.-]+", project.repo), project.name
-        assert project.expect in {"build", "refuse"}, project.name
+        assert project.expect in {"build", "refuse", "fail"}, project.name
+        # A project that does not build says why, whose fault it is and the fix, in one line.
+        assert project.expect == "build" or project.finding, project.name
+        assert "\n" not in project.finding, project.name
         assert project.modules, project.name
     covered = [" / ".join(p.covers) for p in projects]
     missing = [
@@ -69,3 +72,14 @@ def test_the_page_is_written_from_the_recorded_results(tmp_path):
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", row["date"])
         assert (row["outcome"] == "built") == (row["message"] == ""), row["name"]
     assert json.loads((ROOT / "tests" / "real_projects" / "results.json").read_text())
+
+
+def test_every_recorded_run_ended_as_its_project_expects():
+    """A build that fails, or a refusal that builds, is a finding to fix or to document."""
+    by_name = {p.name: p for p in real_projects.read_manifest()}
+    unexpected = [
+        f"{name} ({platform}): {row['outcome']} at {row['stage']}: {row['message'][:200]}"
+        for (name, platform), row in real_projects.load_results().items()
+        if row["outcome"] != by_name[name].expected_outcome and not by_name[name].open
+    ]
+    assert not unexpected, unexpected
