@@ -247,6 +247,26 @@ def test_gpu_only_libraries_are_a_warning_naming_the_module(tmp_path):
         f"warning: 1 module will not load on this image: {kaleido} (libnss3.so: a program"
     )
     assert Verdict.of([nss], ()).errors == (nss,)  # the same library for an extension: error
+    # That program's own libraries (kaleido/executable/lib) need each other, found only
+    # through the LD_LIBRARY_PATH its launcher sets: no import loads them, and what they need
+    # ships beside them, so a warning (nannyml's build was refused for it). A library that
+    # is not beside it, or an extension module needing a neighbour, stays an error.
+    lib = f"/{SITE}/kaleido/executable/lib"
+    nspr = MissingLibrary("libnspr4.so", f"{lib}/libnss3.so", f"{lib}/libnss3.so")
+    beside = Verdict.of([nspr], {f"{lib}/libnss3.so", f"{lib}/libnspr4.so"})
+    assert beside.errors == ()
+    assert describe_warnings(beside.warnings) == (
+        f"warning: 1 module will not load on this image: {lib}/libnss3.so (libnspr4.so: "
+        "a program's library, whose neighbours its launcher's LD_LIBRARY_PATH finds)"
+    )
+    assert Verdict.of([nspr], {f"{lib}/libnss3.so", f"/{SITE}/other/libnspr4.so"}).errors == (
+        nspr,
+    )
+    extension = f"/{SITE}/pkg/_core.cpython-311-x86_64-linux-gnu.so"
+    needs_neighbour = MissingLibrary("libpkg.so", extension, extension)
+    assert Verdict.of([needs_neighbour], {extension, f"/{SITE}/pkg/libpkg.so"}).errors == (
+        needs_neighbour,
+    )
     # Shipped by a locked wheel (nvidia-cuda-runtime) but not found: an error after all.
     shipped = Verdict.of(missing_libraries(loader), {f"/{SITE}/nvidia/lib/libcudart.so.11.0"})
     assert "libcudart.so.11.0" in [m.soname for m in shipped.errors]

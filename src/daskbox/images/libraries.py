@@ -86,6 +86,8 @@ _OPTIONAL_MODULES = {
     r"/numba/np/ufunc/(tbb|omp)pool\.cpython-[^/]+\.so$": "numba's optional threading layer",
 }
 _HASHED = re.compile(r"-[0-9a-f]{8}\.so")
+# An extension module's file name (PEP 3149 tags, the stable ABI, or an untagged module).
+_EXTENSION_MODULE = re.compile(r"^(?!lib)[^.]+(\.(cpython|cp|pypy|abi)[^/]*)?\.so$")
 _ELF_MAGIC = b"\x7fELF"
 _DF_1_PIE = 0x08000000
 _SCAN_FORMAT = 3  # 2: class, machine, kind, soname, rpath, runpath apart; 3: PIE = executable
@@ -417,6 +419,7 @@ class Verdict:
         """GPU-only libraries that no locked wheel ships, and libraries of modules that a plain
         import leaves alone (optional layers, programs a wheel ships such as kaleido's
         headless browser), are warnings; the rest are errors."""
+        venv_names = frozenset(venv_names)
         shipped = {posixpath.basename(path) for path in venv_names}
         errors: dict[str, MissingLibrary] = {}
         warnings: list[tuple[MissingLibrary, str]] = []
@@ -438,9 +441,23 @@ class Verdict:
                 warnings.append((library, why))
             elif optional:
                 warnings.append((library, optional))
+            elif _loaded_with_its_neighbours(library, venv_names):
+                why = "a program's library, whose neighbours its launcher's LD_LIBRARY_PATH finds"
+                warnings.append((library, why))
             else:
                 errors.setdefault(library.soname, library)
         return cls(tuple(errors.values()), tuple(warnings))
+
+
+def _loaded_with_its_neighbours(library: MissingLibrary, venv_names: Collection[str]) -> bool:
+    """A library that no import loads (not an extension module) and whose missing library
+    ships in its own folder: a bundled program's (kaleido's browser) libraries, found through
+    the LD_LIBRARY_PATH its launcher sets, or preloaded in order by the Python code using
+    them. The loader is exact about the file alone; loaded that way, nothing is missing."""
+    folder, name = posixpath.split(library.module)
+    if _EXTENSION_MODULE.match(name) or posixpath.dirname(library.needed_by) != folder:
+        return False
+    return posixpath.join(folder, library.soname) in venv_names
 
 
 def describe_warnings(warnings: Iterable[tuple[MissingLibrary, str]]) -> str:
