@@ -64,6 +64,9 @@ class LaunchSettings:
     memory_per_worker: str | None = None
     # The entrypoint stops after this long without work, and the VM powers off with it.
     idle_timeout: str = "1h"
+    # Worker VMs power off after this long without their scheduler ("": the entrypoint's
+    # default, 10 minutes; "0": never).
+    orphan_timeout: str = ""
     scheduler_port: int = contract.DEFAULT_SCHEDULER_PORT
     dashboard_port: int = contract.DEFAULT_DASHBOARD_PORT
     source_range: str | None = None
