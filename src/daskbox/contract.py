@@ -40,6 +40,10 @@ ENV_SCHEDULER_ADDRESS: Final = "DASKBOX_SCHEDULER_ADDRESS"
 # The workers' name prefix (worker names are <node>-0, <node>-1, ...): the VM's name on
 # Compute Engine, so names stay unique across VMs and the environment check counts per VM.
 ENV_NODE_NAME: Final = "DASKBOX_NODE_NAME"
+# Worker mode: after this long without reaching the scheduler's port the entrypoint exits 0
+# (a worker VM then powers off instead of retrying until its termination time); 0 = never.
+ENV_ORPHAN_TIMEOUT: Final = "DASKBOX_ORPHAN_TIMEOUT"
+DEFAULT_ORPHAN_TIMEOUT_SECONDS: Final = 600
 DEFAULT_NODE_NAME: Final = "worker"
 # The original recipe's names, still accepted by the entrypoint.
 LEGACY_ENV_WORKERS: Final = "NUM_WORKERS"

@@ -39,6 +39,7 @@ from daskbox_services import Registry
         ({"memory_per_worker": "5XB"}, "--memory-per-worker='5XB' is invalid"),
         ({"threads_per_worker": "0"}, "--threads-per-worker='0' is invalid"),
         ({"idle_timeout": "10 fortnights"}, "--idle-timeout='10 fortnights' is invalid"),
+        ({"orphan_timeout": "soon"}, "orphan-timeout='soon' is invalid"),
         ({"scheduler_port": 70000}, "--scheduler-port='70000' is invalid: expected a port"),
         ({"scheduler_port": 9000, "dashboard_port": 9000}, "are both 9000"),
     ],
@@ -50,6 +51,12 @@ def test_launch_flags_go_through_the_entrypoints_own_validation(flags, message):
         read_settings(env)
     with pytest.raises(LaunchSpecError, match=message):
         check_entrypoint_settings(env)
+
+
+def test_the_orphan_timeout_reaches_the_containers_only_when_set():
+    assert "DASKBOX_ORPHAN_TIMEOUT" not in dict(entrypoint_env(LaunchSettings(instance="x")))
+    chosen = dict(entrypoint_env(LaunchSettings(instance="x", orphan_timeout="30s")))
+    assert chosen["DASKBOX_ORPHAN_TIMEOUT"] == "30s"
 
 
 def test_valid_flags_pass():

@@ -6,7 +6,7 @@ import pytest
 
 from daskbox.errors import ConfigError, LaunchSpecError
 from daskbox.gcloud.settings import LaunchSettings, resolve_settings
-from daskbox.gcloud.spec import source_ranges, wide_range_warnings
+from daskbox.gcloud.spec import entrypoint_env, source_ranges, wide_range_warnings
 
 
 @pytest.fixture
@@ -117,3 +117,11 @@ def test_wide_allowed_ranges_are_warned_about(ranges, warned):
 def test_default_instance_name_uses_the_project_name(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[tool.poetry]\nname = "Data.Science__Box"\n')
     assert resolve_settings(tmp_path, {}).instance == "daskbox-data-science-box"
+
+
+def test_the_orphan_timeout_is_a_config_key_that_reaches_the_entrypoint(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[project]\nname = "app"\n\n[tool.daskbox.gcloud]\norphan-timeout = "2m"\n'
+    )
+    settings = resolve_settings(tmp_path, {})
+    assert dict(entrypoint_env(settings))["DASKBOX_ORPHAN_TIMEOUT"] == "2m"

@@ -22,12 +22,14 @@ from dask.utils import parse_bytes, parse_timedelta
 from daskbox.contract import (
     DEFAULT_DASHBOARD_PORT,
     DEFAULT_NODE_NAME,
+    DEFAULT_ORPHAN_TIMEOUT_SECONDS,
     DEFAULT_SCHEDULER_PORT,
     ENV_DASHBOARD_PORT,
     ENV_IDLE_TIMEOUT,
     ENV_LISTEN_HOST,
     ENV_MEMORY_PER_WORKER,
     ENV_NODE_NAME,
+    ENV_ORPHAN_TIMEOUT,
     ENV_SCHEDULER_ADDRESS,
     ENV_SCHEDULER_PORT,
     ENV_THREADS_PER_WORKER,
@@ -87,6 +89,8 @@ class Settings:
     # Worker mode: the scheduler to join ("" = run the scheduler here too).
     scheduler_address: str = ""
     node_name: str = DEFAULT_NODE_NAME  # workers are named <node_name>-0, -1, ...
+    # Worker mode: seconds without reaching the scheduler before exiting 0; None = never.
+    orphan_timeout: float | None = DEFAULT_ORPHAN_TIMEOUT_SECONDS
 
     @property
     def worker_mode(self) -> bool:
@@ -108,7 +112,8 @@ def read_settings(environ: Mapping[str, str]) -> Settings:
         ),
         scheduler_port=_port(environ, ENV_SCHEDULER_PORT, DEFAULT_SCHEDULER_PORT),
         dashboard_port=_port(environ, ENV_DASHBOARD_PORT, DEFAULT_DASHBOARD_PORT),
-        idle_timeout=_idle_timeout(environ),
+        idle_timeout=_duration(environ, ENV_IDLE_TIMEOUT, None),
+        orphan_timeout=_duration(environ, ENV_ORPHAN_TIMEOUT, DEFAULT_ORPHAN_TIMEOUT_SECONDS),
         tls=_tls(environ),
         listen_host=_listen_host(environ),
         node_name=_node_name(environ),
@@ -201,18 +206,19 @@ def _port(environ: Mapping[str, str], name: str, default: int) -> int:
     return port
 
 
-def _idle_timeout(environ: Mapping[str, str]) -> float | None:
-    """Seconds of DASKBOX_IDLE_TIMEOUT, or None for "never" (unset or 0)."""
-    raw = _set(environ, ENV_IDLE_TIMEOUT)
+def _duration(environ: Mapping[str, str], name: str, default: float | None) -> float | None:
+    """Seconds of the timeout ``name``, ``default`` when unset, None for "never" (0)."""
+    raw = _set(environ, name)
     if raw is None:
-        return None
-    form = 'seconds or a duration such as "30m" or "2h" (0 or unset: never)'
+        return default
+    unset = "0 or unset: never" if default is None else f"0: never; unset: {default:g}s"
+    form = f'seconds or a duration such as "30m" or "2h" ({unset})'
     try:
         seconds = parse_timedelta(raw, default="seconds")
     except (ValueError, KeyError, TypeError, OverflowError):  # "10 fortnights", "1e400"
-        raise SettingsError(f"{ENV_IDLE_TIMEOUT}={raw!r} is invalid: expected {form}") from None
+        raise SettingsError(f"{name}={raw!r} is invalid: expected {form}") from None
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
-        raise SettingsError(f"{ENV_IDLE_TIMEOUT}={raw!r} is invalid: expected {form}")
+        raise SettingsError(f"{name}={raw!r} is invalid: expected {form}")
     return seconds or None
 
 

@@ -31,6 +31,8 @@ from typing import IO
 
 import psutil
 
+from daskbox.contract import ENV_ORPHAN_TIMEOUT
+from daskbox.entrypoint.orphan import SchedulerWatch, scheduler_reachable
 from daskbox.entrypoint.processes import ProcessSpec, scheduler_process, workers_process
 from daskbox.entrypoint.settings import Settings
 from daskbox.entrypoint.sizing import SizingPlan
@@ -299,16 +301,40 @@ def _supervise_workers(supervisor: Supervisor, settings: Settings, plan: SizingP
     if stop.requested:
         relay.say(f"received {stop.name} before starting: not starting")
         return 0
-    relay.say(f"worker mode: joining the scheduler at {settings.scheduler_address}")
+    address = settings.scheduler_address
+    relay.say(f"worker mode: joining the scheduler at {address}")
     workers = supervisor.start(workers_process(settings, plan, None, os.environ))
-    supervisor.wait_until(lambda: not workers.running or stop.requested, timeout=float("inf"))
+    if settings.orphan_timeout is None:
+        supervisor.wait_until(lambda: not workers.running or stop.requested, timeout=float("inf"))
+        return _workers_ended(relay, stop, workers.returncode)
+    watch = SchedulerWatch(settings.orphan_timeout, last_seen=time.monotonic())
+    while True:
+        supervisor.wait_until(lambda: stop.requested, timeout=watch.interval)
+        if scheduler_reachable(address, timeout=min(5.0, watch.interval)):
+            watch.seen(time.monotonic())
+        elif watch.expired(time.monotonic()):
+            # An orphan: the VM powers off (exit 0) rather than bill until its termination.
+            relay.say(
+                f"no scheduler at {address} for {watch.missing_for(time.monotonic()):.0f}s "
+                f"({ENV_ORPHAN_TIMEOUT}={settings.orphan_timeout:g}s): orphaned, stopping"
+            )
+            return 0
+        if stop.requested or workers.returncode == 0:
+            return _workers_ended(relay, stop, workers.returncode)
+        if not workers.running and watch.last_seen >= time.monotonic() - watch.interval * 2:
+            # The workers died while their scheduler answers: a failure (the unit restarts).
+            return _workers_ended(relay, stop, workers.returncode)
+        # Died with the scheduler unreachable: wait out the orphan timeout before deciding.
+
+
+def _workers_ended(relay: LogRelay, stop: StopRequest, returncode: int | None) -> int:
     if stop.requested:
         relay.say(f"received {stop.name}: stopping")
         return 0
-    if workers.returncode == 0:
+    if returncode == 0:
         relay.say("workers closed by their scheduler (idle timeout or shutdown): stopping")
         return 0
-    relay.say(f"workers process {_describe_exit(workers.returncode)}: stopping")
+    relay.say(f"workers process {_describe_exit(returncode)}: stopping")
     return 1
 
 

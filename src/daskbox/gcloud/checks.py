@@ -37,6 +37,7 @@ _FLAGS = {
     contract.ENV_THREADS_PER_WORKER: "--threads-per-worker",
     contract.ENV_MEMORY_PER_WORKER: "--memory-per-worker",
     contract.ENV_IDLE_TIMEOUT: "--idle-timeout",
+    contract.ENV_ORPHAN_TIMEOUT: "[tool.daskbox.gcloud] orphan-timeout",
     contract.ENV_SCHEDULER_PORT: "--scheduler-port",
     contract.ENV_DASHBOARD_PORT: "--dashboard-port",
 }

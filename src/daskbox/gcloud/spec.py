@@ -278,6 +278,7 @@ def entrypoint_env(settings: LaunchSettings) -> tuple[tuple[str, str], ...]:
         contract.ENV_THREADS_PER_WORKER: settings.threads_per_worker,
         contract.ENV_MEMORY_PER_WORKER: settings.memory_per_worker,
         contract.ENV_IDLE_TIMEOUT: settings.idle_timeout,
+        contract.ENV_ORPHAN_TIMEOUT: settings.orphan_timeout,
         contract.ENV_SCHEDULER_PORT: str(settings.scheduler_port),
         contract.ENV_DASHBOARD_PORT: str(settings.dashboard_port),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,9 @@ from daskbox.contract import CONTAINER_LABEL
 from daskbox.errors import GcloudError
 from daskbox.gcloud import commands
 from daskbox.gcloud._gcloud import parse_json, run_gcloud_all
+from daskbox.gcloud.spec import owner_of
+
+GROUP_MACHINE_TYPE = "(worker group)"  # a group's row in the table
 
 
 @dataclass(frozen=True)
@@ -115,7 +119,7 @@ def group_rows(groups: Sequence[dict[str, Any]]) -> list[ClusterRow]:
         ClusterRow(
             name=str(item.get("name", "?")),
             zone=_last(str(item.get("zone", "?"))),
-            machine_type="(worker group)",
+            machine_type=GROUP_MACHINE_TYPE,
             status=f"{item.get('targetSize', '?')} VMs",
             uptime="-",
             external_ip="-",
@@ -133,4 +137,35 @@ def gce_status(project: str, echo: Progress = print) -> list[ClusterRow]:
         if isinstance(result, GcloudError):
             raise result
     instances, groups = (parse_json(a, str(r)) or [] for a, r in zip(argvs, results, strict=True))
-    return group_rows(groups) + gce_rows(instances, datetime.datetime.now(datetime.timezone.utc))
+    return gce_status_rows(instances, groups, datetime.datetime.now(datetime.timezone.utc))
+
+
+def gce_status_rows(
+    instances: Sequence[dict[str, Any]], groups: Sequence[dict[str, Any]], now: datetime.datetime
+) -> list[ClusterRow]:
+    """Group rows, then instance rows (pure); a worker group whose scheduler VM is gone, and
+    each of its VMs (found by the ``created-by`` metadata Compute Engine gives a group's
+    VMs), is marked orphaned: ``invoke teardown`` removes it."""
+    present = {str(item.get("name", "")) for item in instances}
+    gone = {
+        str(group.get("name", "")): owner_of(str(group.get("description", "")))
+        for group in groups
+        if owner_of(str(group.get("description", ""))) not in present
+    }
+    members = {str(item.get("name", "")): _creator(item) for item in instances}
+    rows = []
+    for row in group_rows(groups) + gce_rows(instances, now):
+        group = row.name if row.machine_type == GROUP_MACHINE_TYPE else members.get(row.name, "")
+        if group in gone:
+            status = f"{row.status} (orphaned: scheduler {gone[group]} gone)"
+            row = dataclasses.replace(row, status=status)
+        rows.append(row)
+    return rows
+
+
+def _creator(instance: dict[str, Any]) -> str:
+    """The managed instance group that created ``instance`` ("" for none)."""
+    for item in (instance.get("metadata") or {}).get("items") or []:
+        if item.get("key") == "created-by":
+            return _last(str(item.get("value", "")))
+    return ""
