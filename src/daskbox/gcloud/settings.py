@@ -65,9 +65,9 @@ class LaunchSettings:
     memory_per_worker: str | None = None
     # The entrypoint stops after this long without work, and the VM powers off with it.
     idle_timeout: str = defaults.IDLE_TIMEOUT
-    # Worker VMs power off after this long without their scheduler ("": the entrypoint's
+    # Worker VMs power off after this long without their scheduler (None: the entrypoint's
     # default, 10 minutes; "0": never).
-    orphan_timeout: str = ""
+    orphan_timeout: str | None = None
     scheduler_port: int = defaults.SCHEDULER_PORT
     dashboard_port: int = defaults.DASHBOARD_PORT
     source_range: str | None = None
