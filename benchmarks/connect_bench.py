@@ -82,7 +82,9 @@ def fresh_process(code: str, path: Path) -> tuple[float, float]:
     """Seconds from the process's first line to the import done, then to a connected client."""
     output = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", code, str(path)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     return float(output[-2]), float(output[-1])
 
@@ -170,13 +172,19 @@ def main() -> None:
         daskbox_total = [sum(run) for run in daskbox_runs]
         bare_total = [sum(run) for run in bare_runs]
         ratio = statistics.median(daskbox_total) / statistics.median(bare_total)
-        print(f"\nconnect() with the full environment check, {arguments.workers}-worker TLS "
-              f"cluster, median of {arguments.repeat}:")
-        print(f"  fresh process, imports included: connect() {median(daskbox_total)}, "
-              f"bare distributed.Client {median(bare_total)}, ratio {ratio:.2f}x")
+        print(
+            f"\nconnect() with the full environment check, {arguments.workers}-worker TLS "
+            f"cluster, median of {arguments.repeat}:"
+        )
+        print(
+            f"  fresh process, imports included: connect() {median(daskbox_total)}, "
+            f"bare distributed.Client {median(bare_total)}, ratio {ratio:.2f}x"
+        )
         for label, runs in (("connect()", daskbox_runs), ("bare Client", bare_runs)):
-            print(f"    {label:<12} import {median([run[0] for run in runs])}"
-                  f" + connect {median([run[1] for run in runs])}")
+            print(
+                f"    {label:<12} import {median([run[0] for run in runs])}"
+                f" + connect {median([run[1] for run in runs])}"
+            )
         print(f"  in a running session:            connect() {median(session)}")
         for stage in breakdown[0]:
             print(f"    {stage:<24} {median([b[stage] for b in breakdown])}")

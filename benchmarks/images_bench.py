@@ -70,8 +70,11 @@ def copy_quickstart(scratch: Path, host: str) -> Path:
     package, so its dev group's `path = "../.."` still resolves (for `poetry add`)."""
     tree = scratch / "tree"
     project = tree / "examples" / "quickstart"
-    shutil.copytree(REPO / "examples" / "quickstart", project,
-                    ignore=shutil.ignore_patterns(".daskbox", "__pycache__"))  # fmt: skip
+    shutil.copytree(
+        REPO / "examples" / "quickstart",
+        project,
+        ignore=shutil.ignore_patterns(".daskbox", "__pycache__"),
+    )
     for name in ("pyproject.toml", "README.md", "src"):
         (tree / name).symlink_to(REPO / name)
     pyproject = project / "pyproject.toml"
@@ -96,22 +99,47 @@ def floor_build(project: Path, env: dict[str, str], scratch: Path, base: str) ->
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder / "venv")],
-                   check=True)  # fmt: skip
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(folder / "venv" / "bin" / "python"),
-         "install", "--quiet", "--no-index", "--no-deps", *map(str, wheels)],
-        check=True, env=env,
-    )  # fmt: skip
+        [sys.executable, "-m", "venv", "--without-pip", str(folder / "venv")], check=True
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(folder / "venv" / "bin" / "python"),
+            "install",
+            "--quiet",
+            "--no-index",
+            "--no-deps",
+            *map(str, wheels),
+        ],
+        check=True,
+        env=env,
+    )
     (folder / "Dockerfile").write_text(f"FROM {base}\nCOPY venv /opt/venv\n")
-    subprocess.run(["docker", "build", "--quiet", "--no-cache", "--network", "none", "-t",
-                    "daskbox-bench-floor:latest", str(folder)], check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [
+            "docker",
+            "build",
+            "--quiet",
+            "--no-cache",
+            "--network",
+            "none",
+            "-t",
+            "daskbox-bench-floor:latest",
+            str(folder),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return time.perf_counter() - start
 
 
-def measure_cold(project: Path, env: dict[str, str], scratch: Path, repeat: int,
-                 base: str, supports_layers: bool) -> None:  # fmt: skip
+def measure_cold(
+    project: Path, env: dict[str, str], scratch: Path, repeat: int, base: str, supports_layers: bool
+) -> None:
     cache = Path(env["XDG_CACHE_HOME"])
     ours, floors = [], []
     for _ in range(repeat):
@@ -120,14 +148,23 @@ def measure_cold(project: Path, env: dict[str, str], scratch: Path, repeat: int,
             forget_prepared(cache)
         ours.append(invoke(project, env, "build", "--force")[0])
     print(f"1. cold build, cached wheels:   daskbox {median(ours)}")
-    print(f"   floor (pip --no-index + COPY): {median(floors)}"
-          f"  -> {statistics.median(ours) / statistics.median(floors):.2f}x")  # fmt: skip
+    print(
+        f"   floor (pip --no-index + COPY): {median(floors)}"
+        f"  -> {statistics.median(ours) / statistics.median(floors):.2f}x"
+    )
 
 
 def measure_arm64(project: Path, env: dict[str, str], repeat: int) -> None:
     client = docker.from_env()
-    arm64 = next((tag for image in client.images.list(name="python") for tag in image.tags
-                  if image.attrs["Architecture"] == "arm64"), None)  # fmt: skip
+    arm64 = next(
+        (
+            tag
+            for image in client.images.list(name="python")
+            for tag in image.tags
+            if image.attrs["Architecture"] == "arm64"
+        ),
+        None,
+    )
     if arm64 is None:
         print("2. arm64 vs amd64: skipped (no arm64 python base here: run scripts/setup.sh)")
         return
@@ -141,8 +178,10 @@ def measure_arm64(project: Path, env: dict[str, str], repeat: int) -> None:
         forget_prepared(cache)
         arm.append(invoke(project, env, *arm64_build, "--force")[0])
     print(f"2. cold build linux/arm64:       {median(arm)}")
-    print(f"   cold build linux/amd64:       {median(amd64)}"
-          f"  -> {statistics.median(arm) / statistics.median(amd64):.2f}x")  # fmt: skip
+    print(
+        f"   cold build linux/amd64:       {median(amd64)}"
+        f"  -> {statistics.median(arm) / statistics.median(amd64):.2f}x"
+    )
     invoke(project, env, "build")  # the amd64 image is the newest build again
 
 
@@ -156,8 +195,10 @@ def measure_uploads(project: Path, env: dict[str, str], repeat: int) -> None:
         module.write_text(module.read_text() + f"\n# edit {run}\n")
         elapsed, output = invoke(project, env, "build", "push")
         changes.append((elapsed, uploaded_bytes(output)))
-    print(f"4. code-only change build push: {median([t for t, _ in changes])}, "
-          f"{max(b for _, b in changes)} bytes uploaded at most")  # fmt: skip
+    print(
+        f"4. code-only change build push: {median([t for t, _ in changes])}, "
+        f"{max(b for _, b in changes)} bytes uploaded at most"
+    )
 
 
 def measure_noop(project: Path, env: dict[str, str], repeat: int, label: str) -> None:
@@ -179,14 +220,21 @@ def add_git_dependency(project: Path, scratch: Path, env: dict[str, str]) -> str
     )
     git: Callable[..., object] = lambda *a: subprocess.run(  # noqa: E731
         ["git", "-C", str(library), "-c", "user.name=b", "-c", "user.email=b@b", *a],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+    )
     git("init", "-q")
     git("add", ".")
     git("commit", "-q", "-m", "lib")
     poetry = os.environ.get("POETRY", "poetry")
-    added = subprocess.run([poetry, "add", f"gitlib @ git+file://{library}"], cwd=project, env=env,
-                           capture_output=True, text=True, check=False)  # fmt: skip
+    added = subprocess.run(
+        [poetry, "add", f"gitlib @ git+file://{library}"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if added.returncode != 0:
         return (added.stderr.strip().splitlines() or ["failed"])[-1]
     return None
@@ -220,15 +268,17 @@ def main() -> None:
         }
         if args.src:
             env["PYTHONPATH"] = str(args.src.resolve() / "src")
-        supports_layers = (Path(env.get("PYTHONPATH", REPO / "src")) / "daskbox" / "images"
-                           / "layers.py").exists()  # fmt: skip
+        supports_layers = (
+            Path(env.get("PYTHONPATH", REPO / "src")) / "daskbox" / "images" / "layers.py"
+        ).exists()
         repository = f"{registry.host}/quickstart"
         load = os.getloadavg()[0]
         print(f"daskbox from {env.get('PYTHONPATH', REPO / 'src')}; load average {load:.1f}")
         try:
             invoke(project, env, "build")  # downloads the wheels once: they are cached now
             base = client.images.get(f"{repository}:latest").labels[
-                "org.opencontainers.image.base.name"]  # fmt: skip
+                "org.opencontainers.image.base.name"
+            ]
             if "1" in args.steps:
                 measure_cold(project, env, scratch, args.repeat, base, supports_layers)
             if "2" not in args.steps:

@@ -88,12 +88,20 @@ def main() -> None:
         _timed(root, env, counter, "build", "push")
         try:
             for vms in (0, args.worker_vms):
-                launch = ("launch", "--source-range", "192.0.2.1/32", "--timeout", "600",
-                          "--worker-vms", str(vms))  # fmt: skip
+                launch = (
+                    "launch",
+                    "--source-range",
+                    "192.0.2.1/32",
+                    "--timeout",
+                    "600",
+                    "--worker-vms",
+                    str(vms),
+                )
                 launched, calls = _timed(root, env, counter, *launch)
                 connection = read_connection_file(connection_path(root, "daskbox-gcloud-bench"))
-                with Client(connection.scheduler_address, security=connection.tls.security(),
-                            timeout=30) as client:  # fmt: skip
+                with Client(
+                    connection.scheduler_address, security=connection.tls.security(), timeout=30
+                ) as client:
                     workers = len(client.scheduler_info()["workers"])
                     rate, batch = _measure(client, args.repeat)
                 torn, _ = _timed(root, env, counter, "teardown")
@@ -104,12 +112,16 @@ def main() -> None:
             ).stdout.split()
             if images:
                 subprocess.run(["docker", "rmi", "--force", *set(images)], capture_output=True)
-    print(f"{'layout':18s} {'workers':>7s} {'launch':>9s} {'gcloud':>6s} "
-          f"{'tiny tasks/s':>12s} {'CPU batch':>10s} {'teardown':>9s}")  # fmt: skip
+    print(
+        f"{'layout':18s} {'workers':>7s} {'launch':>9s} {'gcloud':>6s} "
+        f"{'tiny tasks/s':>12s} {'CPU batch':>10s} {'teardown':>9s}"
+    )
     for vms, workers, launched, calls, rate, batch, torn in rows:
         layout = "1 VM" if vms == 0 else f"1 + {vms} worker VMs"
-        print(f"{layout:18s} {workers:7d} {launched:8.2f}s {calls:6d} {rate:12.0f} "
-              f"{batch:9.2f}s {torn:8.2f}s")  # fmt: skip
+        print(
+            f"{layout:18s} {workers:7d} {launched:8.2f}s {calls:6d} {rate:12.0f} "
+            f"{batch:9.2f}s {torn:8.2f}s"
+        )
     base, grown = rows[0], rows[-1]
     print(
         f"ratio (1 + {grown[0]} VMs / 1 VM): tiny tasks/s {grown[4] / base[4]:.2f}x, "

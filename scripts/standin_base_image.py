@@ -80,8 +80,10 @@ def image_is_current(tag: str) -> bool:
     label = f'{{{{index .Config.Labels "{VERSION_LABEL}"}}}}'
     found = subprocess.run(
         ["docker", "image", "inspect", "--format", label, tag],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return found.returncode == 0 and found.stdout.strip() == STANDIN_VERSION
 
 
@@ -164,12 +166,21 @@ def load_image(rootfs: Path, workdir: Path, tag: str, target: str, python_versio
     (workdir / "manifest.json").write_text(json.dumps(manifest))
     archive = workdir / "image.tar"
     subprocess.run(
-        ["tar", "-C", str(workdir), "-cf", str(archive), "manifest.json", "config.json",
-         "layer.tar"],
+        [
+            "tar",
+            "-C",
+            str(workdir),
+            "-cf",
+            str(archive),
+            "manifest.json",
+            "config.json",
+            "layer.tar",
+        ],
         check=True,
-    )  # fmt: skip
-    subprocess.run(["docker", "load", "--input", str(archive)], check=True,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
+    )
+    subprocess.run(
+        ["docker", "load", "--input", str(archive)], check=True, stdout=subprocess.DEVNULL
+    )
 
 
 def build(tag: str, mirror: str, target: str = NATIVE_PLATFORM) -> None:
@@ -221,9 +232,11 @@ def build(tag: str, mirror: str, target: str = NATIVE_PLATFORM) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--platform", default=NATIVE_PLATFORM, choices=sorted(DEBIAN_ARCH),
+        "--platform",
+        default=NATIVE_PLATFORM,
+        choices=sorted(DEBIAN_ARCH),
         help="target platform (default: this machine's, %(default)s)",
-    )  # fmt: skip
+    )
     parser.add_argument("--tag", help="image tag (default: python:<x.y.z>-slim-bookworm)")
     parser.add_argument("--mirror", default="http://deb.debian.org/debian", help="Debian mirror")
     parser.add_argument("--force", action="store_true", help="rebuild even when the tag exists")

@@ -12,7 +12,13 @@ cd "$(dirname "$0")/.."
 # instead of 1.0 s to import distributed, measured here.
 unset PYTHONDONTWRITEBYTECODE
 bash scripts/setup.sh
-.venv/bin/ruff check src tests benchmarks scripts examples
+.venv/bin/ruff check src tests benchmarks scripts examples tasks.py
+.venv/bin/ruff format --check src tests benchmarks scripts examples tasks.py
+# The formatter's layout is the layout: no code opts out of it.
+if grep -rnE '# fmt: (skip|off)' --include='*.py' src tests benchmarks scripts examples tasks.py; then
+  echo "error: remove the fmt: skip/off markers above (ruff format's layout is enforced)" >&2
+  exit 1
+fi
 .venv/bin/mypy
 # The documentation (docs/, Sphinx): any warning fails, so a broken link, page or docstring
 # stops here. A fresh output folder, so every page is read again (about 10 s).

@@ -95,10 +95,14 @@ def arm64_base(docker_client: docker.DockerClient) -> str:
     """A linux/arm64 stand-in base (Debian's python3 under /usr/local/bin), built when
     missing; it runs here only under QEMU emulation (scripts/setup.sh enables it)."""
     subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "standin_base_image.py"),
-         "--platform", "linux/arm64"],
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "standin_base_image.py"),
+            "--platform",
+            "linux/arm64",
+        ],
         check=True,
-    )  # fmt: skip
+    )
     return str(_standin_script().default_tag("linux/arm64"))
 
 

@@ -119,9 +119,7 @@ def docker_login(registry: Registry, docker_config: Path) -> None:
     )
 
 
-def push_platform_index(
-    registry: Registry, name: str, images: dict[str, str], client: Any
-) -> str:
+def push_platform_index(registry: Registry, name: str, images: dict[str, str], client: Any) -> str:
     """Push local ``images`` (platform -> local image) to ``registry`` under one
     multi-platform tag ``name`` (``repo:tag``), as the official ``python:*`` tags are, and
     return the index's digest. The engine pushes each platform's image; the index is PUT

@@ -21,10 +21,15 @@ INTERNAL = re.compile(r"internal error: (\w+): (.*) \(traceback in (\S+)\)")
 
 def _connection_file(folder: Path, address: str) -> Path:
     connection = ConnectionFile(
-        instance="boundary", target="local", scheduler_address=address, dashboard_url="",
-        image="x", lock_hash="0" * 64, groups=("main",),
+        instance="boundary",
+        target="local",
+        scheduler_address=address,
+        dashboard_url="",
+        image="x",
+        lock_hash="0" * 64,
+        groups=("main",),
         tls=make_tls_material("boundary").client,
-    )  # fmt: skip
+    )
     return write_connection_file(folder / ".daskbox" / "boundary.json", connection)
 
 
@@ -42,9 +47,11 @@ def test_a_failing_import_in_a_task_is_one_line_with_its_traceback_in_a_file(tmp
     (shadow / "__init__.py").write_text('raise ImportError("a broken install of distributed")\n')
     path = _connection_file(tmp_path, "tls://127.0.0.1:8786")
     checked = subprocess.run(
-        [DASKBOX_CLI, "check", "--path", str(path)], capture_output=True, text=True,
+        [DASKBOX_CLI, "check", "--path", str(path)],
+        capture_output=True,
+        text=True,
         env={"PATH": str(tmp_path), "PYTHONPATH": str(shadow.parent)},
-    )  # fmt: skip
+    )
     assert checked.returncode == 1
     [line] = checked.stderr.splitlines()
     match = INTERNAL.fullmatch(line.removeprefix("error: "))
@@ -73,10 +80,22 @@ def test_a_reader_that_goes_away_is_no_internal_error(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
     image = "us-central1-docker.pkg.dev/acme/daskbox/demo@sha256:" + "ab" * 32
     process = subprocess.Popen(
-        [DASKBOX_CLI, "launch", "--dry-run", "--image", image, "--project", "acme-prod",
-         "--source-range", "203.0.113.7/32"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            DASKBOX_CLI,
+            "launch",
+            "--dry-run",
+            "--image",
+            image,
+            "--project",
+            "acme-prod",
+            "--source-range",
+            "203.0.113.7/32",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert process.stdout is not None and process.stderr is not None
     process.stdout.close()  # before the task prints its first line
     stderr = process.stderr.read()

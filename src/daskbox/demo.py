@@ -118,7 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("project", type=Path, help="the quickstart project's folder")
     parser.add_argument(
-        "--connection", type=Path, default=None,
+        "--connection",
+        type=Path,
+        default=None,
         help="connection file (default: the project's only one in .daskbox/)",
     )
     arguments = parser.parse_args(argv)

@@ -16,9 +16,7 @@ from daskbox.client.tasks import check, dashboard
 from daskbox.gcloud.tasks import launch, scale, status, teardown
 from daskbox.images.tasks import build, cache, dockerfile, push
 
-ns = Collection(
-    build, push, dockerfile, cache, launch, scale, teardown, status, check, dashboard
-)
+ns = Collection(build, push, dockerfile, cache, launch, scale, teardown, status, check, dashboard)
 
 # `daskbox build push` works without a tasks.py too.
 program = Program(namespace=ns, version=__version__, name="daskbox", binary="daskbox")

@@ -102,9 +102,21 @@ def build_environment(
     requirements = root / "requirements.txt"
     requirements.write_text(exported.requirements_txt(), encoding="utf-8")
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet",
-         "--no-deps", "--no-compile", "--require-hashes", "--disable-pip-version-check",
-         "-r", str(requirements)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-compile",
+            "--require-hashes",
+            "--disable-pip-version-check",
+            "-r",
+            str(requirements),
+        ],
         check=True,
     )
     # The very files the image gets under /opt/daskbox (entrypoint + minimal __init__.py).
@@ -113,8 +125,7 @@ def build_environment(
         (code / name).parent.mkdir(parents=True, exist_ok=True)
         (code / name).write_bytes(data)
     for package in source_packages:
-        shutil.copytree(package, code / package.name,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(package, code / package.name, ignore=shutil.ignore_patterns("__pycache__"))
     installed = {str(r.name): r.version or "" for r in exported.requirements}
     record = exported.image_record(
         reference=f"localhost/client-tests:{root.name}", image_id="", installed=installed
@@ -143,8 +154,11 @@ class TLSCluster:
         return f"tls://127.0.0.1:{self.port}"
 
     def _tls_args(self) -> list[str]:
-        files = {"ca": self.tls.server.ca_pem, "cert": self.tls.server.cert_pem,
-                 "key": self.tls.server.key_pem}
+        files = {
+            "ca": self.tls.server.ca_pem,
+            "cert": self.tls.server.cert_pem,
+            "key": self.tls.server.key_pem,
+        }
         args = []
         for kind, pem in files.items():
             path = self.workdir / f"server-{kind}.pem"
@@ -158,8 +172,10 @@ class TLSCluster:
         with (self.workdir / log).open("ab") as output:
             process = subprocess.Popen(
                 [str(environment.python), "-m", *argv, *self._tls_args()],
-                env=environment.process_env(), cwd=self.workdir,
-                stdout=output, stderr=subprocess.STDOUT,
+                env=environment.process_env(),
+                cwd=self.workdir,
+                stdout=output,
+                stderr=subprocess.STDOUT,
             )
         self.processes.append(process)
 
@@ -167,8 +183,16 @@ class TLSCluster:
         """Start ``dask scheduler`` from ``environment`` (log: scheduler.log)."""
         self._start(
             environment,
-            ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(self.port),
-             "--protocol", "tls", "--no-dashboard"],
+            [
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--protocol",
+                "tls",
+                "--no-dashboard",
+            ],
             "scheduler.log",
         )
 
@@ -176,9 +200,21 @@ class TLSCluster:
         """Start ``count`` one-thread workers named ``name`` from ``environment``."""
         self._start(
             environment,
-            ["distributed.cli.dask_worker", self.address, "--host", "127.0.0.1",
-             "--nworkers", str(count), "--nthreads", "1", "--name", name, "--no-dashboard",
-             "--memory-limit", "1GiB"],
+            [
+                "distributed.cli.dask_worker",
+                self.address,
+                "--host",
+                "127.0.0.1",
+                "--nworkers",
+                str(count),
+                "--nthreads",
+                "1",
+                "--name",
+                name,
+                "--no-dashboard",
+                "--memory-limit",
+                "1GiB",
+            ],
             f"workers-{name}.log",
         )
 

@@ -61,9 +61,19 @@ def older_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert importlib.metadata.version(CHANGED_PACKAGE) != OTHER_RELEASE
     wheels = root / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-         "--disable-pip-version-check", "--only-binary=:all:", "-d", str(wheels),
-         f"{CHANGED_PACKAGE}=={OTHER_RELEASE}"],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "--only-binary=:all:",
+            "-d",
+            str(wheels),
+            f"{CHANGED_PACKAGE}=={OTHER_RELEASE}",
+        ],
         check=True,
     )
     (wheel,) = wheels.glob("*.whl")
@@ -151,10 +161,19 @@ def running_dashboard(*args: str, cwd: Path | None = None) -> Iterator[tuple[int
     yields the port and the line it printed."""
     port = free_port()
     process = subprocess.Popen(
-        [Path(sys.executable).parent / "daskbox", "dashboard", *args, "--port", str(port),
-         "--no-browser"],
-        cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        [
+            Path(sys.executable).parent / "daskbox",
+            "dashboard",
+            *args,
+            "--port",
+            str(port),
+            "--no-browser",
+        ],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         yield port, process.stdout.readline()
     finally:
@@ -168,15 +187,28 @@ def synced_site(record: ImageRecord, site: Path) -> Path:
     --target, no dependencies): with it on sys.path, this session has the whole locked set,
     as a laptop has after ``poetry sync``."""
     installed = {canonicalize_name(d.metadata["Name"]) for d in importlib.metadata.distributions()}
-    missing = [f"{name}=={version}" for name, version in record.image_distributions.items()
-               if name not in installed]  # fmt: skip
+    missing = [
+        f"{name}=={version}"
+        for name, version in record.image_distributions.items()
+        if name not in installed
+    ]
     site.mkdir(parents=True, exist_ok=True)
     if missing:
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target",
-             str(site), "--disable-pip-version-check", *missing],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--target",
+                str(site),
+                "--disable-pip-version-check",
+                *missing,
+            ],
             check=True,
-        )  # fmt: skip
+        )
     return site
 
 
@@ -184,10 +216,17 @@ def connect_in_a_session(path: Path, site: Path) -> subprocess.CompletedProcess[
     """``connect()`` from this interpreter with ``site`` also on sys.path (its packages count)."""
     python_path = os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])
     return subprocess.run(
-        [sys.executable, "-c", "import sys; from daskbox import connect; "
-         "connect(path=sys.argv[1]).close()", str(path)],
-        env={**os.environ, "PYTHONPATH": python_path}, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import sys; from daskbox import connect; connect(path=sys.argv[1]).close()",
+            str(path),
+        ],
+        env={**os.environ, "PYTHONPATH": python_path},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 ClusterFactory = Callable[..., tuple[TLSCluster, Path]]

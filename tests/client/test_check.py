@@ -32,8 +32,12 @@ def report(python="3.11.7", platform_="Linux-x86_64", lock_hash="a" * 64, **dist
 
 
 def local(
-    locked=("dask", "toolz"), lock_hash="a" * 64, platform_="Linux-x86_64", extras=(),
-    sides=None, **distributions,
+    locked=("dask", "toolz"),
+    lock_hash="a" * 64,
+    platform_="Linux-x86_64",
+    extras=(),
+    sides=None,
+    **distributions,
 ):
     """The local side; ``locked`` names what the lock gives both platforms (at any version),
     ``sides`` replaces it with a LockedSides of its own."""
@@ -148,8 +152,9 @@ class TestPlatforms:
         ],
     )
     def test_what_the_lock_does_not_explain_is_a_difference(self, laptop, cluster, difference):
-        here = mac(**{"dask": "1", "toolz": "1", "appdirs": "1.4.4", "tabulate": "0.8.10",
-                      **laptop})
+        here = mac(
+            **{"dask": "1", "toolz": "1", "appdirs": "1.4.4", "tabulate": "0.8.10", **laptop}
+        )
         remote = EnvironmentReport.from_dict(
             report(**{"dask": "1", "toolz": "1", "six": "1.17.0", "tabulate": "0.10.0", **cluster})
         )
@@ -168,8 +173,9 @@ class TestPlatforms:
     def test_a_serialization_package_missing_on_one_side_is_a_difference(self):
         only_image = LockedSides(local={}, image={"tornado": "6.5.10"})
         here = local(sides=only_image, platform_="Darwin-arm64")
-        assert compare(here, EnvironmentReport.from_dict(report(tornado="6.5.10")), "w") \
-            .differences == (Difference("package", "tornado", None, "6.5.10"),)
+        assert compare(
+            here, EnvironmentReport.from_dict(report(tornado="6.5.10")), "w"
+        ).differences == (Difference("package", "tornado", None, "6.5.10"),)
 
     def test_confirmation_names_both_platforms_and_the_expected_differences(self):
         here = mac(dask="1", toolz="1", appdirs="1.4.4", tabulate="0.8.10", daskbox="0.1")
@@ -229,12 +235,16 @@ class TestCheckResult:
     def test_a_local_drift_names_the_local_fix_first(self):
         """Same lock, the cluster at the lock's versions: only the local side drifted, so
         `poetry sync` is the fix, and the rebuild only the alternative."""
-        sides = LockedSides({"dask": "2026.8.0", "toolz": "1.1.0"},
-                            {"dask": "2026.8.0", "toolz": "1.1.0"})  # fmt: skip
+        sides = LockedSides(
+            {"dask": "2026.8.0", "toolz": "1.1.0"}, {"dask": "2026.8.0", "toolz": "1.1.0"}
+        )
         here = local(sides=sides, dask="2026.8.0", toolz="1.2.0")
         result = check_reports(here, {"scheduler": report(dask="2026.8.0", toolz="1.1.0")})
-        fixes = [line for line in result.mismatch_message().splitlines()
-                 if line.startswith(("fix:", "     "))]  # fmt: skip
+        fixes = [
+            line
+            for line in result.mismatch_message().splitlines()
+            if line.startswith(("fix:", "     "))
+        ]
         assert fixes == [
             "fix: run `poetry sync`: the cluster runs the local poetry.lock, the local "
             "environment has drifted from it",
@@ -274,6 +284,7 @@ class TestCheckResult:
         assert "match on scheduler and 0 workers (groups: main; extras: tables);" in (
             result.confirmation()
         )
+
 
 def test_environment_report_describes_this_interpreter():
     data = environment_report()
@@ -345,8 +356,10 @@ class TestWorkersPerVM:
 
     def test_one_vm_or_an_older_image_reads_as_before(self):
         here = local(dask="1", toolz="1")
-        one_vm = {name: {**report(dask="1", toolz="1"), "node": "box"}
-                  for name in ("scheduler", "tls://a:1", "tls://a:2")}  # fmt: skip
+        one_vm = {
+            name: {**report(dask="1", toolz="1"), "node": "box"}
+            for name in ("scheduler", "tls://a:1", "tls://a:2")
+        }
         assert "workers (groups: main)" in check_reports(here, one_vm).confirmation()
         older = {"scheduler": report(dask="1", toolz="1"), "tls://a:1": report(dask="1", toolz="1")}
         assert check_reports(here, older).workers_per_node() == {}

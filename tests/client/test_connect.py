@@ -125,7 +125,8 @@ def test_worker_joining_later_with_another_environment_is_reported(
         assert comparison.where in client.scheduler_info()["workers"]
         assert "late-older" in client.scheduler_info()["workers"][comparison.where]["name"]
         assert [row[0] for row in table_rows(mismatch.mismatch_message())] == [
-            "poetry.lock", CHANGED_PACKAGE,
+            "poetry.lock",
+            CHANGED_PACKAGE,
         ]
     finally:
         client.close()
@@ -135,14 +136,22 @@ def test_python_patch_version_difference_is_reported(other_patch_environment, tl
     _, path = tls_cluster(other_patch_environment, workers=1)
     remote_python = subprocess.run(
         [OTHER_PATCH_PYTHON, "-c", "import platform; print(platform.python_version())"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     with pytest.raises(EnvironmentMismatch) as raised:
         connect(path=path)
     rows = table_rows(str(raised.value))
     local_python = f"CPython {sys.version.split()[0]}"
-    assert rows == [["python", local_python, f"CPython {remote_python}", "scheduler, worker "
-                     + rows[0][3].split("worker ", 1)[1]]]
+    assert rows == [
+        [
+            "python",
+            local_python,
+            f"CPython {remote_python}",
+            "scheduler, worker " + rows[0][3].split("worker ", 1)[1],
+        ]
+    ]
 
 
 def test_check_task_exits_0_on_match_and_1_on_mismatch(
@@ -166,9 +175,14 @@ def test_check_task_exits_0_on_match_and_1_on_mismatch(
 
 def test_unreachable_scheduler_is_one_line_error(project, tls_material, tmp_path):
     connection = ConnectionFile(
-        instance="client-gone", target="local",
-        scheduler_address=f"tls://127.0.0.1:{free_port()}", dashboard_url="",
-        image="x", lock_hash="0" * 64, groups=("main",), tls=tls_material.client,
+        instance="client-gone",
+        target="local",
+        scheduler_address=f"tls://127.0.0.1:{free_port()}",
+        dashboard_url="",
+        image="x",
+        lock_hash="0" * 64,
+        groups=("main",),
+        tls=tls_material.client,
     )
     path = write_connection_file(tmp_path / ".daskbox" / "client-gone.json", connection)
     with pytest.raises(ClusterUnreachable, match="is it running"):
@@ -178,8 +192,14 @@ def test_unreachable_scheduler_is_one_line_error(project, tls_material, tmp_path
 def test_unfinished_launch_is_refused_before_connecting(tmp_path):
     # launch writes the file as soon as the VM exists, before it has an address.
     connection = ConnectionFile(
-        instance="client-pending", target="gce", scheduler_address="", dashboard_url="",
-        image="x", lock_hash="0" * 64, groups=("main",), tls=None,
+        instance="client-pending",
+        target="gce",
+        scheduler_address="",
+        dashboard_url="",
+        image="x",
+        lock_hash="0" * 64,
+        groups=("main",),
+        tls=None,
     )
     path = write_connection_file(tmp_path / "client-pending.json", connection)
     with pytest.raises(ClusterUnreachable, match=r"did not finish.*invoke teardown"):
@@ -188,8 +208,14 @@ def test_unfinished_launch_is_refused_before_connecting(tmp_path):
 
 def test_tls_address_without_certificates_is_refused(tmp_path):
     connection = ConnectionFile(
-        instance="client-notls", target="local", scheduler_address="tls://127.0.0.1:1",
-        dashboard_url="", image="x", lock_hash="0" * 64, groups=("main",), tls=None,
+        instance="client-notls",
+        target="local",
+        scheduler_address="tls://127.0.0.1:1",
+        dashboard_url="",
+        image="x",
+        lock_hash="0" * 64,
+        groups=("main",),
+        tls=None,
     )
     path = write_connection_file(tmp_path / "client-notls.json", connection)
     with pytest.raises(ConnectionFileError, match="relaunch"):
@@ -208,9 +234,7 @@ def test_cluster_that_cannot_report_is_not_a_daskbox_image(
         connect(path=path)
 
 
-def test_an_extra_installed_in_the_image_matches_a_local_session_that_has_it(
-    tls_cluster, tmp_path
-):
+def test_an_extra_installed_in_the_image_matches_a_local_session_that_has_it(tls_cluster, tmp_path):
     project = copy_project(WITH_EXTRAS, tmp_path / "with-extras")
     image = build_environment(tmp_path / "env", project, sys.executable, extras=("tables",))
     _, path = tls_cluster(image, workers=1, in_project=project)

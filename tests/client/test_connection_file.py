@@ -24,9 +24,15 @@ def connection_file(folder: Path, **tls_changes: str) -> Path:
     """What a launch writes, for a scheduler that is not running, TLS parts changed."""
     tls = dataclasses.replace(make_tls_material("connection-file").client, **tls_changes)
     connection = ConnectionFile(
-        instance="file-test", target="local", scheduler_address=f"tls://127.0.0.1:{free_port()}",
-        dashboard_url="", image="x", lock_hash="0" * 64, groups=("main",), tls=tls,
-    )  # fmt: skip
+        instance="file-test",
+        target="local",
+        scheduler_address=f"tls://127.0.0.1:{free_port()}",
+        dashboard_url="",
+        image="x",
+        lock_hash="0" * 64,
+        groups=("main",),
+        tls=tls,
+    )
     return write_connection_file(folder / ".daskbox" / "file-test.json", connection)
 
 
@@ -145,10 +151,12 @@ def test_a_file_that_is_not_utf8_is_damage(tmp_path, text):
 def test_a_scheduler_address_that_is_no_address_is_damage(tmp_path, address):
     """distributed's ValueError (or TypeError) for an address it cannot parse escaped."""
     path = connection_file(tmp_path)
-    path.write_text(path.read_text().replace(
-        f'"scheduler_address": "{read_connection_file(path).scheduler_address}"',
-        f'"scheduler_address": {json.dumps(address)}',
-    ))  # fmt: skip
+    path.write_text(
+        path.read_text().replace(
+            f'"scheduler_address": "{read_connection_file(path).scheduler_address}"',
+            f'"scheduler_address": {json.dumps(address)}',
+        )
+    )
     with pytest.raises(ConnectionFileError) as raised:
         connect(path=path, timeout=2)
     assert str(raised.value).startswith(

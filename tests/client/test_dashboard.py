@@ -47,21 +47,30 @@ def cluster(tmp_path_factory) -> Iterator[tuple[Entrypoint, Path]]:
     folder = tmp_path_factory.mktemp("dashboard")
     tls = make_tls_material("dashboard-tests")
     files = {}
-    for name, pem in (("ca", tls.server.ca_pem), ("cert", tls.server.cert_pem),
-                      ("key", tls.server.key_pem)):  # fmt: skip
+    for name, pem in (
+        ("ca", tls.server.ca_pem),
+        ("cert", tls.server.cert_pem),
+        ("key", tls.server.key_pem),
+    ):
         files[name] = folder / f"server-{name}.pem"
         files[name].write_text(pem)
     with running_entrypoint(
-        NUM_WORKERS=str(WORKERS), DASKBOX_LISTEN_HOST="127.0.0.1",
-        DASKBOX_TLS_CA_FILE=str(files["ca"]), DASKBOX_TLS_CERT_FILE=str(files["cert"]),
+        NUM_WORKERS=str(WORKERS),
+        DASKBOX_LISTEN_HOST="127.0.0.1",
+        DASKBOX_TLS_CA_FILE=str(files["ca"]),
+        DASKBOX_TLS_CERT_FILE=str(files["cert"]),
         DASKBOX_TLS_KEY_FILE=str(files["key"]),
-    ) as entrypoint:  # fmt: skip
+    ) as entrypoint:
         connection = ConnectionFile(
-            instance="dashboard-tests", target="local",
+            instance="dashboard-tests",
+            target="local",
             scheduler_address=f"tls://127.0.0.1:{entrypoint.scheduler_port}",
             dashboard_url=f"https://127.0.0.1:{entrypoint.dashboard_port}/status",
-            image="x", lock_hash="0" * 64, groups=("main",), tls=tls.client,
-        )  # fmt: skip
+            image="x",
+            lock_hash="0" * 64,
+            groups=("main",),
+            tls=tls.client,
+        )
         path = write_connection_file(folder / ".daskbox" / "dashboard-tests.json", connection)
         entrypoint.wait_for_line(r"Register worker")
         yield entrypoint, path
@@ -112,8 +121,11 @@ def test_a_taken_local_port_is_named_and_connect_takes_another(cluster):
         port = taken.getsockname()[1]
         refused = subprocess.run(
             [DASKBOX_CLI, "dashboard", "--path", str(path), "--port", str(port), "--no-browser"],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert refused.returncode == 1
         assert refused.stderr.startswith(f"error: port {port} on 127.0.0.1 is in use")
         assert "pass --port N (0 picks a free one)" in refused.stderr
@@ -133,8 +145,10 @@ def test_a_cluster_that_is_gone_gets_a_page_saying_so():
         with pytest.raises(urllib.error.HTTPError) as answered:
             read(url)
         assert answered.value.code == 502
-        assert answered.value.read().decode().startswith(
-            "daskbox: the cluster's dashboard at http://127.0.0.1:"
+        assert (
+            answered.value.read()
+            .decode()
+            .startswith("daskbox: the cluster's dashboard at http://127.0.0.1:")
         )
     finally:
         forwarder.close()

@@ -24,7 +24,9 @@ QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
 @pytest.fixture(scope="module")
 def quickstart_environment(tmp_path_factory):
     return build_environment(
-        tmp_path_factory.mktemp("env-quickstart"), QUICKSTART, sys.executable,
+        tmp_path_factory.mktemp("env-quickstart"),
+        QUICKSTART,
+        sys.executable,
         source_packages=(QUICKSTART / "src" / "quickstart",),
     )
 

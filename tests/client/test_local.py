@@ -30,10 +30,17 @@ def connection_for(project, groups=("main",), extras=()) -> ConnectionFile:
     installed = {str(r.name): r.version or "" for r in exported.requirements}
     record = exported.image_record(reference="r:t", image_id="", installed=installed)
     return ConnectionFile(
-        instance="x", target="local", scheduler_address="tls://127.0.0.1:1", dashboard_url="",
-        image="r:t", lock_hash=record.lock_hash, groups=groups, extras=extras, tls=None,
+        instance="x",
+        target="local",
+        scheduler_address="tls://127.0.0.1:1",
+        dashboard_url="",
+        image="r:t",
+        lock_hash=record.lock_hash,
+        groups=groups,
+        extras=extras,
+        tls=None,
         record=record,
-    )  # fmt: skip
+    )
 
 
 def test_lock_hash_and_the_records_names_for_the_image_groups(tmp_path):
@@ -102,8 +109,10 @@ def test_the_light_client_imports_neither_poetry_nor_docker_nor_invoke(tmp_path)
     )
     result = subprocess.run(
         [sys.executable, "-c", probe, str(path), str(project)],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert result.stdout.strip() == "[]"
 
 

@@ -47,8 +47,16 @@ def quickstart_venv(tmp_path_factory) -> Path:
     exported = export_environment(QUICKSTART, Platform.local(), ("main", "dev"))
     requirements = root / "requirements.txt"
     requirements.write_text(exported.requirements_txt(), encoding="utf-8")
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-compile",
-           "--disable-pip-version-check"]
+    pip = [
+        str(python),
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-compile",
+        "--disable-pip-version-check",
+    ]
     subprocess.run([*pip, "--require-hashes", "-r", str(requirements)], check=True)
     # The path dependencies (daskbox, in develop mode) and the project itself, as Poetry does;
     # their build backend (poetry-core) is in no group, so pip fetches it for the build.
@@ -85,17 +93,30 @@ def launched(registry, registry_login, base_image, docker_client) -> Iterator[La
         daskbox("push", "--repository", repository)
         reference = plan_image(QUICKSTART, {"repository": repository}).reference
         daskbox(
-            "launch", "--local", "--image", reference, "--instance", instance,
-            "--workers", "2", "--threads-per-worker", "1",
-            "--scheduler-port", str(free_port()), "--dashboard-port", str(dashboard_port),
-        )  # fmt: skip
+            "launch",
+            "--local",
+            "--image",
+            reference,
+            "--instance",
+            instance,
+            "--workers",
+            "2",
+            "--threads-per-worker",
+            "1",
+            "--scheduler-port",
+            str(free_port()),
+            "--dashboard-port",
+            str(dashboard_port),
+        )
         assert connection_file.is_file()
         yield Launched(instance, connection_file, dashboard_port)
     finally:
         subprocess.run(
             [str(DASKBOX_CLI), "teardown", "--local", "--instance", instance],
-            cwd=QUICKSTART, capture_output=True, check=False,
-        )  # fmt: skip
+            cwd=QUICKSTART,
+            capture_output=True,
+            check=False,
+        )
         # Every tag the build made in this test's repository, whatever the plan says now.
         for image in docker_client.images.list(name=repository):
             docker_client.images.remove(image.id, force=True)
@@ -106,10 +127,18 @@ def launched(registry, registry_login, base_image, docker_client) -> Iterator[La
 def test_quickstart_demo_and_check_on_the_local_target(launched, quickstart_venv):
     instance, connection_file = launched.instance, launched.connection_file
     demo = subprocess.run(
-        [str(quickstart_venv / "bin" / "python"), "-m", "daskbox.demo", str(QUICKSTART),
-         "--connection", str(connection_file)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            str(quickstart_venv / "bin" / "python"),
+            "-m",
+            "daskbox.demo",
+            str(QUICKSTART),
+            "--connection",
+            str(connection_file),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert demo.returncode == 0, demo.stdout + demo.stderr
     lines = demo.stdout.splitlines()
     assert lines[0].startswith("environment check: ")
@@ -122,16 +151,22 @@ def test_quickstart_demo_and_check_on_the_local_target(launched, quickstart_venv
 
     check = subprocess.run(
         [str(quickstart_venv / "bin" / "daskbox"), "check", "--instance", instance],
-        cwd=QUICKSTART, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        cwd=QUICKSTART,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     assert check.stdout.startswith("environment check: ")
 
     # The test process's own environment (daskbox's lock, no quickstart) is not the image's.
     mismatch = subprocess.run(
         [str(DASKBOX_CLI), "check", "--instance", instance],
-        cwd=QUICKSTART, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        cwd=QUICKSTART,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert mismatch.returncode == 1
     assert mismatch.stderr.startswith("error: ")
     assert "quickstart" in mismatch.stderr and "(missing)" in mismatch.stderr
@@ -197,8 +232,12 @@ def test_the_containers_own_dashboard_refuses_a_browser_and_curl_without_the_cer
         pytest.raises(BrowserError, match=r"net::ERR_"),
     ):
         browser.new_page().goto(url)
-    curl = subprocess.run(["curl", "--silent", "--insecure", "--max-time", "30", url],
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    curl = subprocess.run(
+        ["curl", "--silent", "--insecure", "--max-time", "30", url],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert curl.returncode in {35, 55, 56} and curl.stdout == "", curl
     # With the launch's client certificate, the same request is answered.
     tls = read_connection_file(launched.connection_file).tls
@@ -207,8 +246,20 @@ def test_the_containers_own_dashboard_refuses_a_browser_and_curl_without_the_cer
         cert.write_text(tls.cert_pem)
         key.write_text(tls.key_pem)
         answered = subprocess.run(
-            ["curl", "--silent", "--insecure", "--max-time", "30", "--cert", str(cert),
-             "--key", str(key), url.replace("/status", "/health")],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
+            [
+                "curl",
+                "--silent",
+                "--insecure",
+                "--max-time",
+                "30",
+                "--cert",
+                str(cert),
+                "--key",
+                str(key),
+                url.replace("/status", "/health"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
     assert (answered.returncode, answered.stdout) == (0, "ok"), answered.stderr

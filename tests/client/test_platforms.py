@@ -47,9 +47,13 @@ def marker_values(system: str, sys_platform: str, machine: str, os_name: str) ->
     """PEP 508 values on a laptop of that OS and CPU running this interpreter's Python."""
     values = {key: str(value) for key, value in default_environment().items()}
     values.update(
-        platform_system=system, sys_platform=sys_platform, platform_machine=machine,
-        os_name=os_name, platform_release="", platform_version="",
-    )  # fmt: skip
+        platform_system=system,
+        sys_platform=sys_platform,
+        platform_machine=machine,
+        os_name=os_name,
+        platform_release="",
+        platform_version="",
+    )
     return values
 
 
@@ -80,8 +84,9 @@ def platform_project(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def platform_image(platform_project, tmp_path_factory) -> ImageLikeEnvironment:
     """The Linux image of the fixture lock (main group)."""
-    return build_environment(tmp_path_factory.mktemp("env-platforms"), platform_project,
-                             sys.executable)  # fmt: skip
+    return build_environment(
+        tmp_path_factory.mktemp("env-platforms"), platform_project, sys.executable
+    )
 
 
 @pytest.fixture
@@ -115,9 +120,11 @@ def test_a_laptop_synced_from_the_same_lock_passes_the_strict_check(
     record = connection.record
     markers = LAPTOPS[laptop]
     local = local_environment(
-        platform_project, connection, report=laptop_report(record, markers, laptop),
+        platform_project,
+        connection,
+        report=laptop_report(record, markers, laptop),
         markers=markers,
-    )  # fmt: skip
+    )
     result = check_environment(client, local, strict=True)
     assert result is not None and result.ok
     only_there = {"appdirs": "darwin", "colorama": "win32"}
@@ -140,9 +147,11 @@ def test_a_real_mismatch_on_a_laptop_still_fails(laptop, client, linux_cluster, 
     synced = laptop_report(connection.record, markers, laptop)
     # The laptop's msgpack and locket are not the lock's (no `poetry sync` after an update).
     drifted = EnvironmentReport(
-        synced.python, synced.implementation, synced.platform,
+        synced.python,
+        synced.implementation,
+        synced.platform,
         {**synced.distributions, "msgpack": "1.0.0", "locket": "0.2.0"},
-    )  # fmt: skip
+    )
     local = local_environment(platform_project, connection, report=drifted, markers=markers)
     with pytest.raises(EnvironmentMismatch) as raised:
         check_environment(client, local, strict=True)
@@ -152,8 +161,9 @@ def test_a_real_mismatch_on_a_laptop_still_fails(laptop, client, linux_cluster, 
     assert f"expected: {laptop} here" in message
 
 
-def test_this_hosts_environment_synced_from_the_lock_connects(linux_cluster, platform_image,
-                                                               tmp_path):
+def test_this_hosts_environment_synced_from_the_lock_connects(
+    linux_cluster, platform_image, tmp_path
+):
     """``connect()`` itself, from this interpreter plus the lock's packages it lacks."""
     site = synced_site(platform_image.record, tmp_path / "site")
     result = connect_in_a_session(linux_cluster, site)

@@ -264,9 +264,13 @@ def test_scheduler_that_cannot_start_makes_the_entrypoint_exit_non_zero():
     assert "entrypoint | scheduler exited with code 1: stopping" in entrypoint.lines
 
 
-@pytest.mark.parametrize(("variable", "what"), [
-    ("DASKBOX_SCHEDULER_PORT", "scheduler"), ("DASKBOX_DASHBOARD_PORT", "dashboard"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("variable", "what"),
+    [
+        ("DASKBOX_SCHEDULER_PORT", "scheduler"),
+        ("DASKBOX_DASHBOARD_PORT", "dashboard"),
+    ],
+)
 @pytest.mark.parametrize("listen_host", ["", "127.0.0.1"])
 def test_a_port_in_use_is_named_before_anything_starts(variable, what, listen_host):
     with socket.socket() as taken:

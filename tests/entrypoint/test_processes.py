@@ -26,27 +26,46 @@ def test_plain_scheduler_and_workers():
     settings = Settings(Overrides(), scheduler_port=9000, dashboard_port=9001)
     scheduler = scheduler_process(settings, SCHEDULER_FILE)
     assert scheduler.argv == (
-        sys.executable, "-m", "distributed.cli.dask_scheduler",
-        "--port", "9000", "--dashboard-address", "127.0.0.1:0",
-        "--preload", "daskbox.entrypoint.dashboard",
-        "--scheduler-file", "/tmp/x/scheduler.json",
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "distributed.cli.dask_scheduler",
+        "--port",
+        "9000",
+        "--dashboard-address",
+        "127.0.0.1:0",
+        "--preload",
+        "daskbox.entrypoint.dashboard",
+        "--scheduler-file",
+        "/tmp/x/scheduler.json",
+    )
     # distributed's own dashboard server is a stand-in: the preload serves the real one.
     assert scheduler.env["DASKBOX_SERVE_DASHBOARD"] == ":9001"
     workers = workers_process(settings, PLAN, SCHEDULER_FILE)
     assert workers.argv == (
-        sys.executable, "-m", "distributed.cli.dask_worker",
-        "--scheduler-file", "/tmp/x/scheduler.json",
-        "--nworkers", "3", "--nthreads", "2", "--memory-limit", "4000000000",
-        "--name", "worker", "--nanny", "--no-dashboard",
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "distributed.cli.dask_worker",
+        "--scheduler-file",
+        "/tmp/x/scheduler.json",
+        "--nworkers",
+        "3",
+        "--nthreads",
+        "2",
+        "--memory-limit",
+        "4000000000",
+        "--name",
+        "worker",
+        "--nanny",
+        "--no-dashboard",
+    )
     assert workers.env["DASK_DISTRIBUTED__WORKER__MULTIPROCESSING_METHOD"] == "forkserver"
     assert not any("TLS" in name for name in {**scheduler.env, **workers.env})
 
 
 def test_a_listen_host_goes_to_scheduler_dashboard_and_workers():
-    settings = Settings(Overrides(), scheduler_port=9000, dashboard_port=9001,
-                        listen_host="127.0.0.1")  # fmt: skip
+    settings = Settings(
+        Overrides(), scheduler_port=9000, dashboard_port=9001, listen_host="127.0.0.1"
+    )
     scheduler = scheduler_process(settings, SCHEDULER_FILE)
     assert scheduler.argv[3:7] == ("--host", "127.0.0.1", "--port", "9000")
     assert scheduler.env["DASKBOX_SERVE_DASHBOARD"] == "127.0.0.1:9001"

@@ -101,8 +101,11 @@ def test_dashboard_serves_the_launchs_clients_over_https(tls_cluster, authoritie
     # the server's certificate is the one our CA signed: another CA does not accept it
     _, (foreign, _) = authorities
     with pytest.raises(urllib.error.URLError, match="CERTIFICATE_VERIFY_FAILED"):
-        get(tls_cluster.dashboard_port, "/health", https_context(foreign.ca_file,
-            client_files.cert_file, client_files.key_file))  # fmt: skip
+        get(
+            tls_cluster.dashboard_port,
+            "/health",
+            https_context(foreign.ca_file, client_files.cert_file, client_files.key_file),
+        )
 
 
 @pytest.mark.parametrize("client", ["none", "foreign"])
@@ -118,39 +121,55 @@ def test_dashboard_refuses_a_browser_without_the_launchs_client_certificate(
     # so the client sees the alert (or a closed connection) when it reads the answer.
     with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
         get(tls_cluster.dashboard_port, "/status", context)
-    curl = ["curl", "--silent", "--show-error", "--max-time", "30", "--cacert",
-            str(server.ca_file), f"https://127.0.0.1:{tls_cluster.dashboard_port}/health"]
-    presented = [] if client == "none" else [
-        "--cert", str(foreign_client.cert_file), "--key", str(foreign_client.key_file),
-    ]  # fmt: skip
+    curl = [
+        "curl",
+        "--silent",
+        "--show-error",
+        "--max-time",
+        "30",
+        "--cacert",
+        str(server.ca_file),
+        f"https://127.0.0.1:{tls_cluster.dashboard_port}/health",
+    ]
+    presented = (
+        []
+        if client == "none"
+        else [
+            "--cert",
+            str(foreign_client.cert_file),
+            "--key",
+            str(foreign_client.key_file),
+        ]
+    )
     refused = subprocess.run([*curl, *presented], capture_output=True, text=True, check=False)
     # 35 handshake failed; 55/56 the server's alert or close came when sending or receiving
     assert refused.returncode in {35, 55, 56} and refused.stdout == "", refused
     # The same curl with the launch's client certificate is answered.
     answered = subprocess.run(
         [*curl, "--cert", str(ours.cert_file), "--key", str(ours.key_file)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert (answered.returncode, answered.stdout) == (0, "ok"), answered.stderr
     # and plain HTTP is not served
     with pytest.raises((urllib.error.URLError, ConnectionError)):
         urllib.request.urlopen(f"http://127.0.0.1:{tls_cluster.dashboard_port}/health", timeout=30)
 
 
-def test_a_plain_get_of_the_eventstream_does_not_flood_the_scheduler_log(
-    tls_cluster, authorities
-):
+def test_a_plain_get_of_the_eventstream_does_not_flood_the_scheduler_log(tls_cluster, authorities):
     (server, client_files), _ = authorities
     ours = https_context(server.ca_file, client_files.cert_file, client_files.key_file)
     status, _ = get(tls_cluster.dashboard_port, "/eventstream", ours)
     assert status == 400  # not a websocket upgrade
-    security = client_security(client_files.ca_file, client_files.cert_file,
-                               client_files.key_file)  # fmt: skip
+    security = client_security(client_files.ca_file, client_files.cert_file, client_files.key_file)
     for _ in range(3):  # each client's arrival and departure is a scheduler event
-        with Client(f"tls://127.0.0.1:{tls_cluster.scheduler_port}", security=security,
-                    timeout=30) as client:  # fmt: skip
+        with Client(
+            f"tls://127.0.0.1:{tls_cluster.scheduler_port}", security=security, timeout=30
+        ) as client:
             client.wait_for_workers(2, timeout=30)
             assert client.submit(sum, [1, 2]).result(timeout=30) == 3
     tls_cluster.wait_for_line(r"Remove client")
-    assert not [line for line in tls_cluster.lines if "WebSocketClosedError" in line
-                or "Traceback" in line]  # fmt: skip
+    assert not [
+        line for line in tls_cluster.lines if "WebSocketClosedError" in line or "Traceback" in line
+    ]

@@ -24,8 +24,11 @@ def test_worker_mode_runs_only_workers_joining_the_address():
     settings = Settings(Overrides(), scheduler_address="tcp://10.0.0.2:9000", node_name="vm-a")
     workers = workers_process(settings, PLAN, None)
     assert workers.argv[:4] == (
-        sys.executable, "-m", "distributed.cli.dask_worker", "tcp://10.0.0.2:9000",
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "distributed.cli.dask_worker",
+        "tcp://10.0.0.2:9000",
+    )
     assert "--scheduler-file" not in workers.argv
     name = workers.argv.index("--name")
     assert workers.argv[name + 1] == "vm-a"  # workers vm-a-0, vm-a-1, vm-a-2
@@ -76,9 +79,13 @@ def test_a_worker_mode_entrypoint_joins_computes_and_exits_0_when_closed():
                 assert "worker mode: joining the scheduler at" in joiner.output
                 assert "started scheduler" not in joiner.output
                 client.retire_workers(
-                    [a for a, w in client.scheduler_info()["workers"].items()
-                     if w["name"].startswith("vm-b")], close_workers=True,
-                )  # fmt: skip
+                    [
+                        a
+                        for a, w in client.scheduler_info()["workers"].items()
+                        if w["name"].startswith("vm-b")
+                    ],
+                    close_workers=True,
+                )
             assert joiner.wait(60) == 0
             assert "workers closed by their scheduler" in joiner.output
         first.process.send_signal(signal.SIGTERM)

@@ -25,16 +25,62 @@ from pathlib import Path
 
 # docker run/create options that take a value (the next argument unless written --x=v).
 RUN_VALUE_OPTIONS = {
-    "--name", "-v", "--volume", "--mount", "-e", "--env", "--env-file", "-l", "--label",
-    "--network", "--net", "--restart", "-u", "--user", "--entrypoint", "-w", "--workdir",
-    "-m", "--memory", "--cpus", "--log-driver", "--log-opt", "--add-host", "-p", "--publish",
-    "-h", "--hostname", "--stop-timeout", "--stop-signal", "--pull", "--platform",
-    "--ulimit", "--tmpfs", "--device", "--cap-add", "--cap-drop", "--security-opt",
-    "--shm-size", "--pid", "--ipc", "--health-cmd", "--health-interval",
-}  # fmt: skip
+    "--name",
+    "-v",
+    "--volume",
+    "--mount",
+    "-e",
+    "--env",
+    "--env-file",
+    "-l",
+    "--label",
+    "--network",
+    "--net",
+    "--restart",
+    "-u",
+    "--user",
+    "--entrypoint",
+    "-w",
+    "--workdir",
+    "-m",
+    "--memory",
+    "--cpus",
+    "--log-driver",
+    "--log-opt",
+    "--add-host",
+    "-p",
+    "--publish",
+    "-h",
+    "--hostname",
+    "--stop-timeout",
+    "--stop-signal",
+    "--pull",
+    "--platform",
+    "--ulimit",
+    "--tmpfs",
+    "--device",
+    "--cap-add",
+    "--cap-drop",
+    "--security-opt",
+    "--shm-size",
+    "--pid",
+    "--ipc",
+    "--health-cmd",
+    "--health-interval",
+}
 NAME_COMMANDS = {"rm", "stop", "kill", "wait", "logs", "inspect", "start", "restart", "top"}
-NAME_VALUE_OPTIONS = {"-t", "--time", "-s", "--signal", "--tail", "--since", "--until",
-                      "-f", "--format", "--type"}  # fmt: skip
+NAME_VALUE_OPTIONS = {
+    "-t",
+    "--time",
+    "-s",
+    "--signal",
+    "--tail",
+    "--since",
+    "--until",
+    "-f",
+    "--format",
+    "--type",
+}
 WRITABLE_ROOTS = {"etc", "var", "home", "tmp", "run", "mnt"}  # as cos_vm.WRITABLE_ROOTS
 GCR_DEFAULT_REGISTRIES = ("gcr.io", "us.gcr.io", "eu.gcr.io", "asia.gcr.io", "marketplace.gcr.io")
 
@@ -82,8 +128,12 @@ def _run_arguments(args: list[str]) -> list[str]:
     if _host_network(args):
         # metadata.google.internal answers on the VM's network: in this model, through the
         # VM's metadata server as HTTP proxy (the route the VM's host processes use too).
-        out += ["--env", f"http_proxy={os.environ['http_proxy']}",
-                "--env", "no_proxy=127.0.0.1,localhost"]  # fmt: skip
+        out += [
+            "--env",
+            f"http_proxy={os.environ['http_proxy']}",
+            "--env",
+            "no_proxy=127.0.0.1,localhost",
+        ]
     index = 0
     while index < len(args):
         arg = args[index]
@@ -183,8 +233,10 @@ def credential_helper(args: list[str]) -> int:
         try:
             token = json.loads(_metadata("instance/service-accounts/default/token"))
         except (urllib.error.URLError, ValueError, OSError) as error:
-            print(f"docker-credential-gcr: no access token from the metadata server: {error}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"docker-credential-gcr: no access token from the metadata server: {error}",
+                file=sys.stderr,
+            )
             return 1
         print(json.dumps({"Username": "_dcgcloud_token", "Secret": token["access_token"]}))
         return 0

@@ -60,11 +60,48 @@ import yaml
 SHIMS = Path(__file__).with_name("cos_shims.py")
 # What COS ships on its read-only root that commands may call (besides the shims).
 COS_COMMANDS = (
-    "bash", "sh", "cat", "cp", "mv", "rm", "ln", "ls", "mkdir", "chmod", "chown", "touch",
-    "stat", "sleep", "test", "[", "true", "false", "printf", "echo", "env", "id", "date",
-    "head", "tail", "grep", "sed", "tr", "cut", "wc", "sort", "tee", "basename", "dirname",
-    "mktemp", "timeout", "seq", "expr", "kill", "uname", "curl",
-)  # fmt: skip
+    "bash",
+    "sh",
+    "cat",
+    "cp",
+    "mv",
+    "rm",
+    "ln",
+    "ls",
+    "mkdir",
+    "chmod",
+    "chown",
+    "touch",
+    "stat",
+    "sleep",
+    "test",
+    "[",
+    "true",
+    "false",
+    "printf",
+    "echo",
+    "env",
+    "id",
+    "date",
+    "head",
+    "tail",
+    "grep",
+    "sed",
+    "tr",
+    "cut",
+    "wc",
+    "sort",
+    "tee",
+    "basename",
+    "dirname",
+    "mktemp",
+    "timeout",
+    "seq",
+    "expr",
+    "kill",
+    "uname",
+    "curl",
+)
 SHIM_COMMANDS = ("docker", "docker-credential-gcr", "systemctl")
 COMMAND_FOLDERS = ("/bin", "/usr/bin", "/sbin", "/usr/sbin")
 WRITABLE_ROOTS = ("etc", "var", "home", "tmp", "run", "mnt")
@@ -81,16 +118,34 @@ CLOUD_CONFIG_MODULES = ("write_files", "runcmd")
 WRITE_FILES_KEYS = {"path", "content", "encoding", "permissions", "owner", "append", "defer"}
 UNIT_KEYS = {
     "Unit": {
-        "Description", "Documentation", "Wants", "Requires", "After", "Before",
-        "StartLimitIntervalSec", "StartLimitBurst", "SuccessAction", "FailureAction",
+        "Description",
+        "Documentation",
+        "Wants",
+        "Requires",
+        "After",
+        "Before",
+        "StartLimitIntervalSec",
+        "StartLimitBurst",
+        "SuccessAction",
+        "FailureAction",
     },
     "Service": {
-        "Type", "Environment", "ExecStartPre", "ExecStart", "ExecStopPost", "Restart",
-        "RestartSec", "RestartPreventExitStatus", "TimeoutStartSec", "TimeoutStopSec",
-        "StandardOutput", "StandardError", "RemainAfterExit",
+        "Type",
+        "Environment",
+        "ExecStartPre",
+        "ExecStart",
+        "ExecStopPost",
+        "Restart",
+        "RestartSec",
+        "RestartPreventExitStatus",
+        "TimeoutStartSec",
+        "TimeoutStopSec",
+        "StandardOutput",
+        "StandardError",
+        "RemainAfterExit",
     },
     "Install": {"WantedBy"},
-}  # fmt: skip
+}
 CONTAINER_LABEL = "gce-emulator.vm"
 
 
@@ -455,8 +510,11 @@ class CosVm:
         while not set(ordered_after) <= self.active or not others_started():
             if run.stop.wait(0.05):
                 return
-        prevent = {int(code) for value in unit.all("Service", "RestartPreventExitStatus")
-                   for code in _words(value)}  # fmt: skip
+        prevent = {
+            int(code)
+            for value in unit.all("Service", "RestartPreventExitStatus")
+            for code in _words(value)
+        }
         restart_seconds = float(unit.get("Service", "RestartSec", "0.1").rstrip("s") or 0)
         while not run.stop.is_set():
             run.attempts += 1

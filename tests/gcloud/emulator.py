@@ -172,14 +172,16 @@ class ComputeEmulator:
             "compute.firewalls.delete": self._delete_firewall,
             "compute.firewalls.patch": self._patch_firewall,
             "compute.instanceTemplates.insert": self._insert_template,
-            "compute.instanceTemplates.get": lambda p, q, b: self._template(p["project"],
-                                                                            p["instanceTemplate"]),
+            "compute.instanceTemplates.get": lambda p, q, b: self._template(
+                p["project"], p["instanceTemplate"]
+            ),
             "compute.instanceTemplates.list": self._list_templates,
             "compute.instanceTemplates.aggregatedList": self._aggregated_templates,
             "compute.instanceTemplates.delete": self._delete_template,
             "compute.instanceGroupManagers.insert": self._insert_group,
             "compute.instanceGroupManagers.get": lambda p, q, b: self._group(
-                p["project"], p["zone"], p["instanceGroupManager"]),
+                p["project"], p["zone"], p["instanceGroupManager"]
+            ),
             "compute.instanceGroupManagers.list": self._list_groups,
             "compute.instanceGroupManagers.aggregatedList": self._aggregated_groups,
             "compute.instanceGroupManagers.resize": self._resize_group,
@@ -189,10 +191,14 @@ class ComputeEmulator:
             "compute.instanceGroups.list": self._list_instance_groups,
             "compute.instanceGroups.aggregatedList": self._aggregated_instance_groups,
             # No autoscalers are modelled: gcloud asks before it deletes a group.
-            "compute.autoscalers.list": lambda p, q, b: {"kind": "compute#autoscalerList",
-                                                         "items": []},
+            "compute.autoscalers.list": lambda p, q, b: {
+                "kind": "compute#autoscalerList",
+                "items": [],
+            },
             "compute.autoscalers.aggregatedList": lambda p, q, b: {
-                "kind": "compute#autoscalerAggregatedList", "items": {}},
+                "kind": "compute#autoscalerAggregatedList",
+                "items": {},
+            },
             "compute.zoneOperations.get": self._get_operation,
             "compute.zoneOperations.wait": self._wait_operation,
             "compute.globalOperations.get": self._get_operation,
@@ -455,8 +461,9 @@ class ComputeEmulator:
         """What the API refuses synchronously in ``instances.insert``."""
         name = body.get("name", "")
         if not RESOURCE_NAME.fullmatch(name):
-            raise _invalid("resource.name", name, "Must be a match of regex "
-                           f"'{RESOURCE_NAME.pattern}'")  # fmt: skip
+            raise _invalid(
+                "resource.name", name, f"Must be a match of regex '{RESOURCE_NAME.pattern}'"
+            )
         wanted = _last(body.get("machineType", ""))
         machine = machine_type(zone, wanted)
         if machine is None:
@@ -485,13 +492,18 @@ class ComputeEmulator:
             raise ApiError(400, "Invalid value for field 'resource.labels': at most 64 labels")
         for key, value in labels.items():
             if not LABEL_KEY.fullmatch(key) or not LABEL_VALUE.fullmatch(value):
-                raise _invalid(f"resource.labels.{key}", value, "Label keys and values must "
-                               "be lowercase letters, digits, '-' or '_' (keys start with a "
-                               "letter), at most 63 characters.")  # fmt: skip
+                raise _invalid(
+                    f"resource.labels.{key}",
+                    value,
+                    "Label keys and values must "
+                    "be lowercase letters, digits, '-' or '_' (keys start with a "
+                    "letter), at most 63 characters.",
+                )
         for tag in (body.get("tags") or {}).get("items", []):
             if not TAG.fullmatch(tag):
-                raise _invalid("resource.tags.items", tag, "Must be a match of regex "
-                               f"'{TAG.pattern}'")  # fmt: skip
+                raise _invalid(
+                    "resource.tags.items", tag, f"Must be a match of regex '{TAG.pattern}'"
+                )
         items = (body.get("metadata") or {}).get("items", [])
         total = 0
         for item in items:
@@ -505,14 +517,20 @@ class ComputeEmulator:
             raise ApiError(400, "Invalid value for field 'resource.metadata': over 512 KB total")
         deadline = (body.get("scheduling") or {}).get("terminationTime")
         if deadline is not None and _timestamp(deadline) <= time.time():
-            raise _invalid("resource.scheduling.terminationTime", deadline,
-                           "Termination time must be in the future.")  # fmt: skip
+            raise _invalid(
+                "resource.scheduling.terminationTime",
+                deadline,
+                "Termination time must be in the future.",
+            )
         duration = ((body.get("scheduling") or {}).get("maxRunDuration") or {}).get("seconds")
         if duration is not None:
             low, high = MAX_RUN_DURATION_SECONDS
             if not low <= int(duration) <= high:
-                raise _invalid("resource.scheduling.maxRunDuration.seconds", duration,
-                               f"Must be between {low} and {high} seconds.")  # fmt: skip
+                raise _invalid(
+                    "resource.scheduling.maxRunDuration.seconds",
+                    duration,
+                    f"Must be between {low} and {high} seconds.",
+                )
         return image
 
     def _insert_instance(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
@@ -558,8 +576,9 @@ class ComputeEmulator:
             with self.lock:
                 self.instances.pop(key, None)
 
-        return self._operation(project, zone, "insert", link, "compute.instances.insert",
-                               created, removed)  # fmt: skip
+        return self._operation(
+            project, zone, "insert", link, "compute.instances.insert", created, removed
+        )
 
     def _identity(self, key: tuple[str, str, str], resource: dict[str, Any]) -> Identity:
         items = (resource.get("metadata") or {}).get("items", [])
@@ -637,8 +656,14 @@ class ComputeEmulator:
             if instance.vm is not None:
                 instance.vm.destroy()
 
-        return self._operation(project, zone, "delete", instance.resource["selfLink"],
-                               "compute.instances.delete", deleted)  # fmt: skip
+        return self._operation(
+            project,
+            zone,
+            "delete",
+            instance.resource["selfLink"],
+            "compute.instances.delete",
+            deleted,
+        )
 
     def _power(self, params: dict[str, str], action: str) -> dict[str, Any]:
         project, zone, name = params["project"], params["zone"], params["instance"]
@@ -656,8 +681,9 @@ class ComputeEmulator:
             if self.boot:
                 self._start_vm(key, instance)
 
-        return self._operation(project, zone, action, instance.resource["selfLink"],
-                               f"compute.instances.{action}", act)  # fmt: skip
+        return self._operation(
+            project, zone, action, instance.resource["selfLink"], f"compute.instances.{action}", act
+        )
 
     def _guest_attributes(
         self, params: dict[str, str], query: dict[str, list[str]], body: Any
@@ -687,8 +713,12 @@ class ComputeEmulator:
     def _serial_port(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
         instance = self._instance(params["project"], params["zone"], params["instance"])
         text = instance.vm.serial_output() if instance.vm is not None else ""
-        return {"kind": "compute#serialPortOutput", "contents": text, "start": "0",
-                "next": str(len(text))}  # fmt: skip
+        return {
+            "kind": "compute#serialPortOutput",
+            "contents": text,
+            "start": "0",
+            "next": str(len(text)),
+        }
 
     # -- instance templates -------------------------------------------------------------
     def _template(self, project: str, name: str) -> dict[str, Any]:
@@ -702,18 +732,23 @@ class ComputeEmulator:
         type), since every VM of a group is made from it."""
         project, name = params["project"], body.get("name", "")
         if not RESOURCE_NAME.fullmatch(name):
-            raise _invalid("resource.name", name, f"Must be a match of regex "
-                           f"'{RESOURCE_NAME.pattern}'")  # fmt: skip
+            raise _invalid(
+                "resource.name", name, f"Must be a match of regex '{RESOURCE_NAME.pattern}'"
+            )
         properties = body.get("properties") or {}
         machine = properties.get("machineType", "")
         if "/" in machine:
-            raise _invalid("resource.properties.machineType", machine,
-                           "Must be a machine type name, not a URL, in a template.")  # fmt: skip
+            raise _invalid(
+                "resource.properties.machineType",
+                machine,
+                "Must be a machine type name, not a URL, in a template.",
+            )
         zone = next((z for z in ZONES if machine_type(z, machine) is not None), None)
         if zone is None:
             raise _invalid("resource.properties.machineType", machine, "Unknown machine type.")
-        self._check_instance(project, zone, {**properties, "name": "template-check",
-                                             "machineType": machine})  # fmt: skip
+        self._check_instance(
+            project, zone, {**properties, "name": "template-check", "machineType": machine}
+        )
         link = f"{self.base}projects/{project}/global/instanceTemplates/{name}"
         with self.lock:
             if (project, name) in self.templates:
@@ -730,8 +765,9 @@ class ComputeEmulator:
             with self.lock:
                 self.templates.pop((project, name), None)
 
-        return self._operation(project, None, "insert", link, "compute.instanceTemplates.insert",
-                               lambda: None, removed)  # fmt: skip
+        return self._operation(
+            project, None, "insert", link, "compute.instanceTemplates.insert", lambda: None, removed
+        )
 
     def _list_templates(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
         items = [t for (p, _), t in self.templates.items() if p == params["project"]]
@@ -741,14 +777,19 @@ class ComputeEmulator:
         self, params: dict[str, str], query: Any, body: Any
     ) -> dict[str, Any]:
         items = self._list_templates(params, query, body)["items"]
-        return {"kind": "compute#instanceTemplateAggregatedList",
-                "items": {"global": {"instanceTemplates": items}}}  # fmt: skip
+        return {
+            "kind": "compute#instanceTemplateAggregatedList",
+            "items": {"global": {"instanceTemplates": items}},
+        }
 
     def _delete_template(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
         project, name = params["project"], params["instanceTemplate"]
         template = self._template(project, name)
-        users = [g["name"] for (p, _, _), g in self.groups.items()
-                 if p == project and _last(g["instanceTemplate"]) == name]  # fmt: skip
+        users = [
+            g["name"]
+            for (p, _, _), g in self.groups.items()
+            if p == project and _last(g["instanceTemplate"]) == name
+        ]
         if users:
             raise ApiError(
                 400,
@@ -761,8 +802,14 @@ class ComputeEmulator:
             with self.lock:
                 self.templates.pop((project, name), None)
 
-        return self._operation(project, None, "delete", template["selfLink"],
-                               "compute.instanceTemplates.delete", deleted)  # fmt: skip
+        return self._operation(
+            project,
+            None,
+            "delete",
+            template["selfLink"],
+            "compute.instanceTemplates.delete",
+            deleted,
+        )
 
     # -- managed instance groups ----------------------------------------------------------
     def _group(self, project: str, zone: str, name: str) -> dict[str, Any]:
@@ -776,8 +823,9 @@ class ComputeEmulator:
         project, zone, name = params["project"], params["zone"], body.get("name", "")
         self._zone(project, zone)
         if not RESOURCE_NAME.fullmatch(name):
-            raise _invalid("resource.name", name, "Must be a match of regex "
-                           f"'{RESOURCE_NAME.pattern}'")  # fmt: skip
+            raise _invalid(
+                "resource.name", name, f"Must be a match of regex '{RESOURCE_NAME.pattern}'"
+            )
         template_url = body.get("instanceTemplate", "")
         match = re.search(r"projects/([^/]+)/global/instanceTemplates/([^/]+)$", template_url)
         if not match:
@@ -785,16 +833,20 @@ class ComputeEmulator:
         self._template(match[1], match[2])
         base = body.get("baseInstanceName") or name[:58]
         if not re.fullmatch(r"[a-z][-a-z0-9]{0,57}", base):
-            raise _invalid("resource.baseInstanceName", base, "At most 58 characters, "
-                           "lowercase letters, digits and hyphens.")  # fmt: skip
+            raise _invalid(
+                "resource.baseInstanceName",
+                base,
+                "At most 58 characters, lowercase letters, digits and hyphens.",
+            )
         size = int(body.get("targetSize", 0))
         if not 0 <= size <= 2000:
             raise _invalid("resource.targetSize", size, "Must be 0 to 2000.")
         link = f"{self.base}projects/{project}/zones/{zone}/instanceGroupManagers/{name}"
         with self.lock:
             if (project, zone, name) in self.groups:
-                raise _already_exists(f"projects/{project}/zones/{zone}/instanceGroupManagers/"
-                                      f"{name}")  # fmt: skip
+                raise _already_exists(
+                    f"projects/{project}/zones/{zone}/instanceGroupManagers/{name}"
+                )
             group = {
                 **json.loads(json.dumps(body)),
                 "kind": "compute#instanceGroupManager",
@@ -824,8 +876,11 @@ class ComputeEmulator:
         return {k: v for k, v in group.items() if k not in {"members", "active"}}
 
     def _list_groups(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
-        items = [self._public_group(g) for (p, z, _), g in self.groups.items()
-                 if (p, z) == (params["project"], params["zone"])]  # fmt: skip
+        items = [
+            self._public_group(g)
+            for (p, z, _), g in self.groups.items()
+            if (p, z) == (params["project"], params["zone"])
+        ]
         return {"kind": "compute#instanceGroupManagerList", "items": _filtered(items, query)}
 
     def _aggregated_groups(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
@@ -849,8 +904,11 @@ class ComputeEmulator:
         self, params: dict[str, str], query: Any, body: Any
     ) -> dict[str, Any]:
         project, zone = params["project"], params["zone"]
-        items = [self._instance_group(p, z, g) for (p, z, _), g in self.groups.items()
-                 if (p, z) == (project, zone)]  # fmt: skip
+        items = [
+            self._instance_group(p, z, g)
+            for (p, z, _), g in self.groups.items()
+            if (p, z) == (project, zone)
+        ]
         return {"kind": "compute#instanceGroupList", "items": _filtered(items, query)}
 
     def _aggregated_instance_groups(
@@ -874,8 +932,14 @@ class ComputeEmulator:
         def resized() -> None:
             group["targetSize"] = size
 
-        return self._operation(params["project"], params["zone"], "resize", group["selfLink"],
-                               "compute.instanceGroupManagers.resize", resized)  # fmt: skip
+        return self._operation(
+            params["project"],
+            params["zone"],
+            "resize",
+            group["selfLink"],
+            "compute.instanceGroupManagers.resize",
+            resized,
+        )
 
     def _managed_instances(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
         project, zone = params["project"], params["zone"]
@@ -888,8 +952,10 @@ class ComputeEmulator:
                 "currentAction": action if instance is None else "NONE",
             }
             if instance is not None:
-                entry |= {"id": instance.resource["id"],
-                          "instanceStatus": instance.resource["status"]}  # fmt: skip
+                entry |= {
+                    "id": instance.resource["id"],
+                    "instanceStatus": instance.resource["status"],
+                }
             listed.append(entry)
         return {"managedInstances": listed}
 
@@ -905,8 +971,14 @@ class ComputeEmulator:
                 if instance is not None and instance.vm is not None:
                     instance.vm.destroy()
 
-        return self._operation(project, zone, "delete", group["selfLink"],
-                               "compute.instanceGroupManagers.delete", deleted)  # fmt: skip
+        return self._operation(
+            project,
+            zone,
+            "delete",
+            group["selfLink"],
+            "compute.instanceGroupManagers.delete",
+            deleted,
+        )
 
     def _reconcile_groups(self) -> None:
         """What a group does on its own: keep ``targetSize`` VMs, recreating (same name) one
@@ -1027,8 +1099,9 @@ class ComputeEmulator:
             with self.lock:
                 self.firewalls.pop(key, None)
 
-        return self._operation(project, None, "insert", link, "compute.firewalls.insert",
-                               lambda: None, removed)  # fmt: skip
+        return self._operation(
+            project, None, "insert", link, "compute.firewalls.insert", lambda: None, removed
+        )
 
     def _firewall(self, project: str, name: str) -> dict[str, Any]:
         rule = self.firewalls.get((project, name))
@@ -1058,8 +1131,9 @@ class ComputeEmulator:
             with self.lock:
                 self.firewalls.pop((project, name), None)
 
-        return self._operation(project, None, "delete", rule["selfLink"],
-                               "compute.firewalls.delete", deleted)  # fmt: skip
+        return self._operation(
+            project, None, "delete", rule["selfLink"], "compute.firewalls.delete", deleted
+        )
 
     def _patch_firewall(self, params: dict[str, str], query: Any, body: Any) -> dict[str, Any]:
         project, name = params["project"], params["firewall"]
@@ -1069,8 +1143,9 @@ class ComputeEmulator:
         def patched() -> None:
             rule.update({k: v for k, v in body.items() if k != "name"})
 
-        return self._operation(project, None, "patch", rule["selfLink"],
-                               "compute.firewalls.patch", patched)  # fmt: skip
+        return self._operation(
+            project, None, "patch", rule["selfLink"], "compute.firewalls.patch", patched
+        )
 
     # -- power watch -------------------------------------------------------------------
     def _watch_power(self) -> None:
@@ -1188,8 +1263,10 @@ def _handler_for(emulator: ComputeEmulator) -> type[http.server.BaseHTTPRequestH
             token = self.headers.get("Authorization")
             if token is not None and token != f"Bearer {emulator.access_token}":
                 # gcloud here sends none (credentials disabled); a VM sends its account's.
-                code, payload = 401, _error_payload(ApiError(401, "Invalid Credentials",
-                                                             "authError"))  # fmt: skip
+                code, payload = (
+                    401,
+                    _error_payload(ApiError(401, "Invalid Credentials", "authError")),
+                )
                 data, content_type = json.dumps(payload).encode(), "application/json"
             elif urlsplit(self.path).path == BATCH_PATH:
                 data, content_type = _batch(emulator, self.headers["Content-Type"], raw)
@@ -1198,8 +1275,12 @@ def _handler_for(emulator: ComputeEmulator) -> type[http.server.BaseHTTPRequestH
                 code, payload = _answer(emulator, self.command, self.path, raw)
                 data, content_type = json.dumps(payload).encode(), "application/json"
             self.send_response(code)
-            self.send_header("Content-Type", f"{content_type}; charset=UTF-8"
-                             if "multipart" not in content_type else content_type)  # fmt: skip
+            self.send_header(
+                "Content-Type",
+                f"{content_type}; charset=UTF-8"
+                if "multipart" not in content_type
+                else content_type,
+            )
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)

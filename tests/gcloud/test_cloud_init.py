@@ -177,8 +177,9 @@ def _with_workers(**overrides: object):
 def test_worker_user_data_golden():
     spec = _with_workers()
     assert_golden("user-data-with-workers.yaml", render_user_data(spec))
-    assert_golden("worker-user-data.yaml",
-                  cloud_init.render_worker_user_data(spec, CLUSTER_CA, "10.128.0.5"))  # fmt: skip
+    assert_golden(
+        "worker-user-data.yaml", cloud_init.render_worker_user_data(spec, CLUSTER_CA, "10.128.0.5")
+    )
 
 
 def test_worker_user_data_holds_public_material_only():
@@ -200,8 +201,10 @@ def test_worker_user_data_holds_public_material_only():
 def test_worker_user_data_passes_cloud_init_schema(tmp_path):
     path = tmp_path / "user-data"
     spec = _with_workers(client_ca_pem=make_launch_tls("x").client_ca_pem)
-    for text in (render_user_data(spec),
-                 cloud_init.render_worker_user_data(spec, CLUSTER_CA, "10.128.0.5")):  # fmt: skip
+    for text in (
+        render_user_data(spec),
+        cloud_init.render_worker_user_data(spec, CLUSTER_CA, "10.128.0.5"),
+    ):
         path.write_text(text)
         result = _schema(path)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -212,8 +215,12 @@ def test_worker_and_signer_units_pass_systemd_analyze_verify(tmp_path):
     spec = _with_workers()
     worker = _verify(tmp_path / "worker", cloud_init.worker_unit_text(spec, "10.128.0.5"))
     assert worker.returncode == 0 and worker.stderr == "", worker.stderr
-    signer = _verify(tmp_path / "signer", cloud_init.signer_unit_text(spec),
-                     {"daskbox.service": unit_text(spec)}, "daskbox-signer.service")  # fmt: skip
+    signer = _verify(
+        tmp_path / "signer",
+        cloud_init.signer_unit_text(spec),
+        {"daskbox.service": unit_text(spec)},
+        "daskbox-signer.service",
+    )
     assert signer.returncode == 0 and signer.stderr == "", signer.stderr
 
 

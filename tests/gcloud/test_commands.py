@@ -30,9 +30,13 @@ def test_instance_create_metadata_is_the_user_data_and_guest_attributes_only():
 
 @pytest.mark.parametrize(
     ("machine_type", "family"),
-    [("e2-highcpu-16", "cos-stable"), ("t2a-standard-8", "cos-arm64-stable"),
-     ("c4a-highcpu-72", "cos-arm64-stable"), ("n2d-standard-224", "cos-stable")],
-)  # fmt: skip
+    [
+        ("e2-highcpu-16", "cos-stable"),
+        ("t2a-standard-8", "cos-arm64-stable"),
+        ("c4a-highcpu-72", "cos-arm64-stable"),
+        ("n2d-standard-224", "cos-stable"),
+    ],
+)
 def test_arm64_machines_boot_the_arm64_cos_family(machine_type, family):
     image = LaunchImage(IMAGE.reference, IMAGE.lock_hash, IMAGE.groups, platform="linux/arm64")
     argv = commands.instance_create(fixed_spec(machine_type=machine_type, image=image))

@@ -24,25 +24,37 @@ GOOGLE_MOUNT = "/etc/daskbox/google"
 
 def _instance(project: Path) -> str:
     return next(
-        line.split('"')[1] for line in (project / "pyproject.toml").read_text().splitlines()
+        line.split('"')[1]
+        for line in (project / "pyproject.toml").read_text().splitlines()
         if line.startswith("instance")
-    )  # fmt: skip
+    )
 
 
 def curl_dashboard(url: str, *certificate: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["curl", "--silent", "--insecure", "--max-time", "30", *certificate, url],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def test_a_vm_runs_as_the_given_account_and_shows_its_dashboard_to_the_launch_only(
     project, vm_image, emulator, gcloud_env, tmp_path
 ):
     launched = daskbox(
-        project, gcloud_env, "launch", "--image", vm_image.reference, "--source-range",
-        CALLER, "--service-account", ACCOUNT, "--scopes", "storage-ro,logging-write,bigquery",
-    )  # fmt: skip
+        project,
+        gcloud_env,
+        "launch",
+        "--image",
+        vm_image.reference,
+        "--source-range",
+        CALLER,
+        "--service-account",
+        ACCOUNT,
+        "--scopes",
+        "storage-ro,logging-write,bigquery",
+    )
     try:
         assert f"--service-account {ACCOUNT}" in launched.stdout
         [body] = emulator.bodies("POST", r"zones/us-central1-a/instances$")
@@ -74,17 +86,24 @@ def container(name: str) -> dict:
     return json.loads(inspected.stdout)[0]
 
 
-def test_the_local_target_mounts_application_credentials_only_when_asked(project, cluster_image,
-                                                                          tmp_path):  # fmt: skip
+def test_the_local_target_mounts_application_credentials_only_when_asked(
+    project, cluster_image, tmp_path
+):
     instance = _instance(project)
     gcloud_config = tmp_path / "gcloud"
     gcloud_config.mkdir()
     credentials = gcloud_config / "application_default_credentials.json"
     # What `gcloud auth application-default login` writes (with made-up values), mode 0600.
-    credentials.write_text(json.dumps({
-        "type": "authorized_user", "client_id": "made-up.apps.googleusercontent.com",
-        "client_secret": "made-up", "refresh_token": "made-up-refresh-token",
-    }))  # fmt: skip
+    credentials.write_text(
+        json.dumps(
+            {
+                "type": "authorized_user",
+                "client_id": "made-up.apps.googleusercontent.com",
+                "client_secret": "made-up",
+                "refresh_token": "made-up-refresh-token",
+            }
+        )
+    )
     credentials.chmod(0o600)
     env = {**os.environ, "CLOUDSDK_CONFIG": str(gcloud_config)}
     env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
@@ -98,9 +117,14 @@ def test_the_local_target_mounts_application_credentials_only_when_asked(project
         daskbox(project, env, "teardown", "--local")
 
     launched = daskbox(
-        project, env, "launch", "--local", "--image", cluster_image.reference,
+        project,
+        env,
+        "launch",
+        "--local",
+        "--image",
+        cluster_image.reference,
         "--application-credentials",
-    )  # fmt: skip
+    )
     try:
         assert f"target={GOOGLE_MOUNT},readonly" in launched.stdout  # the printed docker run
         asked = container(instance)
@@ -110,11 +134,19 @@ def test_the_local_target_mounts_application_credentials_only_when_asked(project
         file_inside = f"{GOOGLE_MOUNT}/application_default_credentials.json"
         assert variables["GOOGLE_APPLICATION_CREDENTIALS"] == file_inside
         # The image's non-root user reads exactly the user's credentials, and cannot write.
-        read = subprocess.run(["docker", "exec", instance, "cat", file_inside],
-                              capture_output=True, text=True, check=True)  # fmt: skip
+        read = subprocess.run(
+            ["docker", "exec", instance, "cat", file_inside],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         assert read.stdout == credentials.read_text()
-        write = subprocess.run(["docker", "exec", instance, "touch", file_inside],
-                               capture_output=True, text=True, check=False)  # fmt: skip
+        write = subprocess.run(
+            ["docker", "exec", instance, "touch", file_inside],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         assert write.returncode != 0
     finally:
         daskbox(project, env, "teardown", "--local")
@@ -124,14 +156,29 @@ def test_the_local_target_mounts_application_credentials_only_when_asked(project
 def test_application_credentials_are_refused_for_a_vm_and_when_missing(
     project, gcloud_env, cluster_image, tmp_path
 ):
-    for_vm = daskbox(project, gcloud_env, "launch", "--application-credentials",
-                     "--source-range", CALLER, check=False)  # fmt: skip
+    for_vm = daskbox(
+        project,
+        gcloud_env,
+        "launch",
+        "--application-credentials",
+        "--source-range",
+        CALLER,
+        check=False,
+    )
     assert for_vm.returncode == 1
     assert for_vm.stderr.startswith("error: --application-credentials is for --local")
     env = {**os.environ, "CLOUDSDK_CONFIG": str(tmp_path / "empty-gcloud")}
     env.pop("GOOGLE_APPLICATION_CREDENTIALS", None)
-    missing = daskbox(project, env, "launch", "--local", "--application-credentials",
-                      "--image", cluster_image.reference, check=False)  # fmt: skip
+    missing = daskbox(
+        project,
+        env,
+        "launch",
+        "--local",
+        "--application-credentials",
+        "--image",
+        cluster_image.reference,
+        check=False,
+    )
     assert missing.returncode == 1
     assert missing.stderr.startswith("error: no application-default credentials at ")
     assert "gcloud auth application-default login" in missing.stderr

@@ -75,9 +75,14 @@ def test_given_range_skips_detection():
 
     settings = LaunchSettings(instance="daskbox-demo", source_range="192.0.2.4/32")
     spec = plan_launch(
-        settings, project="p", project_name="demo", image=IMAGE, tls=make_launch_tls("x"),
-        tls_days=1, detect_ip=never,
-    )  # fmt: skip
+        settings,
+        project="p",
+        project_name="demo",
+        image=IMAGE,
+        tls=make_launch_tls("x"),
+        tls_days=1,
+        detect_ip=never,
+    )
     assert [rule.source_ranges for rule in spec.firewall_rules] == [("192.0.2.4/32",)]
 
 

@@ -30,8 +30,19 @@ def _gcloud(env, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _create(env, name: str, *flags: str, user_data: str | None = None, tmp_path=None):
-    argv = ["compute", "instances", "create", name, "--zone", ZONE,
-            "--image-project", "cos-cloud", "--format", "json", *flags]  # fmt: skip
+    argv = [
+        "compute",
+        "instances",
+        "create",
+        name,
+        "--zone",
+        ZONE,
+        "--image-project",
+        "cos-cloud",
+        "--format",
+        "json",
+        *flags,
+    ]
     if "--machine-type" not in flags:
         argv += ["--machine-type", "e2-small"]
     if "--image-family" not in flags:
@@ -45,9 +56,11 @@ def _create(env, name: str, *flags: str, user_data: str | None = None, tmp_path=
 
 def _post(url: str, body: dict) -> tuple[int, dict]:
     request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), method="POST",
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
         headers={"Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     try:
         with urllib.request.urlopen(request) as response:
             return response.status, json.loads(response.read())
@@ -64,17 +77,28 @@ def test_no_daskbox_string_inside_the_emulator():
 
 def test_request_bodies_are_checked_against_the_discovery_document(emulator):
     instances = f"{emulator.base}projects/p/zones/{ZONE}/instances"
-    good = {"name": "vm", "machineType": f"zones/{ZONE}/machineTypes/e2-small",
-            "disks": [{"boot": True, "initializeParams": {
-                "sourceImage": "projects/cos-cloud/global/images/family/cos-stable"}}]}  # fmt: skip
+    good = {
+        "name": "vm",
+        "machineType": f"zones/{ZONE}/machineTypes/e2-small",
+        "disks": [
+            {
+                "boot": True,
+                "initializeParams": {
+                    "sourceImage": "projects/cos-cloud/global/images/family/cos-stable"
+                },
+            }
+        ],
+    }
     for body, message in [
-        ({**good, "machineTyp": "x"}, 'Unknown name "machineTyp" at \'resource\''),
+        ({**good, "machineTyp": "x"}, "Unknown name \"machineTyp\" at 'resource'"),
         ({**good, "canIpForward": "yes"}, "'resource.canIpForward' (a boolean expected)"),
-        ({**good, "scheduling": {"maxRunDuration": {"seconds": "8h"}}},
-         "resource.scheduling.maxRunDuration.seconds"),
-        ({**good, "disks": [{"boot": True, "bogus": 1}]}, "Unknown name \"bogus\""),
+        (
+            {**good, "scheduling": {"maxRunDuration": {"seconds": "8h"}}},
+            "resource.scheduling.maxRunDuration.seconds",
+        ),
+        ({**good, "disks": [{"boot": True, "bogus": 1}]}, 'Unknown name "bogus"'),
         ({**good, "scheduling": {"provisioningModel": "CHEAP"}}, "is not one of"),
-    ]:  # fmt: skip
+    ]:
         code, payload = _post(instances, body)
         assert code == 400 and message in payload["error"]["message"], payload
     code, payload = _post(f"{instances}?alt=json&bogusParam=1", good)
@@ -91,15 +115,25 @@ def test_two_emulators_never_give_the_same_instance_id(tmp_path):
     on one Docker engine (parallel test runs) must not hand out the same ids."""
     from emulator import ComputeEmulator
 
-    body = {"name": "vm", "machineType": f"zones/{ZONE}/machineTypes/e2-small",
-            "disks": [{"boot": True, "initializeParams": {
-                "sourceImage": "projects/cos-cloud/global/images/family/cos-stable"}}]}  # fmt: skip
+    body = {
+        "name": "vm",
+        "machineType": f"zones/{ZONE}/machineTypes/e2-small",
+        "disks": [
+            {
+                "boot": True,
+                "initializeParams": {
+                    "sourceImage": "projects/cos-cloud/global/images/family/cos-stable"
+                },
+            }
+        ],
+    }
     ids = []
     for run in ("first", "second"):
         with ComputeEmulator(tmp_path / run, boot=False) as running:
             for name in ("vm", "vm-2"):
-                code, _ = _post(f"{running.base}projects/p/zones/{ZONE}/instances",
-                                {**body, "name": name})  # fmt: skip
+                code, _ = _post(
+                    f"{running.base}projects/p/zones/{ZONE}/instances", {**body, "name": name}
+                )
                 assert code == 200
             ids += [instance.resource["id"] for instance in running.instances.values()]
     assert len(set(ids)) == 4, ids
@@ -107,32 +141,59 @@ def test_two_emulators_never_give_the_same_instance_id(tmp_path):
 
 def test_machine_types_and_images_come_from_the_catalogue(emulator, gcloud_env):
     emulator.boot = False
-    offered = _create(gcloud_env, "arm", "--machine-type", "t2a-standard-4",
-                      "--image-family", "cos-arm64-stable")  # fmt: skip
+    offered = _create(
+        gcloud_env, "arm", "--machine-type", "t2a-standard-4", "--image-family", "cos-arm64-stable"
+    )
     assert offered.returncode == 0, offered.stderr
     wrong_arch = _create(gcloud_env, "mixed", "--machine-type", "c4a-standard-8")
     assert wrong_arch.returncode != 0
-    assert "Requested boot disk architecture (X86_64) is not compatible with machine type " \
-           "architecture (ARM64)" in wrong_arch.stderr  # fmt: skip
-    elsewhere = _gcloud(gcloud_env, "compute", "instances", "create", "far", "--zone", "us-east1-b",
-                        "--machine-type", "t2a-standard-4", "--image-project", "cos-cloud",
-                        "--image-family", "cos-arm64-stable")  # fmt: skip
+    assert (
+        "Requested boot disk architecture (X86_64) is not compatible with machine type "
+        "architecture (ARM64)" in wrong_arch.stderr
+    )
+    elsewhere = _gcloud(
+        gcloud_env,
+        "compute",
+        "instances",
+        "create",
+        "far",
+        "--zone",
+        "us-east1-b",
+        "--machine-type",
+        "t2a-standard-4",
+        "--image-project",
+        "cos-cloud",
+        "--image-family",
+        "cos-arm64-stable",
+    )
     assert "Machine type with name 't2a-standard-4' does not exist in zone 'us-east1-b'" in (
         elsewhere.stderr
     )
     big = _create(gcloud_env, "big", "--machine-type", "n2-standard-48")
     assert big.returncode == 0, big.stderr
     assert _create(gcloud_env, "huge", "--machine-type", "e2-standard-96").returncode != 0
-    listed = _gcloud(gcloud_env, "compute", "machine-types", "describe", "c4a-highcpu-72",
-                     "--zone", ZONE, "--format", "json")  # fmt: skip
+    listed = _gcloud(
+        gcloud_env,
+        "compute",
+        "machine-types",
+        "describe",
+        "c4a-highcpu-72",
+        "--zone",
+        ZONE,
+        "--format",
+        "json",
+    )
     assert json.loads(listed.stdout)["architecture"] == "ARM64"
     assert sorted(name for (_, _, name) in emulator.instances) == ["arm", "big"]
 
 
 def test_operations_are_asynchronous_and_can_fail_inside(emulator, gcloud_env):
     emulator.boot = False
-    emulator.fail_operation("instances.insert", "ZONE_RESOURCE_POOL_EXHAUSTED",
-                            "The zone does not have enough resources available.")  # fmt: skip
+    emulator.fail_operation(
+        "instances.insert",
+        "ZONE_RESOURCE_POOL_EXHAUSTED",
+        "The zone does not have enough resources available.",
+    )
     result = _create(gcloud_env, "unlucky")
     assert result.returncode != 0
     assert "does not have enough resources" in result.stderr
@@ -151,8 +212,17 @@ def test_the_external_ip_appears_after_some_polls(emulator, gcloud_env):
     assert created.returncode == 0, created.stderr
 
     def nat() -> str | None:
-        out = _gcloud(gcloud_env, "compute", "instances", "describe", "slow-ip", "--zone", ZONE,
-                      "--format", "json").stdout  # fmt: skip
+        out = _gcloud(
+            gcloud_env,
+            "compute",
+            "instances",
+            "describe",
+            "slow-ip",
+            "--zone",
+            ZONE,
+            "--format",
+            "json",
+        ).stdout
         access = json.loads(out)["networkInterfaces"][0]["accessConfigs"][0]
         return access.get("natIP")
 
@@ -165,8 +235,9 @@ def _cloud_config(**modules) -> str:
 
 
 def _serial(env, name: str) -> str:
-    return _gcloud(env, "compute", "instances", "get-serial-port-output", name,
-                   "--zone", ZONE).stdout  # fmt: skip
+    return _gcloud(
+        env, "compute", "instances", "get-serial-port-output", name, "--zone", ZONE
+    ).stdout
 
 
 def _wait_for(predicate, timeout: float = 60.0) -> bool:
@@ -186,10 +257,12 @@ def _wait_for(predicate, timeout: float = 60.0) -> bool:
         ({"runcmd": [["systemctl", "enable", "x.service"]]}, "runcmd line"),
         ({"runcmd": [["apt-get", "install", "-y", "curl"]]}, "runcmd line 'apt-get"),
         ({"write_files": [{"path": "/usr/bin/x", "content": "x"}]}, "read-only root"),
-        ({"write_files": [{"path": "/etc/x", "owner": "app:app", "content": "x"}]},
-         "the COS host has no such user"),
+        (
+            {"write_files": [{"path": "/etc/x", "owner": "app:app", "content": "x"}]},
+            "the COS host has no such user",
+        ),
     ],
-)  # fmt: skip
+)
 def test_unknown_cloud_config_fails_the_boot(emulator, gcloud_env, tmp_path, config, reason):
     created = _create(gcloud_env, "strict", user_data=_cloud_config(**config), tmp_path=tmp_path)
     assert created.returncode == 0, created.stderr
@@ -216,13 +289,18 @@ RemainAfterExit=true
 def _hello(image: str, *, configure: str = "") -> str:
     return _cloud_config(
         write_files=[
-            {"path": "/etc/systemd/system/hello.service",
-             "content": UNIT.format(image=image, configure=configure)},
+            {
+                "path": "/etc/systemd/system/hello.service",
+                "content": UNIT.format(image=image, configure=configure),
+            },
             {"path": "/etc/app/greeting", "content": "hello from the VM"},
         ],
-        runcmd=[["mkdir", "-p", "/var/lib/app"], ["systemctl", "daemon-reload"],
-                ["systemctl", "start", "--no-block", "hello.service"]],
-    )  # fmt: skip
+        runcmd=[
+            ["mkdir", "-p", "/var/lib/app"],
+            ["systemctl", "daemon-reload"],
+            ["systemctl", "start", "--no-block", "hello.service"],
+        ],
+    )
 
 
 @pytest.fixture
@@ -234,8 +312,9 @@ def token_registry(emulator, tmp_path, base_image, docker_client):
         docker_login(reg, login)
         reference = f"{reg.host}/hello:1"
         docker_client.images.get(base_image).tag(reference)
-        subprocess.run(["docker", "--config", str(login), "push", reference], check=True,
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            ["docker", "--config", str(login), "push", reference], check=True, capture_output=True
+        )
         digest = docker_client.images.get(reference).attrs["RepoDigests"][0].split("@")[1]
         yield reg, f"{reg.host}/hello@{digest}"
         docker_client.images.remove(reference)
@@ -254,15 +333,34 @@ def test_a_vm_pulls_with_only_the_credentials_its_user_data_configures(
     assert bare.returncode == 0, bare.stderr
     helper = "/usr/bin/docker-credential-gcr configure-docker --registries"
     configure = f"ExecStartPre={helper} {registry.host}\n"
-    helped = _create(gcloud_env, "helped", *enable, user_data=_hello(image, configure=configure),
-                     tmp_path=tmp_path)  # fmt: skip
+    helped = _create(
+        gcloud_env,
+        "helped",
+        *enable,
+        user_data=_hello(image, configure=configure),
+        tmp_path=tmp_path,
+    )
     assert helped.returncode == 0, helped.stderr
-    assert _wait_for(lambda: "Deactivated successfully" in _serial(gcloud_env, "helped")
-                     or "no basic auth credentials" in _serial(gcloud_env, "bare"), 90)  # fmt: skip
+    assert _wait_for(
+        lambda: (
+            "Deactivated successfully" in _serial(gcloud_env, "helped")
+            or "no basic auth credentials" in _serial(gcloud_env, "bare")
+        ),
+        90,
+    )
     assert _wait_for(lambda: "no basic auth credentials" in _serial(gcloud_env, "bare"), 90)
     assert _wait_for(lambda: "Deactivated successfully" in _serial(gcloud_env, "helped"), 90)
-    greeting = _gcloud(gcloud_env, "compute", "instances", "get-guest-attributes", "helped",
-                       "--zone", ZONE, "--format", "json")  # fmt: skip
+    greeting = _gcloud(
+        gcloud_env,
+        "compute",
+        "instances",
+        "get-guest-attributes",
+        "helped",
+        "--zone",
+        ZONE,
+        "--format",
+        "json",
+    )
     assert json.loads(greeting.stdout) == [
         {"namespace": "app", "key": "greeting", "value": "hello from the VM"}
     ]

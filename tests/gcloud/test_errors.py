@@ -100,8 +100,9 @@ def test_registry_wanting_credentials_is_refused(project, gcloud_env, cluster_im
     assert emulator.requests == []
 
 
-def test_unknown_zone_is_refused_before_anything_is_created(project, gcloud_env, vm_image,
-                                                             emulator):  # fmt: skip
+def test_unknown_zone_is_refused_before_anything_is_created(
+    project, gcloud_env, vm_image, emulator
+):
     """Reading the machine type's catalogue entry finds the zone missing first."""
     message = _launch(project, gcloud_env, vm_image.pinned, "--zone", "xx-bogus9-z")
     assert "zone xx-bogus9-z does not exist" in message
@@ -114,8 +115,9 @@ def test_workers_the_machine_cannot_hold_are_refused_before_anything(
 ):
     """The issue's case: --workers 1000000000 on e2-highcpu-16 created the rule and the VM,
     whose entrypoint refused the settings at boot while launch waited for the timeout."""
-    message = _launch(project, gcloud_env, vm_image.pinned, "--workers", "1000000000",
-                      "--timeout", "15")  # fmt: skip
+    message = _launch(
+        project, gcloud_env, vm_image.pinned, "--workers", "1000000000", "--timeout", "15"
+    )
     assert message.startswith(
         "error: e2-highcpu-16 cannot hold these settings: --workers=1000000000: "
     )
@@ -131,8 +133,15 @@ def test_malformed_zone_is_refused_before_gcloud(project, gcloud_env, emulator):
 
 
 def test_machine_type_not_offered_in_the_zone(project, gcloud_env, vm_image, emulator):
-    message = _launch(project, gcloud_env, vm_image.pinned, "--zone", "us-west1-a",
-                      "--machine-type", "c3-standard-176")  # fmt: skip
+    message = _launch(
+        project,
+        gcloud_env,
+        vm_image.pinned,
+        "--zone",
+        "us-west1-a",
+        "--machine-type",
+        "c3-standard-176",
+    )
     assert "machine type c3-standard-176 is not available in us-west1-a" in message
     _nothing_left(project, emulator)
 
@@ -141,9 +150,21 @@ def test_instance_already_exists(project, gcloud_env, vm_image, emulator):
     """Another launch (here plain gcloud) holds the name: its VM is left alone."""
     emulator.boot = False
     instance = _instance(project)
-    _gcloud(gcloud_env, "compute", "instances", "create", instance, "--zone", ZONE,
-            "--machine-type", "e2-small", "--image-project", "cos-cloud",
-            "--image-family", "cos-stable")  # fmt: skip
+    _gcloud(
+        gcloud_env,
+        "compute",
+        "instances",
+        "create",
+        instance,
+        "--zone",
+        ZONE,
+        "--machine-type",
+        "e2-small",
+        "--image-project",
+        "cos-cloud",
+        "--image-family",
+        "cos-stable",
+    )
     message = _launch(project, gcloud_env, vm_image.pinned)
     assert f"instance {instance} already exists" in message and "invoke teardown" in message
     assert list(emulator.instances) == [("test-project", ZONE, instance)]
@@ -156,8 +177,17 @@ def test_a_concurrent_launch_is_reported_as_a_race(project, gcloud_env, vm_image
     "permission denied"), and undoes only what it made itself."""
     emulator.boot = False
     instance = _instance(project)
-    _gcloud(gcloud_env, "compute", "firewall-rules", "create", f"{instance}-ipv4",
-            "--allow", "tcp:1", "--source-ranges", CALLER)  # fmt: skip
+    _gcloud(
+        gcloud_env,
+        "compute",
+        "firewall-rules",
+        "create",
+        f"{instance}-ipv4",
+        "--allow",
+        "tcp:1",
+        "--source-ranges",
+        CALLER,
+    )
     message = _launch(project, gcloud_env, vm_image.pinned)
     assert f"firewall rule {instance}-ipv4 already exists" in message
     assert "a race between two launches, not a missing permission" in message
@@ -176,10 +206,11 @@ def test_firewall_creation_refused(project, gcloud_env, vm_image, emulator):
 def test_an_operation_failing_inside_rolls_back(project, gcloud_env, vm_image, emulator):
     """Stock-outs and quotas arrive as errors inside the asynchronous operation."""
     emulator.fail_operation(
-        "instances.insert", "ZONE_RESOURCE_POOL_EXHAUSTED",
+        "instances.insert",
+        "ZONE_RESOURCE_POOL_EXHAUSTED",
         "The zone 'projects/test-project/zones/us-central1-a' does not have enough "
         "resources available to fulfill the request.",
-    )  # fmt: skip
+    )
     message = _launch(project, gcloud_env, vm_image.pinned)
     assert "creating instance" in message and "does not have enough resources" in message
     _nothing_left(project, emulator)
@@ -204,12 +235,22 @@ def test_public_ip_not_detected(project, gcloud_env, vm_image, emulator):
 
 @pytest.mark.parametrize("ranges", ["0.0.0.0/0", "0.0.0.0/1,128.0.0.0/1", "10.0.0.0/23"])
 def test_wide_source_ranges_need_explicit_flag(project, gcloud_env, vm_image, emulator, ranges):
-    message = _fails(project, gcloud_env, "launch", "--image", vm_image.pinned,
-                     "--source-range", ranges)  # fmt: skip
+    message = _fails(
+        project, gcloud_env, "launch", "--image", vm_image.pinned, "--source-range", ranges
+    )
     assert "more than one owner's 256" in message and "--allow-any-source" in message
     _nothing_left(project, emulator)
-    allowed = daskbox(project, gcloud_env, "launch", "--image", vm_image.pinned, "--dry-run",
-                      "--source-range", ranges, "--allow-any-source")  # fmt: skip
+    allowed = daskbox(
+        project,
+        gcloud_env,
+        "launch",
+        "--image",
+        vm_image.pinned,
+        "--dry-run",
+        "--source-range",
+        ranges,
+        "--allow-any-source",
+    )
     assert "warning: the firewall admits" in allowed.stdout
 
 
@@ -218,8 +259,17 @@ def test_ipv4_and_ipv6_get_a_rule_each_and_teardown_deletes_both(
 ):
     emulator.boot = False  # the VM never publishes its CA: launch stops, teardown cleans up
     instance = _instance(project)
-    message = _fails(project, gcloud_env, "launch", "--image", vm_image.pinned,
-                     "--source-range", f"{CALLER},2001:db8::7/128", "--timeout", "3")  # fmt: skip
+    message = _fails(
+        project,
+        gcloud_env,
+        "launch",
+        "--image",
+        vm_image.pinned,
+        "--source-range",
+        f"{CALLER},2001:db8::7/128",
+        "--timeout",
+        "3",
+    )
     assert "did not publish its cluster CA within 3 s" in message
     assert f"invoke teardown --instance {instance}" in message
     rules = {name: rule["sourceRanges"] for (_, name), rule in emulator.firewalls.items()}
@@ -242,8 +292,16 @@ def test_teardown_of_unknown_local_instance(project):
 
 
 def test_dry_run_prints_commands_and_calls_no_api(project, gcloud_env, vm_image, emulator):
-    result = daskbox(project, gcloud_env, "launch", "--dry-run", "--image", vm_image.pinned,
-                     "--source-range", CALLER)  # fmt: skip
+    result = daskbox(
+        project,
+        gcloud_env,
+        "launch",
+        "--dry-run",
+        "--image",
+        vm_image.pinned,
+        "--source-range",
+        CALLER,
+    )
     assert "$ gcloud compute firewall-rules create" in result.stdout
     assert "$ gcloud compute instances create" in result.stdout
     assert "#cloud-config" in result.stdout and "[Service]" in result.stdout

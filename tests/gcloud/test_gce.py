@@ -122,16 +122,26 @@ def test_no_private_key_leaves_its_machine(project, vm_image, emulator, gcloud_e
     _launch(project, gcloud_env, vm_image.reference)
     try:
         where = ("--zone", "us-central1-a")
-        described = _gcloud(gcloud_env, "compute", "instances", "describe", instance, *where,
-                            "--format", "json")  # fmt: skip
+        described = _gcloud(
+            gcloud_env, "compute", "instances", "describe", instance, *where, "--format", "json"
+        )
         assert described.returncode == 0, described.stderr
         metadata = {i["key"]: i["value"] for i in json.loads(described.stdout)["metadata"]["items"]}
         assert set(metadata) == {"user-data", "enable-guest-attributes"}
         assert "-----BEGIN CERTIFICATE-----" in metadata["user-data"]  # the client CA: public
-        guest = _gcloud(gcloud_env, "compute", "instances", "get-guest-attributes", instance,
-                        *where, "--format", "json")  # fmt: skip
-        serial = _gcloud(gcloud_env, "compute", "instances", "get-serial-port-output", instance,
-                         *where)  # fmt: skip
+        guest = _gcloud(
+            gcloud_env,
+            "compute",
+            "instances",
+            "get-guest-attributes",
+            instance,
+            *where,
+            "--format",
+            "json",
+        )
+        serial = _gcloud(
+            gcloud_env, "compute", "instances", "get-serial-port-output", instance, *where
+        )
         for output in (described, guest, serial):
             assert output.returncode == 0, output.stderr
             assert _private_keys(output.stdout + output.stderr) == []
@@ -215,8 +225,11 @@ def _nothing_obtainable_connects(connection, described: str, guest: str, folder:
         _, stranger_key = _self_made(cert.subject, cert.subject, ca=False)
         attempts.append(ClientTLS(cluster_ca, pem, stranger_key))  # their cert, a key of ours
         # A lookalike: the same subject and issuer names, our own key and signature.
-        lookalike, key = _self_made(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME,
-                                     "daskbox-client")]), cert.subject, ca=False)  # fmt: skip
+        lookalike, key = _self_made(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "daskbox-client")]),
+            cert.subject,
+            ca=False,
+        )
         attempts.append(ClientTLS(cluster_ca, lookalike, key))
         forged_ca, forged_key = _self_made(cert.subject, cert.subject, ca=True)
         attempts.append(ClientTLS(cluster_ca, forged_ca, forged_key))
@@ -288,8 +301,9 @@ def test_idle_vm_powers_off_and_a_restart_runs_the_cluster_again(
         status = daskbox(project, gcloud_env, "status")
         line = next(line for line in status.stdout.splitlines() if line.startswith(instance))
         assert "TERMINATED" in line
-        started = _gcloud(gcloud_env, "compute", "instances", "start", instance,
-                          "--zone", "us-central1-a")  # fmt: skip
+        started = _gcloud(
+            gcloud_env, "compute", "instances", "start", instance, "--zone", "us-central1-a"
+        )
         assert started.returncode == 0, started.stderr
         connection = read_connection_file(connection_path(project, instance))
         deadline = time.monotonic() + 60
@@ -312,10 +326,23 @@ def test_bad_settings_on_the_vm_are_not_restarted(project, vm_image, emulator, g
     this host, has the host's memory."""
     instance = _settings(project)["instance"]
     failed = daskbox(
-        project, gcloud_env, "launch", "--image", vm_image.reference, "--source-range", CALLER,
-        "--machine-type", "n2-standard-48", "--workers", "2", "--memory-per-worker", "90GiB",
-        "--timeout", "15", check=False,
-    )  # fmt: skip
+        project,
+        gcloud_env,
+        "launch",
+        "--image",
+        vm_image.reference,
+        "--source-range",
+        CALLER,
+        "--machine-type",
+        "n2-standard-48",
+        "--workers",
+        "2",
+        "--memory-per-worker",
+        "90GiB",
+        "--timeout",
+        "15",
+        check=False,
+    )
     try:
         assert failed.returncode == 1
         [message] = failed.stderr.strip().splitlines()
@@ -344,10 +371,15 @@ def test_user_data_is_what_the_emulated_vm_ran(project, vm_image, emulator, gclo
             "/etc/systemd/system/daskbox.service",
         }
         serial = emulator.vm(instance).serial_output()
-        order = [serial.index(text) for text in (
-            "Reached docker.service", "Pulling from", "Certificate request self-signature ok",
-            "scheduler |",
-        )]  # fmt: skip
+        order = [
+            serial.index(text)
+            for text in (
+                "Reached docker.service",
+                "Pulling from",
+                "Certificate request self-signature ok",
+                "scheduler |",
+            )
+        ]
         assert order == sorted(order), serial
     finally:
         daskbox(project, gcloud_env, "teardown", check=False)

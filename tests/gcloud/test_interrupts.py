@@ -31,9 +31,13 @@ CALLER = "203.0.113.7/32"
 def _launch(project, env, image) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [str(DASKBOX), "launch", "--image", image, "--source-range", CALLER],
-        cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,  # its own process group, as a terminal's foreground job
-    )  # fmt: skip
+    )
 
 
 def _interrupt_after(process: subprocess.Popen[str], lines: int, delay: float) -> list[str]:
@@ -64,9 +68,7 @@ def _full_launch_lines(project, env, image, emulator) -> int:
     return len(finished.stdout.splitlines())
 
 
-def test_sigint_at_every_step_then_teardown_leaves_nothing(
-    project, vm_image, emulator, gcloud_env
-):
+def test_sigint_at_every_step_then_teardown_leaves_nothing(project, vm_image, emulator, gcloud_env):
     image = vm_image.pinned
     total = _full_launch_lines(project, gcloud_env, image, emulator)
     outcomes = []
@@ -107,9 +109,14 @@ def test_sigint_at_every_step_then_teardown_leaves_nothing(
 def _interrupt_at(argv: list[str], cwd, env, prefix: str) -> tuple[int, str]:
     """Run ``argv``, SIGINT its process group once a line starts with ``prefix``."""
     process = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        argv,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
-    )  # fmt: skip
+    )
     assert process.stdout is not None
     for line in process.stdout:
         if line.startswith(prefix):
@@ -123,8 +130,18 @@ def test_an_interrupted_teardown_says_so_and_a_second_one_finishes(
     project, vm_image, emulator, gcloud_env
 ):
     emulator.boot = False  # a launch that stops after creating: enough to tear down
-    daskbox(project, gcloud_env, "launch", "--image", vm_image.pinned, "--source-range", CALLER,
-            "--timeout", "2", check=False)  # fmt: skip
+    daskbox(
+        project,
+        gcloud_env,
+        "launch",
+        "--image",
+        vm_image.pinned,
+        "--source-range",
+        CALLER,
+        "--timeout",
+        "2",
+        check=False,
+    )
     assert emulator.instances and emulator.firewalls
     code, stderr = _interrupt_at([str(DASKBOX), "teardown"], project, gcloud_env, "$ gcloud")
     assert code == 130

@@ -20,9 +20,10 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 def _instance(project) -> str:
     return next(
-        line.split('"')[1] for line in (project / "pyproject.toml").read_text().splitlines()
+        line.split('"')[1]
+        for line in (project / "pyproject.toml").read_text().splitlines()
         if line.startswith("instance")
-    )  # fmt: skip
+    )
 
 
 def _container(name: str) -> dict | None:
@@ -106,9 +107,14 @@ def test_missing_docker_cli_is_one_line_and_leaves_nothing(project, cluster_imag
     """The engine answers (image found through the API) but `docker run` has no CLI."""
     instance = _instance(project)
     result = daskbox(
-        project, {"PATH": str(tmp_path)}, "launch", "--local", "--image",
-        cluster_image.reference, check=False,
-    )  # fmt: skip
+        project,
+        {"PATH": str(tmp_path)},
+        "launch",
+        "--local",
+        "--image",
+        cluster_image.reference,
+        check=False,
+    )
     assert result.returncode == 1
     [message] = result.stderr.strip().splitlines()
     assert (
@@ -124,9 +130,18 @@ def test_bad_settings_stop_the_local_launch_without_a_restart_loop(project, clus
     entrypoint's own --dry-run in the same set-up: exit 2, its line, nothing started."""
     instance = _instance(project)
     result = daskbox(
-        project, None, "launch", "--local", "--image", cluster_image.reference,
-        "--workers", "2", "--memory-per-worker", "4TiB", check=False,
-    )  # fmt: skip
+        project,
+        None,
+        "launch",
+        "--local",
+        "--image",
+        cluster_image.reference,
+        "--workers",
+        "2",
+        "--memory-per-worker",
+        "4TiB",
+        check=False,
+    )
     assert result.returncode == 1
     [message] = result.stderr.strip().splitlines()
     assert message.startswith("error: the cluster would not start: daskbox entrypoint: ")
@@ -147,9 +162,12 @@ def test_interrupted_local_launch_rolls_back(project, cluster_image):
     instance = _instance(project)
     process = subprocess.Popen(
         [str(DASKBOX), "launch", "--local", "--image", cluster_image.reference],
-        cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
-    )  # fmt: skip
+    )
     assert process.stdout is not None
     for line in process.stdout:
         if line.startswith("waiting for the scheduler"):

@@ -22,9 +22,21 @@ def test_a_worker_vm_without_its_scheduler_powers_off_and_stays_off(
     pyproject.write_text(pyproject.read_text() + 'orphan-timeout = "15s"\n')
     instance = _settings(project)["instance"]
     group = f"{instance}-workers"
-    daskbox(project, gcloud_env, "launch", "--image", vm_image.reference,
-            "--source-range", CALLER, "--worker-vms", "1", "--workers", "1",
-            "--timeout", "400")  # fmt: skip
+    daskbox(
+        project,
+        gcloud_env,
+        "launch",
+        "--image",
+        vm_image.reference,
+        "--source-range",
+        CALLER,
+        "--worker-vms",
+        "1",
+        "--workers",
+        "1",
+        "--timeout",
+        "400",
+    )
     try:
         [member] = _members(gcloud_env, group)
         deleted = _gcloud(gcloud_env, "compute", "instances", "delete", instance, *ZONE, "--quiet")

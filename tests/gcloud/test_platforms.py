@@ -19,8 +19,22 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "daskbox"
 WINDOWS_ROOT = PureWindowsPath(r"C:\Users\ada\projects\demo")
 # Called on a user's laptop, these exist on POSIX only (os.getuid & co.): never call them
 # directly outside the image's entrypoint; look them up with getattr and a fallback.
-POSIX_ONLY = {"fchmod", "fchown", "geteuid", "getegid", "getuid", "getgid", "chown", "lchown",
-              "killpg", "setsid", "getpgid", "fork", "getpwnam", "WNOHANG"}  # fmt: skip
+POSIX_ONLY = {
+    "fchmod",
+    "fchown",
+    "geteuid",
+    "getegid",
+    "getuid",
+    "getgid",
+    "chown",
+    "lchown",
+    "killpg",
+    "setsid",
+    "getpgid",
+    "fork",
+    "getpwnam",
+    "WNOHANG",
+}
 
 
 def test_project_paths_with_windows_path_classes():

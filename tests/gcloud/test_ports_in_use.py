@@ -19,17 +19,27 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 def test_a_taken_dashboard_port_fails_the_local_launch_naming_it(project, cluster_image):
     instance = next(
-        line.split('"')[1] for line in (project / "pyproject.toml").read_text().splitlines()
+        line.split('"')[1]
+        for line in (project / "pyproject.toml").read_text().splitlines()
         if line.startswith("instance")
-    )  # fmt: skip
+    )
     with socket.socket() as other_service:
         other_service.bind(("127.0.0.1", 0))
         other_service.listen()
         port = other_service.getsockname()[1]
         launched = daskbox(
-            project, None, "launch", "--local", "--image", cluster_image.reference,
-            "--dashboard-port", str(port), "--timeout", "60", check=False,
-        )  # fmt: skip
+            project,
+            None,
+            "launch",
+            "--local",
+            "--image",
+            cluster_image.reference,
+            "--dashboard-port",
+            str(port),
+            "--timeout",
+            "60",
+            check=False,
+        )
     assert launched.returncode == 1
     (line,) = launched.stderr.splitlines()
     assert line.startswith("error: ")
@@ -55,9 +65,13 @@ def test_the_error_quoted_is_the_entrypoints_even_after_a_restarted_run_began_wr
     )
     client = docker.from_env()
     container = client.containers.run(
-        cluster_image.reference, ["-c", script], entrypoint=["sh"], name=name, detach=True,
+        cluster_image.reference,
+        ["-c", script],
+        entrypoint=["sh"],
+        name=name,
+        detach=True,
         network_mode="none",
-    )  # fmt: skip
+    )
     try:
         deadline = time.monotonic() + 30
         while b"decided threads" not in container.logs() and time.monotonic() < deadline:

@@ -66,9 +66,18 @@ def test_valid_flags_pass():
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("8h", 28800), ("90m", 5400), ("30s", 30), ("2d", 172800), ("120d", 10368000),
-     ("3600", 3600), ("2 days", 172800), ("0", None), ("", None)],
-)  # fmt: skip
+    [
+        ("8h", 28800),
+        ("90m", 5400),
+        ("30s", 30),
+        ("2d", 172800),
+        ("120d", 10368000),
+        ("3600", 3600),
+        ("2 days", 172800),
+        ("0", None),
+        ("", None),
+    ],
+)
 def test_durations_use_dasks_parser(text, seconds):
     assert parse_duration(text, "max-run-duration") == seconds
 
@@ -113,8 +122,9 @@ def test_machine_types_map_to_their_architecture(machine, platform, family):
 
 def test_an_image_for_the_wrong_architecture_is_refused():
     check_architecture("t2a-standard-8", "linux/arm64")
-    with pytest.raises(LaunchSpecError, match="built for linux/amd64 but t2a-standard-8 is a "
-                                              "linux/arm64 machine"):  # fmt: skip
+    with pytest.raises(
+        LaunchSpecError, match="built for linux/amd64 but t2a-standard-8 is a linux/arm64 machine"
+    ):
         check_architecture("t2a-standard-8", "linux/amd64")
     with pytest.raises(LaunchSpecError, match="launch on an Arm machine type"):
         check_architecture("e2-highcpu-16", "linux/arm64")
@@ -155,9 +165,15 @@ def test_private_registry_is_refused_with_the_fix_unless_allowed():
 
 @pytest.mark.parametrize(
     ("host", "google"),
-    [("us-central1-docker.pkg.dev", True), ("gcr.io", True), ("eu.gcr.io", True),
-     ("docker.io", False), ("ghcr.io", False), ("pkg.dev.example.com", False)],
-)  # fmt: skip
+    [
+        ("us-central1-docker.pkg.dev", True),
+        ("gcr.io", True),
+        ("eu.gcr.io", True),
+        ("docker.io", False),
+        ("ghcr.io", False),
+        ("pkg.dev.example.com", False),
+    ],
+)
 def test_google_registries(host, google):
     assert is_google_registry(host) is google
 
@@ -165,8 +181,11 @@ def test_google_registries(host, google):
 def test_google_registry_needs_a_storage_read_scope():
     with pytest.raises(LaunchSpecError, match="add storage-ro to scopes"):
         check_vm_can_pull(IMAGE.reference, ("logging-write",), allow_private_registry=False)
-    for scopes in (("storage-ro",), ("cloud-platform",),
-                   ("https://www.googleapis.com/auth/devstorage.read_only",)):  # fmt: skip
+    for scopes in (
+        ("storage-ro",),
+        ("cloud-platform",),
+        ("https://www.googleapis.com/auth/devstorage.read_only",),
+    ):
         check_vm_can_pull(IMAGE.reference, scopes, allow_private_registry=False)
 
 
@@ -218,16 +237,24 @@ def _push_manifest(registry: Registry, repository: str, tag: str) -> str:
     octets = {"Content-Type": "application/octet-stream"}  # urllib's default is a form
     urllib.request.urlopen(urllib.request.Request(blob, config, octets, method="PUT")).close()
     media_type = "application/vnd.docker.distribution.manifest.v2+json"
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": media_type,
-        "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                   "digest": config_digest, "size": len(config)},
-        "layers": [],
-    }).encode()  # fmt: skip
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": media_type,
+            "config": {
+                "mediaType": "application/vnd.docker.container.image.v1+json",
+                "digest": config_digest,
+                "size": len(config),
+            },
+            "layers": [],
+        }
+    ).encode()
     request = urllib.request.Request(
-        f"{base}/manifests/{tag}", data=manifest, method="PUT",
+        f"{base}/manifests/{tag}",
+        data=manifest,
+        method="PUT",
         headers={"Content-Type": media_type},
-    )  # fmt: skip
+    )
     with urllib.request.urlopen(request) as pushed:
         return str(pushed.headers["Docker-Content-Digest"])
 
@@ -256,10 +283,19 @@ def test_a_deleted_image_is_missing_not_a_credentials_problem(open_registry, reg
 
 @pytest.mark.parametrize(
     ("project", "valid"),
-    [("my-project", True), ("acme-123456", True), ("example.com:my-project", True),
-     ("Test-Project", False), ("my_project", False), ("1project", False), ("abc", False),
-     ("project-", False), ("a" * 31, False), ("my project", False)],
-)  # fmt: skip
+    [
+        ("my-project", True),
+        ("acme-123456", True),
+        ("example.com:my-project", True),
+        ("Test-Project", False),
+        ("my_project", False),
+        ("1project", False),
+        ("abc", False),
+        ("project-", False),
+        ("a" * 31, False),
+        ("my project", False),
+    ],
+)
 def test_project_ids_are_checked_for_their_syntax(project, valid):
     """``Test-Project`` was reported as a missing compute.firewalls.create permission."""
     settings = LaunchSettings(instance="x", project=project)
@@ -292,13 +328,18 @@ def test_boot_disk_sizes_compute_engine_takes_pass(size):
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        ({"workers": "1000000000"}, "--workers=1000000000: 14.40 GiB available (16.00 GiB "
-         "from machine type e2-highcpu-16 less 1.60 GiB reserve) leaves 15 B per worker: "
-         "expected at most 57 workers (256.00 MiB each)"),
-        ({"workers": "4", "memory_per_worker": "8GiB"}, "--memory-per-worker: 8.00 GiB x 4 "
-         "worker(s) is more than the 14.40 GiB available"),
+        (
+            {"workers": "1000000000"},
+            "--workers=1000000000: 14.40 GiB available (16.00 GiB "
+            "from machine type e2-highcpu-16 less 1.60 GiB reserve) leaves 15 B per worker: "
+            "expected at most 57 workers (256.00 MiB each)",
+        ),
+        (
+            {"workers": "4", "memory_per_worker": "8GiB"},
+            "--memory-per-worker: 8.00 GiB x 4 worker(s) is more than the 14.40 GiB available",
+        ),
     ],
-)  # fmt: skip
+)
 def test_the_sizing_plan_is_made_for_the_machine_type_up_front(flags, message):
     """The plan the entrypoint would make on the VM, from the catalogue's CPUs and memory:
     what it would refuse at boot (exit 2, the VM billing until the timeout) is refused."""

@@ -78,35 +78,52 @@ def test_scale_needs_a_cluster_with_worker_vms(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
     path = connection_path(tmp_path, "daskbox-x")
     path.parent.mkdir()
-    write_connection_file(path, ConnectionFile(
-        instance="daskbox-x", target="gce", scheduler_address="tls://192.0.2.1:8786",
-        dashboard_url="", image="img", lock_hash="", groups=("main",), tls=None,
-        project="p", zone="us-central1-a",
-    ))  # fmt: skip
-    refused = subprocess.run([str(DASKBOX), "scale", "2"], cwd=tmp_path, capture_output=True,
-                             text=True)  # fmt: skip
+    write_connection_file(
+        path,
+        ConnectionFile(
+            instance="daskbox-x",
+            target="gce",
+            scheduler_address="tls://192.0.2.1:8786",
+            dashboard_url="",
+            image="img",
+            lock_hash="",
+            groups=("main",),
+            tls=None,
+            project="p",
+            zone="us-central1-a",
+        ),
+    )
+    refused = subprocess.run(
+        [str(DASKBOX), "scale", "2"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines()[-1] == (
         "error: daskbox-x was launched without worker VMs: relaunch it with `invoke launch "
         "--worker-vms N` (after `invoke teardown`)"
     )
     path.write_text(path.read_text().replace('"extra": {}', '"extra": {"worker_group": "g"}'))
-    planned = subprocess.run([str(DASKBOX), "scale", "0", "--dry-run"], cwd=tmp_path,
-                             capture_output=True, text=True)  # fmt: skip
+    planned = subprocess.run(
+        [str(DASKBOX), "scale", "0", "--dry-run"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert planned.returncode == 0, planned.stderr
     assert planned.stdout.strip() == (
         "$ gcloud compute instance-groups managed resize g --project p --zone us-central1-a "
         "--size 0 --format json"
     )
-    too_many = subprocess.run([str(DASKBOX), "scale", "2001"], cwd=tmp_path,
-                              capture_output=True, text=True)  # fmt: skip
+    too_many = subprocess.run(
+        [str(DASKBOX), "scale", "2001"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert "expected 0 to 2000" in too_many.stderr
 
 
 def test_worker_flags_are_refused_for_the_local_target(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
-    refused = subprocess.run([str(DASKBOX), "launch", "--local", "--worker-vms", "2"],
-                             cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+    refused = subprocess.run(
+        [str(DASKBOX), "launch", "--local", "--worker-vms", "2"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert refused.returncode == 1
     assert "for Compute Engine: the local target runs one container" in refused.stderr
 
@@ -120,10 +137,22 @@ def test_a_long_project_name_gives_a_valid_default_instance(tmp_path, target):
     instance name, planned on both targets (it crashed in the certificate's common name)."""
     (tmp_path / "pyproject.toml").write_text(f'[project]\nname = "{"p" * 40}"\n')
     planned = subprocess.run(
-        [str(DASKBOX), "launch", "--dry-run", "--image", PINNED, "--project", "acme-prod",
-         "--source-range", "203.0.113.7/32", *target],
-        cwd=tmp_path, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            str(DASKBOX),
+            "launch",
+            "--dry-run",
+            "--image",
+            PINNED,
+            "--project",
+            "acme-prod",
+            "--source-range",
+            "203.0.113.7/32",
+            *target,
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert planned.returncode == 0, planned.stderr
     assert f"daskbox-{'p' * 40}" in planned.stdout
 
@@ -135,10 +164,21 @@ def test_launch_without_gcloud_leaves_no_record(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
     for _ in range(2):
         refused = subprocess.run(
-            [str(DASKBOX), "launch", "--image", PINNED, "--project", "acme-prod",
-             "--source-range", "203.0.113.7/32"],
-            cwd=tmp_path, env={"PATH": str(tmp_path)}, capture_output=True, text=True,
-        )  # fmt: skip
+            [
+                str(DASKBOX),
+                "launch",
+                "--image",
+                PINNED,
+                "--project",
+                "acme-prod",
+                "--source-range",
+                "203.0.113.7/32",
+            ],
+            cwd=tmp_path,
+            env={"PATH": str(tmp_path)},
+            capture_output=True,
+            text=True,
+        )
         assert refused.returncode == 1
         assert refused.stderr.strip().splitlines() == [
             "error: gcloud is not installed (not on PATH): install the Google Cloud CLI, "
@@ -149,18 +189,24 @@ def test_launch_without_gcloud_leaves_no_record(tmp_path):
 
 @pytest.mark.parametrize(
     ("flags", "message"),
-    [(("--project", "Test-Project"), "error: project 'Test-Project' is not a project id: "),
-     (("--project", "acme-prod", "--boot-disk-size", "0"),
-      "error: boot-disk-size 0 is invalid: expected 10 to 65536")],
-)  # fmt: skip
+    [
+        (("--project", "Test-Project"), "error: project 'Test-Project' is not a project id: "),
+        (
+            ("--project", "acme-prod", "--boot-disk-size", "0"),
+            "error: boot-disk-size 0 is invalid: expected 10 to 65536",
+        ),
+    ],
+)
 def test_project_id_and_disk_size_are_refused_before_gcloud(tmp_path, flags, message):
     """Refused in one line before any gcloud command (a PATH without gcloud would say so)."""
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
     refused = subprocess.run(
-        [str(DASKBOX), "launch", "--image", PINNED, "--source-range", "203.0.113.7/32",
-         *flags],
-        cwd=tmp_path, env={"PATH": str(tmp_path)}, capture_output=True, text=True,
-    )  # fmt: skip
+        [str(DASKBOX), "launch", "--image", PINNED, "--source-range", "203.0.113.7/32", *flags],
+        cwd=tmp_path,
+        env={"PATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
     assert refused.returncode == 1
     [line] = refused.stderr.strip().splitlines()
     assert line.startswith(message)
@@ -189,8 +235,13 @@ def test_a_bug_before_anything_was_created_leaves_no_record(tmp_path, monkeypatc
     monkeypatch.setattr(gce, "render_user_data", broken)
     spec = fixed_spec()
     with pytest.raises(ZeroDivisionError):
-        gce.launch_gce(tmp_path, LaunchSettings(instance=spec.instance), spec,
-                       make_launch_tls(spec.instance), echo=lambda line: None)  # fmt: skip
+        gce.launch_gce(
+            tmp_path,
+            LaunchSettings(instance=spec.instance),
+            spec,
+            make_launch_tls(spec.instance),
+            echo=lambda line: None,
+        )
     assert not connection_path(tmp_path, spec.instance).exists()
 
 

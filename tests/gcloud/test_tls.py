@@ -88,10 +88,17 @@ def test_strict_verification_accepts_the_chains(tmp_path):
         (tmp_path / "ca.pem").write_text(ca)
         (tmp_path / "cert.pem").write_text(cert)
         result = subprocess.run(
-            ["openssl", "verify", "-x509_strict", "-CAfile", str(tmp_path / "ca.pem"),
-             str(tmp_path / "cert.pem")],
-            capture_output=True, text=True,
-        )  # fmt: skip
+            [
+                "openssl",
+                "verify",
+                "-x509_strict",
+                "-CAfile",
+                str(tmp_path / "ca.pem"),
+                str(tmp_path / "cert.pem"),
+            ],
+            capture_output=True,
+            text=True,
+        )
         assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -155,8 +162,16 @@ def _node_tls(
     script = folder / "node-tls.sh"
     script.write_text(NODE_TLS_SCRIPT)
     (folder / "client-ca.pem").write_text(client_ca)
-    argv = ["sh", str(script), str(folder / "state"), str(folder / "tls"),
-            str(folder / "client-ca.pem"), str(days), "10001", instance]  # fmt: skip
+    argv = [
+        "sh",
+        str(script),
+        str(folder / "state"),
+        str(folder / "tls"),
+        str(folder / "client-ca.pem"),
+        str(days),
+        "10001",
+        instance,
+    ]
     return subprocess.run(argv, capture_output=True, text=True)
 
 
@@ -164,8 +179,9 @@ def _node_tls(
 def test_vm_script_takes_a_63_character_instance_name(tmp_path):
     """The VM's openssl gets the same limit: the unit passes it the name the CA can hold."""
     spec = fixed_spec(instance="c" * 63)
-    made = _node_tls(tmp_path, make_launch_tls(spec.instance).client_ca_pem,
-                     instance=node_tls_argv(spec)[-1])  # fmt: skip
+    made = _node_tls(
+        tmp_path, make_launch_tls(spec.instance).client_ca_pem, instance=node_tls_argv(spec)[-1]
+    )
     assert made.returncode == 0, made.stderr
     cluster_ca = (tmp_path / "tls" / "cluster-ca.pem").read_text()
     assert _common_name(cluster_ca).startswith("daskbox cluster CA for " + "c" * 30)

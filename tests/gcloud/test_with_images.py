@@ -56,9 +56,8 @@ def without_docker_and_poetry(env: dict[str, str], tmp_path) -> dict[str, str]:
     (blocker / "poetry").mkdir(parents=True, exist_ok=True)
     (blocker / "poetry" / "__init__.py").write_text("raise ImportError('poetry is blocked')\n")
     path = ":".join(
-        part for part in env["PATH"].split(":")
-        if not (part and shutil.which("poetry", path=part))
-    )  # fmt: skip
+        part for part in env["PATH"].split(":") if not (part and shutil.which("poetry", path=part))
+    )
     return {
         **env,
         "DOCKER_HOST": f"unix://{tmp_path}/no-docker.sock",
@@ -109,11 +108,17 @@ def test_launch_reads_the_record_with_no_docker_and_no_poetry(
 
 def test_launch_refuses_a_record_of_another_lock(user_project, emulator, gcloud_env):
     other_lock = ImageRecord(
-        reference="registry.invalid/app:0123", image_id="sha256:" + "1" * 64,
-        platform=DEFAULT_PLATFORM, python_version="3.11.7", target_environment={},
-        lock_hash="0" * 64, groups=("main",), extras=(), installed_digest="2" * 64,
+        reference="registry.invalid/app:0123",
+        image_id="sha256:" + "1" * 64,
+        platform=DEFAULT_PLATFORM,
+        python_version="3.11.7",
+        target_environment={},
+        lock_hash="0" * 64,
+        groups=("main",),
+        extras=(),
+        installed_digest="2" * 64,
         pinned="registry.invalid/app@sha256:" + "3" * 64,
-    )  # fmt: skip
+    )
     write_record(user_project, other_lock)
     refused = daskbox(user_project, gcloud_env, *LAUNCH, check=False)
     assert refused.returncode == 1

@@ -63,8 +63,17 @@ def _wait(condition, what: str, timeout: float = 240.0):
 
 
 def _members(env, group: str) -> list[str]:
-    listed = _gcloud(env, "compute", "instance-groups", "managed", "list-instances", group, *ZONE,
-                     "--format", "json")  # fmt: skip
+    listed = _gcloud(
+        env,
+        "compute",
+        "instance-groups",
+        "managed",
+        "list-instances",
+        group,
+        *ZONE,
+        "--format",
+        "json",
+    )
     assert listed.returncode == 0, listed.stderr
     return sorted(item["instance"].rsplit("/", 1)[-1] for item in json.loads(listed.stdout))
 
@@ -74,9 +83,22 @@ def test_worker_vms_compute_rejoin_scale_and_tear_down(
 ):
     instance = _settings(project)["instance"]
     group = f"{instance}-workers"
-    launched = daskbox(project, gcloud_env, "launch", "--image", vm_image.reference,
-                       "--source-range", CALLER, "--worker-vms", "2", "--spot-workers",
-                       "--workers", "1", "--timeout", "400")  # fmt: skip
+    launched = daskbox(
+        project,
+        gcloud_env,
+        "launch",
+        "--image",
+        vm_image.reference,
+        "--source-range",
+        CALLER,
+        "--worker-vms",
+        "2",
+        "--spot-workers",
+        "--workers",
+        "1",
+        "--timeout",
+        "400",
+    )
     try:
         out = launched.stdout
         assert f"$ gcloud compute firewall-rules create {instance}-internal" in out
@@ -89,8 +111,11 @@ def test_worker_vms_compute_rejoin_scale_and_tear_down(
 
         # What the API was asked: the internal rule admits the cluster's tags only; the
         # template carries an absolute deadline and Spot; the group leaves stopped VMs be.
-        [internal] = [b for b in emulator.bodies("POST", r"global/firewalls$")
-                      if b["name"] == f"{instance}-internal"]  # fmt: skip
+        [internal] = [
+            b
+            for b in emulator.bodies("POST", r"global/firewalls$")
+            if b["name"] == f"{instance}-internal"
+        ]
         assert internal["sourceTags"] == [instance, group] and "sourceRanges" not in internal
         [template] = emulator.bodies("POST", r"global/instanceTemplates$")
         scheduling = template["properties"]["scheduling"]
@@ -122,12 +147,26 @@ def test_worker_vms_compute_rejoin_scale_and_tear_down(
 
         # No private key in the template, the instance descriptions, the guest attributes
         # (requests and certificates only) or gcloud's folder; nothing there connects.
-        templates = _gcloud(gcloud_env, "compute", "instance-templates", "describe", group,
-                            "--format", "json")  # fmt: skip
-        described = [_gcloud(gcloud_env, "compute", "instances", "describe", name, *ZONE,
-                             "--format", "json") for name in (instance, *members)]  # fmt: skip
-        guests = [_gcloud(gcloud_env, "compute", "instances", "get-guest-attributes", name,
-                          *ZONE, "--format", "json") for name in (instance, *members)]  # fmt: skip
+        templates = _gcloud(
+            gcloud_env, "compute", "instance-templates", "describe", group, "--format", "json"
+        )
+        described = [
+            _gcloud(gcloud_env, "compute", "instances", "describe", name, *ZONE, "--format", "json")
+            for name in (instance, *members)
+        ]
+        guests = [
+            _gcloud(
+                gcloud_env,
+                "compute",
+                "instances",
+                "get-guest-attributes",
+                name,
+                *ZONE,
+                "--format",
+                "json",
+            )
+            for name in (instance, *members)
+        ]
         for output in (templates, *described, *guests):
             assert output.returncode == 0, output.stderr
             assert _private_keys(output.stdout) == []
@@ -136,25 +175,42 @@ def test_worker_vms_compute_rejoin_scale_and_tear_down(
             if path.is_file():
                 assert _private_keys(path.read_text(errors="replace")) == [], path
         _nothing_obtainable_connects(
-            connection, templates.stdout + described[0].stdout,
-            "".join(guest.stdout for guest in guests), tmp_path,
-        )  # fmt: skip
+            connection,
+            templates.stdout + described[0].stdout,
+            "".join(guest.stdout for guest in guests),
+            tmp_path,
+        )
 
         # A VM outside the group publishing a request (a process on it can) gets nothing.
-        rogue = _gcloud(gcloud_env, "compute", "instances", "create", f"{instance}-w-rogue",
-                        *ZONE, "--machine-type", "e2-small", "--image-project", "cos-cloud",
-                        "--image-family", "cos-stable", "--metadata",
-                        "enable-guest-attributes=TRUE", "--format", "json")  # fmt: skip
-        assert rogue.returncode == 0, rogue.stderr
-        emulator.vm(f"{instance}-w-rogue").guest_attributes[("daskbox", "node-csr")] = (
-            emulator.vm(members[0]).guest_attributes[("daskbox", "node-csr")]
+        rogue = _gcloud(
+            gcloud_env,
+            "compute",
+            "instances",
+            "create",
+            f"{instance}-w-rogue",
+            *ZONE,
+            "--machine-type",
+            "e2-small",
+            "--image-project",
+            "cos-cloud",
+            "--image-family",
+            "cos-stable",
+            "--metadata",
+            "enable-guest-attributes=TRUE",
+            "--format",
+            "json",
         )
+        assert rogue.returncode == 0, rogue.stderr
+        emulator.vm(f"{instance}-w-rogue").guest_attributes[("daskbox", "node-csr")] = emulator.vm(
+            members[0]
+        ).guest_attributes[("daskbox", "node-csr")]
         time.sleep(20)  # more than two rounds of the signer at its slowest
         signed = emulator.vm(instance).guest_attributes
         assert ("daskbox-certs", members[0]) in signed
         assert ("daskbox-certs", f"{instance}-w-rogue") not in signed
-        _gcloud(gcloud_env, "compute", "instances", "delete", f"{instance}-w-rogue", *ZONE,
-                "--quiet")  # fmt: skip
+        _gcloud(
+            gcloud_env, "compute", "instances", "delete", f"{instance}-w-rogue", *ZONE, "--quiet"
+        )
 
         # A worker VM deleted mid-computation: the computation finishes, the group
         # recreates the VM (same name, new key, new certificate) and it rejoins.
@@ -163,8 +219,9 @@ def test_worker_vms_compute_rejoin_scale_and_tear_down(
         with Client(connection.scheduler_address, security=security, timeout=30) as client:
             futures = client.map(_slow_square, range(40), pure=False)
             _wait(lambda: sum(f.done() for f in futures) >= 4, "the first results", 60)
-            deleted = _gcloud(gcloud_env, "compute", "instances", "delete", victim, *ZONE,
-                              "--quiet")  # fmt: skip
+            deleted = _gcloud(
+                gcloud_env, "compute", "instances", "delete", victim, *ZONE, "--quiet"
+            )
             assert deleted.returncode == 0, deleted.stderr
             assert sum(client.gather(futures)) == sum(x * x for x in range(40))
 

@@ -46,8 +46,10 @@ def _log(lines: list[str]):
 def git(project: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(project), "-c", "user.name=t", "-c", "user.email=t@t", *args],
-        capture_output=True, text=True, check=True,
-    ).stdout.strip()  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -187,9 +189,11 @@ def test_entrypoint_is_copied_without_bytecode(built):
     }
     assert not [name for name in listed if "__pycache__" in name or name.endswith(".pyc")]
     preload = run_in_image(
-        built["plan"].reference, "/opt/venv/bin/python", "-c",
+        built["plan"].reference,
+        "/opt/venv/bin/python",
+        "-c",
         "import daskbox.entrypoint.idle as m; print(m.__file__)",
-    )  # fmt: skip
+    )
     assert preload.strip() == "/opt/daskbox/daskbox/entrypoint/idle.py"
 
 
@@ -396,14 +400,23 @@ def test_distribution_without_wheel_is_built_from_its_sdist(
         ]
         # Its build requirements are pinned by hash for the image's sdists stage.
         pinned = fetched.build_requirements_txt().splitlines()
-        assert pinned and all(re.fullmatch(r"[\w.-]+==\S+ --hash=sha256:[0-9a-f]{64}", line)
-                              for line in pinned)  # fmt: skip
+        assert pinned and all(
+            re.fullmatch(r"[\w.-]+==\S+ --hash=sha256:[0-9a-f]{64}", line) for line in pinned
+        )
         assert any(w.filename.startswith("setuptools-") for w in fetched.build_wheels)
         build_image(plan, DockerEngine(), lines.append)
         listed = json.loads(
-            run_in_image(plan.reference, "/usr/local/bin/python", "-m", "pip", "--python",
-                         "/opt/venv/bin/python", "list", "--format=json")
-        )  # fmt: skip
+            run_in_image(
+                plan.reference,
+                "/usr/local/bin/python",
+                "-m",
+                "pip",
+                "--python",
+                "/opt/venv/bin/python",
+                "list",
+                "--format=json",
+            )
+        )
         installed = {canonicalize_name(p["name"]): p["version"] for p in listed}
         assert installed["docopt"] == "0.6.2"
         # The build tools used for the sdist stayed in the builder stage.

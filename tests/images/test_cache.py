@@ -64,9 +64,16 @@ def test_cache_task_shows_and_prunes(cache_home, tmp_path):
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\nversion = "0"\n')
     invoke = str(Path(sys.executable).parent / "invoke")
     env = {**os.environ, "XDG_CACHE_HOME": str(cache_home.parent)}
-    shown = subprocess.run([invoke, "cache"], cwd=tmp_path, env=env, capture_output=True,
-                           text=True, check=True).stdout  # fmt: skip
+    shown = subprocess.run(
+        [invoke, "cache"], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert "20 B in 2 entries" in shown and "layers" in shown
-    pruned = subprocess.run([invoke, "cache", "--prune", "--max-age", "30d"], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, check=True).stdout  # fmt: skip
+    pruned = subprocess.run(
+        [invoke, "cache", "--prune", "--max-age", "30d"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "removed 1 entries, 10 B" in pruned and "10 B in 1 entries" in pruned

@@ -33,11 +33,18 @@ def test_plan_renders_stages_in_cache_order(tmp_path):
     # A wheel-only lock: one stage, the base, and no step that runs in the image.
     assert text.count("\nFROM ") == 1 and f"\nFROM {plan.base.from_reference}\n" in text
     assert "\nRUN " not in text
-    order = [" ".join(line.split()[:2]) for line in text.splitlines()
-             if line.startswith(("COPY", "RUN", "ADD"))]  # fmt: skip
+    order = [
+        " ".join(line.split()[:2])
+        for line in text.splitlines()
+        if line.startswith(("COPY", "RUN", "ADD"))
+    ]
     # Layers from rarely to often changed; the project's files are the last layer.
-    assert order == ["ADD layers/user.tar", "ADD layers/venv.tar", "ADD layers/entrypoint.tar",
-                     "ADD layers/project.tar"]  # fmt: skip
+    assert order == [
+        "ADD layers/user.tar",
+        "ADD layers/venv.tar",
+        "ADD layers/entrypoint.tar",
+        "ADD layers/project.tar",
+    ]
     # Only metadata after the last layer: it never busts the cache.
     steps = instructions(text.split("ADD layers/project.tar /\n", 1)[1])
     assert set(steps) <= {"USER", "WORKDIR", "EXPOSE", "ENV", "ENTRYPOINT", "ARG", "LABEL"}
@@ -104,9 +111,11 @@ def test_apt_packages_are_installed_in_a_stage_of_their_own(tmp_path):
     assert "touch --no-dereference --date=@0" in stage  # a layer with fixed mtimes
     steps = [line for line in runtime.splitlines() if line.startswith(("COPY", "RUN", "ADD"))]
     # The user's files first (they follow the base), then what dpkg installed.
-    assert steps[:3] == ["ADD layers/user.tar /",
-                         "COPY --from=system-packages /tmp/daskbox/root/ /",
-                         "ADD layers/venv.tar /"]  # fmt: skip
+    assert steps[:3] == [
+        "ADD layers/user.tar /",
+        "COPY --from=system-packages /tmp/daskbox/root/ /",
+        "ADD layers/venv.tar /",
+    ]
     assert "apt/" not in runtime and "dpkg" not in runtime and "RUN" not in runtime
 
 
@@ -127,8 +136,11 @@ def test_sdists_build_in_a_stage_of_the_target_platform(tmp_path):
 
 def test_platform_setting_is_checked(tmp_path):
     project = copy_project("non_package", tmp_path)
-    for given, hint in (("arm64", "linux/arm64"), ("linux/x86_64", "linux/amd64"),
-                        ("windows/amd64", "linux/amd64")):  # fmt: skip
+    for given, hint in (
+        ("arm64", "linux/arm64"),
+        ("linux/x86_64", "linux/amd64"),
+        ("windows/amd64", "linux/amd64"),
+    ):
         with pytest.raises(ConfigError, match=rf"platform '{given}' is not supported: use {hint}"):
             load_settings(project, {"platform": given})
     assert load_settings(project, {"platform": "linux/arm64"}).platform == "linux/arm64"
@@ -137,9 +149,12 @@ def test_platform_setting_is_checked(tmp_path):
 def test_a_wheel_built_for_this_machine_is_refused_for_another_platform(tmp_path, arm64_base):
     """omp-ext (a path dependency with C code) compiles on this host for its own machine only."""
     project = copy_project("needs_libgomp/app", tmp_path)
-    with pytest.raises(DockerfileError, match=r"^omp-ext was built on this machine as "
-                       r"omp_ext-0\.1\.0-cp3\d+-cp3\d+-linux_x86_64\.whl, which does not install "
-                       r"on linux/arm64"):  # fmt: skip
+    with pytest.raises(
+        DockerfileError,
+        match=r"^omp-ext was built on this machine as "
+        r"omp_ext-0\.1\.0-cp3\d+-cp3\d+-linux_x86_64\.whl, which does not install "
+        r"on linux/arm64",
+    ):
         plan_image(project, {"platform": "linux/arm64", "base-image": arm64_base})
 
 
@@ -222,8 +237,13 @@ def test_context_is_byte_identical_and_normalized(tmp_path):
         members = archive.getmembers()
     names = [m.name for m in members if m.isfile()]
     assert names == sorted(names)
-    assert names == ["Dockerfile", "layers/entrypoint.tar", "layers/project.tar",
-                     "layers/user.tar", "layers/venv.tar"]  # fmt: skip
+    assert names == [
+        "Dockerfile",
+        "layers/entrypoint.tar",
+        "layers/project.tar",
+        "layers/user.tar",
+        "layers/venv.tar",
+    ]
     assert all(m.mtime == 0 and m.uid == 0 and m.gid == 0 and m.uname == "" for m in members)
 
 

@@ -13,8 +13,11 @@ REFERENCE = ImageRef.parse("127.0.0.1:5000/app:abc")
 @pytest.mark.parametrize(
     ("message", "kind"),
     [
-        ('Get "https://127.0.0.1:5000/v2/": dial tcp 127.0.0.1:5000: connect: connection refused',
-         "unreachable"),
+        (
+            'Get "https://127.0.0.1:5000/v2/": dial tcp 127.0.0.1:5000: '
+            "connect: connection refused",
+            "unreachable",
+        ),
         ('Get "https://127.0.0.1:5000/v2/": EOF', "unreachable"),
         ('Get "https://127.0.0.1:5000/v2/": net/http: TLS handshake timeout', "unreachable"),
         ("unauthorized: authentication required", "refused the credentials"),
@@ -23,7 +26,7 @@ REFERENCE = ImageRef.parse("127.0.0.1:5000/app:abc")
         ("blob upload invalid: upload session timeout exceeded", "error for"),
         ("manifest invalid: unexpected EOF in manifest body", "error for"),
     ],
-)  # fmt: skip
+)
 def test_registry_errors_name_their_kind(message, kind):
     error = str(registry_error(REFERENCE, message))
     assert kind in error and message in error and "\n" not in error

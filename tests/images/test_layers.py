@@ -38,14 +38,16 @@ def make_wheel(folder: Path, extra: dict[str, bytes] | None = None) -> Artifact:
         "tool_pkg/helper.sh": (b"#!/bin/sh\necho helper\n", 0o755),
         "tool_pkg-1.0.data/scripts/tool-data": (b"#!python\nprint('data')\n", 0o755),
         "tool_pkg-1.0.dist-info/METADATA": (
-            b"Metadata-Version: 2.1\nName: tool-pkg\nVersion: 1.0\n", 0o644
+            b"Metadata-Version: 2.1\nName: tool-pkg\nVersion: 1.0\n",
+            0o644,
         ),
         "tool_pkg-1.0.dist-info/WHEEL": (
             b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
             0o644,
         ),
         "tool_pkg-1.0.dist-info/entry_points.txt": (
-            b"[console_scripts]\ntool = tool_pkg:main\n", 0o644
+            b"[console_scripts]\ntool = tool_pkg:main\n",
+            0o644,
         ),
     }
     record = []
@@ -64,11 +66,17 @@ def make_wheel(folder: Path, extra: dict[str, bytes] | None = None) -> Artifact:
 
 def base_image() -> BaseImage:
     return BaseImage(
-        name="python:stand-in", from_reference="python:stand-in", digest="sha256:" + "0" * 64,
-        image_id="sha256:" + "1" * 64, platform="linux/amd64",
-        python_version=f"{MINOR}.0", interpreter=f"/usr/local/bin/python{MINOR}",
-        passwd="", group="", libraries=(),
-    )  # fmt: skip
+        name="python:stand-in",
+        from_reference="python:stand-in",
+        digest="sha256:" + "0" * 64,
+        image_id="sha256:" + "1" * 64,
+        platform="linux/amd64",
+        python_version=f"{MINOR}.0",
+        interpreter=f"/usr/local/bin/python{MINOR}",
+        passwd="",
+        group="",
+        libraries=(),
+    )
 
 
 def members(layer: Artifact) -> dict[str, tuple[tarfile.TarInfo, bytes | None]]:
@@ -92,9 +100,7 @@ def windows_like_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(installer.destinations, "_WINDOWS", True)
 
 
-def test_the_venv_layer_is_the_same_on_a_host_without_exec_bits_or_symlinks(
-    tmp_path, monkeypatch
-):
+def test_the_venv_layer_is_the_same_on_a_host_without_exec_bits_or_symlinks(tmp_path, monkeypatch):
     wheel = make_wheel(tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "linux-cache"))
     on_linux = venv_layer((wheel,), base_image())

@@ -259,9 +259,7 @@ def test_gpu_only_libraries_are_a_warning_naming_the_module(tmp_path):
         f"warning: 1 module will not load on this image: {lib}/libnss3.so (libnspr4.so: "
         "a program's library, whose neighbours its launcher's LD_LIBRARY_PATH finds)"
     )
-    assert Verdict.of([nspr], {f"{lib}/libnss3.so", f"/{SITE}/other/libnspr4.so"}).errors == (
-        nspr,
-    )
+    assert Verdict.of([nspr], {f"{lib}/libnss3.so", f"/{SITE}/other/libnspr4.so"}).errors == (nspr,)
     extension = f"/{SITE}/pkg/_core.cpython-311-x86_64-linux-gnu.so"
     needs_neighbour = MissingLibrary("libpkg.so", extension, extension)
     assert Verdict.of([needs_neighbour], {extension, f"/{SITE}/pkg/libpkg.so"}).errors == (

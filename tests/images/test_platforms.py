@@ -33,8 +33,11 @@ def quiet(_: str) -> None:
 
 
 def step_images(lines: list[str]) -> list[str]:
-    return [line.split()[-1] for line in lines if line.startswith(" ---> ") and
-            len(line.split()[-1]) == 12]  # fmt: skip
+    return [
+        line.split()[-1]
+        for line in lines
+        if line.startswith(" ---> ") and len(line.split()[-1]) == 12
+    ]
 
 
 def assert_no_dangling_images_from(lines: list[str], client: docker.DockerClient) -> None:
@@ -50,11 +53,27 @@ def run_dask_task(reference: str, platform: str) -> str:
     scheduler, dashboard = free_port(), free_port()
     name = f"images-platform-{uuid.uuid4().hex[:8]}"
     subprocess.run(
-        ["docker", "run", "--detach", "--name", name, "--platform", platform, "--network",
-         "host", "-e", f"DASKBOX_SCHEDULER_PORT={scheduler}", "-e",
-         f"DASKBOX_DASHBOARD_PORT={dashboard}", "-e", "DASKBOX_WORKERS=1", reference],
-        check=True, capture_output=True,
-    )  # fmt: skip
+        [
+            "docker",
+            "run",
+            "--detach",
+            "--name",
+            name,
+            "--platform",
+            platform,
+            "--network",
+            "host",
+            "-e",
+            f"DASKBOX_SCHEDULER_PORT={scheduler}",
+            "-e",
+            f"DASKBOX_DASHBOARD_PORT={dashboard}",
+            "-e",
+            "DASKBOX_WORKERS=1",
+            reference,
+        ],
+        check=True,
+        capture_output=True,
+    )
     client_script = (
         "import platform; from distributed import Client\n"
         f"with Client('tcp://127.0.0.1:{scheduler}', timeout=240) as client:\n"
@@ -63,10 +82,25 @@ def run_dask_task(reference: str, platform: str) -> str:
     )
     try:
         done = subprocess.run(
-            ["docker", "run", "--rm", "--platform", platform, "--network", "host",
-             "--entrypoint", "/opt/venv/bin/python", reference, "-c", client_script],
-            capture_output=True, text=True, timeout=600, check=False,
-        )  # fmt: skip
+            [
+                "docker",
+                "run",
+                "--rm",
+                "--platform",
+                platform,
+                "--network",
+                "host",
+                "--entrypoint",
+                "/opt/venv/bin/python",
+                reference,
+                "-c",
+                client_script,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
         logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True).stdout
         assert done.returncode == 0, done.stderr + logs
         return done.stdout.strip().splitlines()[-1]
@@ -83,8 +117,7 @@ def test_arm64_quickstart_builds_without_emulation_and_runs_a_task_under_it(
     # The base is pulled by the digest of its arm64 manifest, not by the index's digest.
     name = platform_index_base.split("/", 1)[1].partition(":")
     index = json.loads(registry_get(registry, f"/v2/{name[0]}/manifests/{name[2]}", INDEX))
-    (arm64,) = [m["digest"] for m in index["manifests"]
-                if m["platform"]["architecture"] == "arm64"]  # fmt: skip
+    (arm64,) = [m["digest"] for m in index["manifests"] if m["platform"]["architecture"] == "arm64"]
     assert plan.base.digest == arm64
     assert plan.base.from_reference == f"{platform_index_base.rsplit(':', 1)[0]}@{arm64}"
     assert plan.dockerfile.startswith("# Rendered by daskbox") and "\nRUN " not in plan.dockerfile
@@ -97,7 +130,8 @@ def test_arm64_quickstart_builds_without_emulation_and_runs_a_task_under_it(
         assert attributes["Config"]["Labels"]["org.opencontainers.image.base.digest"] == arm64
         record = read_record(project, "linux/arm64")
         assert (record.platform, record.target_environment["platform_machine"]) == (
-            "linux/arm64", "aarch64"
+            "linux/arm64",
+            "aarch64",
         )
         assert plan.environment.target.python_version == plan.base.python_version
         assert_no_dangling_images_from(lines, docker_client)
@@ -171,19 +205,29 @@ def test_a_library_the_image_lacks_fails_the_build_with_its_package(
         fixed = plan_image(project)
         build_image(fixed, DockerEngine(), quiet)
         threads = subprocess.run(
-            ["docker", "run", "--rm", "--network", "none", "--entrypoint", "/opt/venv/bin/python",
-             fixed.reference, "-c", "import omp_ext; print(omp_ext.max_threads())"],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+            [
+                "docker",
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--entrypoint",
+                "/opt/venv/bin/python",
+                fixed.reference,
+                "-c",
+                "import omp_ext; print(omp_ext.max_threads())",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert int(threads) >= 1
     finally:
         remove_repository_images(docker_client, repository)
         remove_repository_images(docker_client, "daskbox-stages/fixture-omp-app")
 
 
-def test_an_sdist_with_c_code_is_compiled_in_the_sdists_stage(
-    tmp_path, base_image, docker_client
-):
+def test_an_sdist_with_c_code_is_compiled_in_the_sdists_stage(tmp_path, base_image, docker_client):
     repository = f"localhost:5000/images-sdist-c-{uuid.uuid4().hex[:8]}"
     project = copy_project("sdist_c", tmp_path, repository)
     plan = plan_image(project)
@@ -191,11 +235,23 @@ def test_an_sdist_with_c_code_is_compiled_in_the_sdists_stage(
     try:
         build_image(plan, DockerEngine(), lines.append)
         out = subprocess.run(
-            ["docker", "run", "--rm", "--network", "none", "--entrypoint", "sh", plan.reference,
-             "-c", "python -c 'import netifaces; print(netifaces.interfaces())'; "
-                   "command -v gcc cc || echo no-compiler"],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
+            [
+                "docker",
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--entrypoint",
+                "sh",
+                plan.reference,
+                "-c",
+                "python -c 'import netifaces; print(netifaces.interfaces())'; "
+                "command -v gcc cc || echo no-compiler",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert "'lo'" in out and "no-compiler" in out  # the compilers stayed in the stage
         assert_no_dangling_images_from(lines, docker_client)
         stage = docker_client.images.get("daskbox-stages/fixture-sdist-c:sdists-linux-amd64")
@@ -213,11 +269,19 @@ def test_a_failed_sdist_build_names_the_package_and_what_was_missing(tmp_path):
 
     source = tmp_path / "ext.c"
     source.write_text("#include <libpq-fe.h>\nint main(void) { return 0; }\n")
-    compiler = subprocess.run(["gcc", "-c", str(source), "-o", str(tmp_path / "ext.o")],
-                              capture_output=True, text=True, check=False)  # fmt: skip
+    compiler = subprocess.run(
+        ["gcc", "-c", str(source), "-o", str(tmp_path / "ext.o")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert compiler.returncode != 0
-    output = ["Step 3/9 : RUN set -e; ...", "daskbox-building: psycopg2",
-              *compiler.stderr.splitlines(), "error: command '/usr/bin/gcc' failed"]  # fmt: skip
+    output = [
+        "Step 3/9 : RUN set -e; ...",
+        "daskbox-building: psycopg2",
+        *compiler.stderr.splitlines(),
+        "error: command '/usr/bin/gcc' failed",
+    ]
     plan = type("Plan", (), {"platform": "linux/arm64"})()
     message = str(_diagnose(plan, BuildStepFailed("The command returned 1", output)))
     assert message == (

@@ -30,7 +30,10 @@ def test_grid_search_runs_on_a_distributed_client(monkeypatch):
 def test_two_line_tasks_file_lists_daskbox_tasks():
     listed = subprocess.run(
         [str(Path(sys.executable).parent / "invoke"), "--list"],
-        cwd=QUICKSTART, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        cwd=QUICKSTART,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for name in ("build", "push", "dockerfile", "launch", "teardown"):
         assert f"  {name} " in listed

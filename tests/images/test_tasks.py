@@ -144,9 +144,16 @@ def test_flags_beat_pyproject_settings(tmp_path):
     assert "DASKBOX_GROUPS=main " in default.stdout
     assert "would build localhost:5000/from-config:" in default.stdout
     chosen = invoke(
-        project, "build", "--dry-run", "--with", "reports", "--extras", "tables",
-        "--repository", "127.0.0.1:5000/from-flag",
-    )  # fmt: skip
+        project,
+        "build",
+        "--dry-run",
+        "--with",
+        "reports",
+        "--extras",
+        "tables",
+        "--repository",
+        "127.0.0.1:5000/from-flag",
+    )
     assert chosen.returncode == 0, chosen.stderr
     assert "DASKBOX_GROUPS=main,reports " in chosen.stdout
     assert 'dev.daskbox.extras="tables"' in chosen.stdout
@@ -179,8 +186,7 @@ def test_build_push_refuses_flags_that_reach_push_only(tmp_path):
         "error: `invoke build push --extras tables` gives those flags to push only, so build "
         "made another image than push would push: write `invoke build --extras tables push`"
     )
-    given_to_both = invoke(project, "build", "--dry-run", "--extras", "tables", "push",
-                           "--dry-run")  # fmt: skip
+    given_to_both = invoke(project, "build", "--dry-run", "--extras", "tables", "push", "--dry-run")
     # Both plan the same image (push --dry-run then asks the registry, absent here).
     assert "would build" in given_to_both.stdout
     assert "gives those flags" not in given_to_both.stderr

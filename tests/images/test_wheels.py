@@ -75,17 +75,21 @@ def test_git_and_path_dependencies_are_built_into_wheels(tmp_path):
     repository = tmp_path / "git-lib"
     repository.mkdir()
     (repository / "pyproject.toml").write_text(
-        (library / "pyproject.toml").read_text().replace('"helper-lib"', '"git-lib"')
+        (library / "pyproject.toml")
+        .read_text()
+        .replace('"helper-lib"', '"git-lib"')
         .replace('"helper_lib"', '"git_lib"')
-    )  # fmt: skip
+    )
     (repository / "src" / "git_lib").mkdir(parents=True)
     (repository / "src" / "git_lib" / "__init__.py").write_text("VALUE = 1\n")
 
     def git(*args: str) -> str:
         return subprocess.run(
             ["git", "-C", str(repository), "-c", "user.name=t", "-c", "user.email=t@t", *args],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
 
     git("init", "-q")
     git("add", ".")
@@ -119,9 +123,12 @@ def test_url_dependencies_are_checked_against_the_locked_hash(tmp_path):
         archive.add(library, arcname="helper_lib-1.2.0")
     for archive_path in (wheel.path, sdist):
         good = Requirement(
-            "helper-lib", None, Source.URL, url=archive_path.as_uri(),
+            "helper-lib",
+            None,
+            Source.URL,
+            url=archive_path.as_uri(),
             hashes=(f"sha256:{file_sha256(archive_path)}",),
-        )  # fmt: skip
+        )
         out = tmp_path / f"out-{archive_path.suffix}"
         (built,) = build_local_wheels(tmp_path, environment_of(good), out, lambda _: None)
         assert built.filename == "helper_lib-1.2.0-py3-none-any.whl"
@@ -166,10 +173,16 @@ def test_git_dependencies_are_fetched_once_per_locked_commit(tmp_path):
     )
     (repository / "src" / "git_lib" / "__init__.py").write_text("VALUE = 1\n")
     for args in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "lib"]):
-        subprocess.run(["git", "-C", str(repository), "-c", "user.name=t", "-c", "user.email=t@t",
-                        *args], check=True)  # fmt: skip
-    commit = subprocess.run(["git", "-C", str(repository), "rev-parse", "HEAD"],
-                            capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        subprocess.run(
+            ["git", "-C", str(repository), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            check=True,
+        )
+    commit = subprocess.run(
+        ["git", "-C", str(repository), "rev-parse", "HEAD"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     locked = environment_of(
         Requirement("git-lib", None, Source.VCS, url=f"git+file://{repository}@{commit}")
     )
@@ -293,4 +306,3 @@ def test_a_poetry_1_build_backend_names_poetry_core_s():
         'itself provides: set build-backend = "poetry.core.masonry.api" in [build-system] of its '
         "pyproject.toml"
     )
-

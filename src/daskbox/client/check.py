@@ -240,11 +240,12 @@ def compare(local: LocalEnvironment, remote: EnvironmentReport, where: str) -> C
         and all(d.kind == "package" for d in differences)
         and (
             sides is None
-            or all(d.subject in sides.image
-                   and _is_locked_version(d.remote, sides.image[d.subject])
-                   for d in differences)
+            or all(
+                d.subject in sides.image and _is_locked_version(d.remote, sides.image[d.subject])
+                for d in differences
+            )
         )
-    )  # fmt: skip
+    )
     return Comparison(
         where,
         tuple(differences),
@@ -347,8 +348,10 @@ class CheckResult:
             )
         widths = [max(len(row[column]) for row in rows) for column in range(3)]
         return "\n".join(
-            "  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
-            + "  " + row[3]
+            "  "
+            + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False))
+            + "  "
+            + row[3]
             for row in rows
         ).rstrip()
 
@@ -442,9 +445,7 @@ class CheckResult:
         )
 
 
-def check_reports(
-    local: LocalEnvironment, reports: Mapping[str, Mapping[str, Any]]
-) -> CheckResult:
+def check_reports(local: LocalEnvironment, reports: Mapping[str, Mapping[str, Any]]) -> CheckResult:
     """Compare the local environment with each process's ``environment_report()`` dict."""
     comparisons = tuple(
         compare(local, EnvironmentReport.from_dict(report), where)

@@ -87,5 +87,9 @@ def dask_setup(scheduler: Any) -> None:
     who = "clients with the launch's certificate" if ssl_context is not None else "anyone"
     logger.info(
         "daskbox: dashboard at %s://%s:%s%s, for %s",
-        scheme, host or "0.0.0.0", server.port, DASHBOARD_PATH, who,
-    )  # fmt: skip
+        scheme,
+        host or "0.0.0.0",
+        server.port,
+        DASHBOARD_PATH,
+        who,
+    )

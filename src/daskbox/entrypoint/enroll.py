@@ -140,15 +140,31 @@ def sign_request(csr_pem: str, ca_dir: Path, days: int) -> str:
         openssl("req", "-in", str(csr), "-noout", "-verify")
         serial = "0x" + os.urandom(16).hex()
         openssl(
-            "x509", "-req", "-in", str(csr), "-CA", str(ca_dir / "ca.pem"),
-            "-CAkey", str(ca_dir / "ca-key.pem"), "-set_serial", serial, "-days", str(days),
-            "-extfile", str(conf), "-extensions", "node", "-out", str(cert),
-        )  # fmt: skip
+            "x509",
+            "-req",
+            "-in",
+            str(csr),
+            "-CA",
+            str(ca_dir / "ca.pem"),
+            "-CAkey",
+            str(ca_dir / "ca-key.pem"),
+            "-set_serial",
+            serial,
+            "-days",
+            str(days),
+            "-extfile",
+            str(conf),
+            "-extensions",
+            "node",
+            "-out",
+            str(cert),
+        )
         return cert.read_text()
 
 
-def sign_members(api: str, zone_path: str, group: str, ca_dir: Path, days: int,
-                 signed: dict[str, str]) -> int:  # fmt: skip
+def sign_members(
+    api: str, zone_path: str, group: str, ca_dir: Path, days: int, signed: dict[str, str]
+) -> int:
     """One round: sign every group member's new request; returns how many were signed."""
     listed = compute(
         api, f"{zone_path}/instanceGroupManagers/{group}/listManagedInstances", method="POST"
@@ -188,9 +204,13 @@ def run_signer(args: argparse.Namespace) -> int:
     say(f"signing node certificates for the members of {args.group}")
     while True:
         try:
-            pause = FIRST_PAUSE if sign_members(
-                args.api, zone_path, args.group, Path(args.ca_dir), args.days, signed
-            ) else min(pause * 2, LONGEST_PAUSE)  # fmt: skip
+            pause = (
+                FIRST_PAUSE
+                if sign_members(
+                    args.api, zone_path, args.group, Path(args.ca_dir), args.days, signed
+                )
+                else min(pause * 2, LONGEST_PAUSE)
+            )
         except (OSError, ValueError) as error:  # the API or metadata server, for a moment
             say(f"round failed, retrying: {error}")
             pause = LONGEST_PAUSE
@@ -207,9 +227,20 @@ def run_join(args: argparse.Namespace) -> int:
     cluster_ca = Path(args.cluster_ca)
     if not key.exists() or not csr.exists():
         openssl(
-            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-subj", "/O=daskbox/CN=daskbox-node", "-keyout", str(key), "-out", str(csr),
-        )  # fmt: skip
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/O=daskbox/CN=daskbox-node",
+            "-keyout",
+            str(key),
+            "-out",
+            str(csr),
+        )
     if not _valid(cert, key, cluster_ca):
         name = metadata("instance/name")
         metadata(

@@ -265,8 +265,11 @@ def _scheduler_address(environ: Mapping[str, str], *, tls: bool) -> str:
         port = parts.port
     except ValueError:
         parts, port = urlsplit(""), None
-    if parts.scheme not in {"tls", "tcp"} or not parts.hostname or port is None or (
-        parts.path not in {"", "/"}
+    if (
+        parts.scheme not in {"tls", "tcp"}
+        or not parts.hostname
+        or port is None
+        or (parts.path not in {"", "/"})
     ):
         raise SettingsError(f"{ENV_SCHEDULER_ADDRESS}={raw!r} is invalid: expected {form}")
     if parts.scheme != scheme:

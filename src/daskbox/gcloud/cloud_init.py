@@ -125,23 +125,48 @@ def _exec(argv: list[str]) -> str:
 def node_tls_argv(spec: LaunchSpec) -> list[str]:
     """The throwaway container that makes the cluster CA and node key (``node_tls``)."""
     return [
-        DOCKER, "run", "--rm", "--network", "none", "--user", "0:0",
-        "--entrypoint", "/bin/sh",
-        "--mount", f"type=bind,source={STATE_ROOT},target={STATE_ROOT}",
-        "--mount", f"type=bind,source={CONFIG_DIR},target={CONFIG_DIR},readonly",
+        DOCKER,
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--user",
+        "0:0",
+        "--entrypoint",
+        "/bin/sh",
+        "--mount",
+        f"type=bind,source={STATE_ROOT},target={STATE_ROOT}",
+        "--mount",
+        f"type=bind,source={CONFIG_DIR},target={CONFIG_DIR},readonly",
         spec.image.reference,
-        NODE_TLS_PATH, CA_DIR, HOST_TLS_DIR, CLIENT_CA_PATH, str(spec.tls_days),
-        str(contract.IMAGE_UID), ca_instance_name(spec.instance),
-    ]  # fmt: skip
+        NODE_TLS_PATH,
+        CA_DIR,
+        HOST_TLS_DIR,
+        CLIENT_CA_PATH,
+        str(spec.tls_days),
+        str(contract.IMAGE_UID),
+        ca_instance_name(spec.instance),
+    ]
 
 
 def publish_argv() -> list[str]:
     """Publish the cluster CA certificate (public) as a guest attribute."""
     return [
-        "/usr/bin/curl", "--silent", "--show-error", "--fail", "--retry", "5",
-        "--retry-connrefused", "--request", "PUT", "--header", "Metadata-Flavor: Google",
-        "--upload-file", f"{HOST_TLS_DIR}/cluster-ca.pem", GUEST_ATTRIBUTE_URL,
-    ]  # fmt: skip
+        "/usr/bin/curl",
+        "--silent",
+        "--show-error",
+        "--fail",
+        "--retry",
+        "5",
+        "--retry-connrefused",
+        "--request",
+        "PUT",
+        "--header",
+        "Metadata-Flavor: Google",
+        "--upload-file",
+        f"{HOST_TLS_DIR}/cluster-ca.pem",
+        GUEST_ATTRIBUTE_URL,
+    ]
 
 
 def _step(step: str, argv: list[str]) -> list[str]:
@@ -209,23 +234,50 @@ def _python_in_image(spec: LaunchSpec, mounts: list[str], *args: str) -> list[st
     """``docker run`` of one of the image's daskbox modules as root on the host network
     (to reach the metadata server and the Compute Engine API)."""
     return [
-        DOCKER, "run", "--rm", "--network", "host", "--user", "0:0",
-        "--entrypoint", f"{contract.VENV}/bin/python", *mounts, spec.image.reference,
-        "-m", ENROLL_MODULE, *args,
-        "--api", spec.compute_api, "--project", spec.project, "--zone", spec.zone,
-    ]  # fmt: skip
+        DOCKER,
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--user",
+        "0:0",
+        "--entrypoint",
+        f"{contract.VENV}/bin/python",
+        *mounts,
+        spec.image.reference,
+        "-m",
+        ENROLL_MODULE,
+        *args,
+        "--api",
+        spec.compute_api,
+        "--project",
+        spec.project,
+        "--zone",
+        spec.zone,
+    ]
 
 
 def signer_argv(spec: LaunchSpec) -> list[str]:
     """The scheduler VM's signer (``daskbox.entrypoint.enroll sign``): the only container
     that sees the cluster CA key (read-only)."""
     assert spec.workers is not None
-    mount = ["--mount", f"type=bind,source={CA_DIR},target={CA_DIR},readonly",
-             "--name", SIGNER_NAME]  # fmt: skip
+    mount = [
+        "--mount",
+        f"type=bind,source={CA_DIR},target={CA_DIR},readonly",
+        "--name",
+        SIGNER_NAME,
+    ]
     return _python_in_image(
-        spec, mount, "sign", "--group", spec.workers.group, "--ca-dir", CA_DIR,
-        "--days", str(spec.tls_days),
-    )  # fmt: skip
+        spec,
+        mount,
+        "sign",
+        "--group",
+        spec.workers.group,
+        "--ca-dir",
+        CA_DIR,
+        "--days",
+        str(spec.tls_days),
+    )
 
 
 def signer_unit_text(spec: LaunchSpec) -> str:
@@ -255,14 +307,30 @@ def join_argv(spec: LaunchSpec) -> list[str]:
     """A worker VM's enrolment (``daskbox.entrypoint.enroll join``): its node key and
     request, made on the VM, and the certificate the scheduler VM's signer publishes."""
     mounts = [
-        "--mount", f"type=bind,source={STATE_ROOT},target={STATE_ROOT}",
-        "--mount", f"type=bind,source={CONFIG_DIR},target={CONFIG_DIR},readonly",
-    ]  # fmt: skip
+        "--mount",
+        f"type=bind,source={STATE_ROOT},target={STATE_ROOT}",
+        "--mount",
+        f"type=bind,source={CONFIG_DIR},target={CONFIG_DIR},readonly",
+    ]
     return _python_in_image(
-        spec, mounts, "join", "--scheduler", spec.instance, "--state", CA_DIR,
-        "--tls", HOST_TLS_DIR, "--cluster-ca", CLUSTER_CA_PATH, "--client-ca", CLIENT_CA_PATH,
-        "--uid", str(contract.IMAGE_UID), "--env-file", NODE_ENV_PATH,
-    )  # fmt: skip
+        spec,
+        mounts,
+        "join",
+        "--scheduler",
+        spec.instance,
+        "--state",
+        CA_DIR,
+        "--tls",
+        HOST_TLS_DIR,
+        "--cluster-ca",
+        CLUSTER_CA_PATH,
+        "--client-ca",
+        CLIENT_CA_PATH,
+        "--uid",
+        str(contract.IMAGE_UID),
+        "--env-file",
+        NODE_ENV_PATH,
+    )
 
 
 def worker_argv(spec: LaunchSpec, scheduler_ip: str) -> list[str]:
@@ -270,8 +338,7 @@ def worker_argv(spec: LaunchSpec, scheduler_ip: str) -> list[str]:
     named and listening as the join step wrote into the env file (the VM's name and
     internal IP)."""
     address = ((contract.ENV_SCHEDULER_ADDRESS, f"tls://{scheduler_ip}:{spec.scheduler_port}"),)
-    args = container_args(spec, tls_source=HOST_TLS_DIR, name=contract.CONTAINER_NAME,
-                          env=address)  # fmt: skip
+    args = container_args(spec, tls_source=HOST_TLS_DIR, name=contract.CONTAINER_NAME, env=address)
     return [DOCKER, "run", "--rm", "--env-file", NODE_ENV_PATH, *args]
 
 

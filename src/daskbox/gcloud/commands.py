@@ -49,17 +49,30 @@ def config_list() -> list[str]:
 def firewall_create(spec: LaunchSpec, rule: FirewallRule) -> list[str]:
     """Allow the scheduler and dashboard ports from the owner's ranges to this instance only."""
     return [
-        GCLOUD, "compute", "firewall-rules", "create", rule.name,
-        "--project", spec.project,
-        "--network", spec.network,
-        "--direction", "INGRESS",
-        "--action", "ALLOW",
-        "--rules", spec.firewall_allow,
-        "--target-tags", spec.instance_tag,
-        "--source-ranges", ",".join(rule.source_ranges),
-        "--description", firewall_description(spec.instance, spec.project_label),
-        "--format", "json",
-    ]  # fmt: skip
+        GCLOUD,
+        "compute",
+        "firewall-rules",
+        "create",
+        rule.name,
+        "--project",
+        spec.project,
+        "--network",
+        spec.network,
+        "--direction",
+        "INGRESS",
+        "--action",
+        "ALLOW",
+        "--rules",
+        spec.firewall_allow,
+        "--target-tags",
+        spec.instance_tag,
+        "--source-ranges",
+        ",".join(rule.source_ranges),
+        "--description",
+        firewall_description(spec.instance, spec.project_label),
+        "--format",
+        "json",
+    ]
 
 
 def firewall_delete(project: str, rules: tuple[str, ...]) -> list[str]:
@@ -69,9 +82,18 @@ def firewall_delete(project: str, rules: tuple[str, ...]) -> list[str]:
 
 def firewall_list(project: str, label: str) -> list[str]:
     """The rules daskbox launches of this project created (found by their description)."""
-    return [GCLOUD, "compute", "firewall-rules", "list", "--project", project,
-            "--filter", f"description~{re.escape(label_marker(label))}",
-            "--format", "json"]  # fmt: skip
+    return [
+        GCLOUD,
+        "compute",
+        "firewall-rules",
+        "list",
+        "--project",
+        project,
+        "--filter",
+        f"description~{re.escape(label_marker(label))}",
+        "--format",
+        "json",
+    ]
 
 
 def _vm_flags(
@@ -85,17 +107,27 @@ def _vm_flags(
     """What the scheduler VM and the worker VMs' template share: COS, the disk, the
     network, labels, scopes and the public user-data with guest attributes enabled."""
     argv = [
-        "--machine-type", machine_type,
-        "--image-project", COS_IMAGE_PROJECT,
-        "--image-family", image_family,
-        "--boot-disk-size", f"{spec.boot_disk_size_gb}GB",
-        "--network", spec.network,
-        "--tags", ",".join(tags),
-        "--labels", _labels(spec),
-        "--scopes", ",".join(spec.scopes),
-        "--metadata", "enable-guest-attributes=TRUE",
-        "--metadata-from-file", f"user-data={user_data_path}",
-    ]  # fmt: skip
+        "--machine-type",
+        machine_type,
+        "--image-project",
+        COS_IMAGE_PROJECT,
+        "--image-family",
+        image_family,
+        "--boot-disk-size",
+        f"{spec.boot_disk_size_gb}GB",
+        "--network",
+        spec.network,
+        "--tags",
+        ",".join(tags),
+        "--labels",
+        _labels(spec),
+        "--scopes",
+        ",".join(spec.scopes),
+        "--metadata",
+        "enable-guest-attributes=TRUE",
+        "--metadata-from-file",
+        f"user-data={user_data_path}",
+    ]
     if spec.service_account:
         argv += ["--service-account", spec.service_account]
     return argv
@@ -108,19 +140,32 @@ def instance_create(spec: LaunchSpec, user_data_path: str = USER_DATA_PLACEHOLDE
     thing the VM hands back; the metadata itself holds public material only.
     """
     argv = [
-        GCLOUD, "compute", "instances", "create", spec.instance,
-        "--project", spec.project,
-        "--zone", spec.zone,
-        *_vm_flags(spec, machine_type=spec.machine_type, image_family=spec.image_family,
-                   tags=spec.network_tags, user_data_path=user_data_path),
-    ]  # fmt: skip
+        GCLOUD,
+        "compute",
+        "instances",
+        "create",
+        spec.instance,
+        "--project",
+        spec.project,
+        "--zone",
+        spec.zone,
+        *_vm_flags(
+            spec,
+            machine_type=spec.machine_type,
+            image_family=spec.image_family,
+            tags=spec.network_tags,
+            user_data_path=user_data_path,
+        ),
+    ]
     if spec.spot:
         argv += ["--provisioning-model", "SPOT"]
     if spec.max_run_seconds:
         argv += [
-            "--max-run-duration", f"{spec.max_run_seconds}s",
-            "--instance-termination-action", spec.termination_action,
-        ]  # fmt: skip
+            "--max-run-duration",
+            f"{spec.max_run_seconds}s",
+            "--instance-termination-action",
+            spec.termination_action,
+        ]
     elif spec.spot:
         argv += ["--instance-termination-action", spec.termination_action]
     return [*argv, "--format", "json"]
@@ -132,17 +177,30 @@ def firewall_internal_create(spec: LaunchSpec) -> list[str]:
     source tags admits nothing from outside the VPC."""
     tags = ",".join(spec.cluster_tags)
     return [
-        GCLOUD, "compute", "firewall-rules", "create", internal_rule_name(spec.instance),
-        "--project", spec.project,
-        "--network", spec.network,
-        "--direction", "INGRESS",
-        "--action", "ALLOW",
-        "--rules", "tcp",
-        "--source-tags", tags,
-        "--target-tags", tags,
-        "--description", internal_rule_description(spec.instance, spec.project_label),
-        "--format", "json",
-    ]  # fmt: skip
+        GCLOUD,
+        "compute",
+        "firewall-rules",
+        "create",
+        internal_rule_name(spec.instance),
+        "--project",
+        spec.project,
+        "--network",
+        spec.network,
+        "--direction",
+        "INGRESS",
+        "--action",
+        "ALLOW",
+        "--rules",
+        "tcp",
+        "--source-tags",
+        tags,
+        "--target-tags",
+        tags,
+        "--description",
+        internal_rule_description(spec.instance, spec.project_label),
+        "--format",
+        "json",
+    ]
 
 
 def template_create(spec: LaunchSpec, user_data_path: str = USER_DATA_PLACEHOLDER) -> list[str]:
@@ -153,12 +211,23 @@ def template_create(spec: LaunchSpec, user_data_path: str = USER_DATA_PLACEHOLDE
     workers = spec.workers
     assert workers is not None
     argv = [
-        GCLOUD, "compute", "instance-templates", "create", workers.template,
-        "--project", spec.project,
-        *_vm_flags(spec, machine_type=workers.machine_type, image_family=workers.image_family,
-                   tags=(spec.network_tags[0], workers.tag), user_data_path=user_data_path),
-        "--description", group_description(spec.instance, spec.project_label),
-    ]  # fmt: skip
+        GCLOUD,
+        "compute",
+        "instance-templates",
+        "create",
+        workers.template,
+        "--project",
+        spec.project,
+        *_vm_flags(
+            spec,
+            machine_type=workers.machine_type,
+            image_family=workers.image_family,
+            tags=(spec.network_tags[0], workers.tag),
+            user_data_path=user_data_path,
+        ),
+        "--description",
+        group_description(spec.instance, spec.project_label),
+    ]
     if workers.spot:
         argv += ["--provisioning-model", "SPOT"]
     if workers.termination_time:
@@ -175,56 +244,132 @@ def group_create(spec: LaunchSpec) -> list[str]:
     workers = spec.workers
     assert workers is not None
     return [
-        GCLOUD, "compute", "instance-groups", "managed", "create", workers.group,
-        "--project", spec.project,
-        "--zone", spec.zone,
-        "--template", workers.template,
-        "--size", str(workers.size),
-        "--base-instance-name", workers.base_instance_name,
-        "--default-action-on-vm-failure", "do-nothing",
-        "--description", group_description(spec.instance, spec.project_label),
-        "--format", "json",
-    ]  # fmt: skip
+        GCLOUD,
+        "compute",
+        "instance-groups",
+        "managed",
+        "create",
+        workers.group,
+        "--project",
+        spec.project,
+        "--zone",
+        spec.zone,
+        "--template",
+        workers.template,
+        "--size",
+        str(workers.size),
+        "--base-instance-name",
+        workers.base_instance_name,
+        "--default-action-on-vm-failure",
+        "do-nothing",
+        "--description",
+        group_description(spec.instance, spec.project_label),
+        "--format",
+        "json",
+    ]
 
 
 def group_resize(project: str, zone: str, group: str, size: int) -> list[str]:
     """Set the number of worker VMs (0 keeps the group, with no VM)."""
-    return [GCLOUD, "compute", "instance-groups", "managed", "resize", group,
-            "--project", project, "--zone", zone, "--size", str(size),
-            "--format", "json"]  # fmt: skip
+    return [
+        GCLOUD,
+        "compute",
+        "instance-groups",
+        "managed",
+        "resize",
+        group,
+        "--project",
+        project,
+        "--zone",
+        zone,
+        "--size",
+        str(size),
+        "--format",
+        "json",
+    ]
 
 
 def group_instances(project: str, zone: str, group: str) -> list[str]:
     """The group's VMs and what the group is doing with each."""
-    return [GCLOUD, "compute", "instance-groups", "managed", "list-instances", group,
-            "--project", project, "--zone", zone, "--format", "json"]  # fmt: skip
+    return [
+        GCLOUD,
+        "compute",
+        "instance-groups",
+        "managed",
+        "list-instances",
+        group,
+        "--project",
+        project,
+        "--zone",
+        zone,
+        "--format",
+        "json",
+    ]
 
 
 def group_list(project: str, label: str | None = None) -> list[str]:
     """daskbox's worker groups in the project (only this project's with ``label``)."""
     marker = label_marker(label) if label is not None else GROUP_MARKER
-    return [GCLOUD, "compute", "instance-groups", "managed", "list", "--project", project,
-            "--filter", f"description~{re.escape(marker)}",
-            "--format", "json"]  # fmt: skip
+    return [
+        GCLOUD,
+        "compute",
+        "instance-groups",
+        "managed",
+        "list",
+        "--project",
+        project,
+        "--filter",
+        f"description~{re.escape(marker)}",
+        "--format",
+        "json",
+    ]
 
 
 def template_list(project: str, label: str) -> list[str]:
     """This project's worker templates (found by their description)."""
-    return [GCLOUD, "compute", "instance-templates", "list", "--project", project,
-            "--filter", f"description~{re.escape(label_marker(label))}",
-            "--format", "json"]  # fmt: skip
+    return [
+        GCLOUD,
+        "compute",
+        "instance-templates",
+        "list",
+        "--project",
+        project,
+        "--filter",
+        f"description~{re.escape(label_marker(label))}",
+        "--format",
+        "json",
+    ]
 
 
 def group_delete(project: str, zone: str, group: str) -> list[str]:
     """Delete the group and every VM in it, without a prompt."""
-    return [GCLOUD, "compute", "instance-groups", "managed", "delete", group,
-            "--project", project, "--zone", zone, "--quiet"]  # fmt: skip
+    return [
+        GCLOUD,
+        "compute",
+        "instance-groups",
+        "managed",
+        "delete",
+        group,
+        "--project",
+        project,
+        "--zone",
+        zone,
+        "--quiet",
+    ]
 
 
 def template_delete(project: str, template: str) -> list[str]:
     """Delete the worker VMs' template (once no group uses it), without a prompt."""
-    return [GCLOUD, "compute", "instance-templates", "delete", template,
-            "--project", project, "--quiet"]  # fmt: skip
+    return [
+        GCLOUD,
+        "compute",
+        "instance-templates",
+        "delete",
+        template,
+        "--project",
+        project,
+        "--quiet",
+    ]
 
 
 def group_resource(project: str, zone: str, group: str) -> str:
@@ -236,27 +381,71 @@ def template_resource(project: str, template: str) -> str:
 
 
 def guest_attributes(project: str, zone: str, instance: str, path: str) -> list[str]:
-    return [GCLOUD, "compute", "instances", "get-guest-attributes", instance,
-            "--project", project, "--zone", zone, "--query-path", path,
-            "--format", "json"]  # fmt: skip
+    return [
+        GCLOUD,
+        "compute",
+        "instances",
+        "get-guest-attributes",
+        instance,
+        "--project",
+        project,
+        "--zone",
+        zone,
+        "--query-path",
+        path,
+        "--format",
+        "json",
+    ]
 
 
 def instance_describe(project: str, zone: str, instance: str) -> list[str]:
     """The instance as JSON (launch reads the external IP from it)."""
-    return [GCLOUD, "compute", "instances", "describe", instance, "--project", project,
-            "--zone", zone, "--format", "json"]  # fmt: skip
+    return [
+        GCLOUD,
+        "compute",
+        "instances",
+        "describe",
+        instance,
+        "--project",
+        project,
+        "--zone",
+        zone,
+        "--format",
+        "json",
+    ]
 
 
 def machine_type_describe(project: str, zone: str, machine_type: str) -> list[str]:
     """The machine type's catalogue entry (``guestCpus``, ``memoryMb``) in the zone."""
-    return [GCLOUD, "compute", "machine-types", "describe", machine_type,
-            "--project", project, "--zone", zone, "--format", "json"]  # fmt: skip
+    return [
+        GCLOUD,
+        "compute",
+        "machine-types",
+        "describe",
+        machine_type,
+        "--project",
+        project,
+        "--zone",
+        zone,
+        "--format",
+        "json",
+    ]
 
 
 def instance_delete(project: str, zone: str, instance: str) -> list[str]:
     """Delete the instance without a prompt."""
-    return [GCLOUD, "compute", "instances", "delete", instance, "--project", project,
-            "--zone", zone, "--quiet"]  # fmt: skip
+    return [
+        GCLOUD,
+        "compute",
+        "instances",
+        "delete",
+        instance,
+        "--project",
+        project,
+        "--zone",
+        zone,
+        "--quiet",
+    ]
 
 
 def instance_list(project: str, label: str | None = None) -> list[str]:
@@ -264,8 +453,18 @@ def instance_list(project: str, label: str | None = None) -> list[str]:
     wanted = f"labels.{contract.INSTANCE_LABEL}={contract.INSTANCE_LABEL_VALUE}"
     if label is not None:
         wanted += f" AND labels.{contract.INSTANCE_PROJECT_LABEL}={label}"
-    return [GCLOUD, "compute", "instances", "list", "--project", project,
-            "--filter", wanted, "--format", "json"]  # fmt: skip
+    return [
+        GCLOUD,
+        "compute",
+        "instances",
+        "list",
+        "--project",
+        project,
+        "--filter",
+        wanted,
+        "--format",
+        "json",
+    ]
 
 
 def cluster_ca(project: str, zone: str, instance: str) -> list[str]:
@@ -281,5 +480,14 @@ def boot_attributes(project: str, zone: str, instance: str) -> list[str]:
 
 def serial_port_output(project: str, zone: str, instance: str) -> list[str]:
     """Where to look when the VM never answers (named in the timeout message)."""
-    return [GCLOUD, "compute", "instances", "get-serial-port-output", instance,
-            "--project", project, "--zone", zone]  # fmt: skip
+    return [
+        GCLOUD,
+        "compute",
+        "instances",
+        "get-serial-port-output",
+        instance,
+        "--project",
+        project,
+        "--zone",
+        zone,
+    ]

@@ -160,9 +160,13 @@ class LaunchRecord:
 
     def connection(self, *, host: str | None, state: LaunchState) -> ConnectionFile:
         return connection_for(
-            self.spec, self.client, target="gce", host=host, created_at=self.created_at,
+            self.spec,
+            self.client,
+            target="gce",
+            host=host,
+            created_at=self.created_at,
             state=state,
-        )  # fmt: skip
+        )
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -194,8 +198,10 @@ def _resources(spec: LaunchSpec) -> dict[str, str]:
 def _group_resources(spec: LaunchSpec) -> list[str]:
     """How the worker template and group are named to the user (after an interrupt)."""
     assert spec.workers is not None
-    return [f"instance template {spec.workers.template}",
-            f"worker group {spec.workers.group} ({spec.zone})"]  # fmt: skip
+    return [
+        f"instance template {spec.workers.template}",
+        f"worker group {spec.workers.group} ({spec.zone})",
+    ]
 
 
 def _explain_create_failure(spec: LaunchSpec, error: GcloudError) -> GcloudError:
@@ -295,8 +301,11 @@ def _create(spec: LaunchSpec, record: LaunchRecord, echo: Progress) -> dict[str,
         created = parse_json(argvs[-1], str(results[-1]))
         return dict(created[0] if isinstance(created, list) else created)
     record.step = "undoing the half-made launch"
-    made = [(argv, result) for argv, result in zip(argvs, results, strict=True)
-            if not isinstance(result, GcloudError)]  # fmt: skip
+    made = [
+        (argv, result)
+        for argv, result in zip(argvs, results, strict=True)
+        if not isinstance(result, GcloudError)
+    ]
     undo = []
     for argv, _ in made:
         if argv[2] == "instances":
@@ -443,8 +452,14 @@ def launch_gce(
         echo(f"waiting for {spec.instance} to boot and publish its cluster CA")
         watch = _BootWatch(spec, instance, echo)
         # Polls at most 3 s apart: a failed pull or refused settings is told within seconds.
-        booted = poll(watch.attempt, timeout=deadline.left(), waiting_for="the cluster CA and "
-                      "the external IP", echo=echo, first=1.0, longest=3.0)  # fmt: skip
+        booted = poll(
+            watch.attempt,
+            timeout=deadline.left(),
+            waiting_for="the cluster CA and the external IP",
+            echo=echo,
+            first=1.0,
+            longest=3.0,
+        )
         if booted is None:
             what = (
                 "the VM did not publish its cluster CA"
@@ -459,9 +474,10 @@ def launch_gce(
             hosts = 1
             if spec.workers is not None:
                 scheduler_ip = _internal_ip(instance) or _internal_ip(
-                    run_gcloud_json(commands.instance_describe(spec.project, spec.zone,
-                                                               spec.instance), echo)
-                )  # fmt: skip
+                    run_gcloud_json(
+                        commands.instance_describe(spec.project, spec.zone, spec.instance), echo
+                    )
+                )
                 if scheduler_ip is None:
                     no_ip = f"instance {spec.instance} got no internal IP"
                     raise _stuck(spec, no_ip, settings.timeout)
@@ -471,15 +487,25 @@ def launch_gce(
                 hosts += spec.workers.size
             record.step = "waiting for the scheduler"
             connection = record.connection(host=ip, state="ready")
-            if wait_for_scheduler(connection.scheduler_address, record.client, deadline.left(),
-                                  echo, give_up=give_up_on(vms), hosts=hosts) is None:  # fmt: skip
+            if (
+                wait_for_scheduler(
+                    connection.scheduler_address,
+                    record.client,
+                    deadline.left(),
+                    echo,
+                    give_up=give_up_on(vms),
+                    hosts=hosts,
+                )
+                is None
+            ):
                 what = (
                     "the scheduler" if hosts == 1 else f"the scheduler with workers on {hosts} VMs"
                 )
                 raise _stuck(
-                    spec, f"{what} at {connection.scheduler_address} did not answer",
+                    spec,
+                    f"{what} at {connection.scheduler_address} did not answer",
                     settings.timeout,
-                )  # fmt: skip
+                )
         record.write(host=ip, state="ready")
     except KeyboardInterrupt:
         raise Interrupted(record.interrupted()) from None
@@ -527,15 +553,19 @@ _SCHEDULER_IP = "SCHEDULER_INTERNAL_IP"
 def print_plan(spec: LaunchSpec, echo: Progress = print) -> None:
     """What ``--dry-run`` shows: every command in order and the user-data."""
     for name in _machine_types(spec):
-        echo(f"$ {shlex.join(commands.machine_type_describe(spec.project, spec.zone, name))}"
-             "  # the sizing plan is checked against its CPUs and memory")  # fmt: skip
+        echo(
+            f"$ {shlex.join(commands.machine_type_describe(spec.project, spec.zone, name))}"
+            "  # the sizing plan is checked against its CPUs and memory"
+        )
     for rule in spec.firewall_rules:
         echo(f"$ {shlex.join(commands.firewall_create(spec, rule))}")
     if spec.workers is not None:
         echo(f"$ {shlex.join(commands.firewall_internal_create(spec))}")
     echo(f"$ {shlex.join(commands.instance_create(spec))}")
-    echo(f"$ {shlex.join(commands.boot_attributes(spec.project, spec.zone, spec.instance))}"
-         "  # polled until the VM publishes its cluster CA, or its boot fails")  # fmt: skip
+    echo(
+        f"$ {shlex.join(commands.boot_attributes(spec.project, spec.zone, spec.instance))}"
+        "  # polled until the VM publishes its cluster CA, or its boot fails"
+    )
     public = dataclasses.replace(spec, client_ca_pem=_ELIDED_CA)
     if spec.workers is not None:
         echo(f"$ {shlex.join(commands.template_create(spec))}")

@@ -292,9 +292,13 @@ def launch_local(
 
     def record(host: str | None, state: str) -> ConnectionFile:
         connection = connection_for(
-            spec, client, target="local", host=host, created_at=created_at,
+            spec,
+            client,
+            target="local",
+            host=host,
+            created_at=created_at,
             state="ready" if state == "ready" else "launching",
-        )  # fmt: skip
+        )
         write_atomically(path, connection.to_json(), private=True)
         return connection
 

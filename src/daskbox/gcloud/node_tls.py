@@ -50,7 +50,8 @@ def ca_instance_name(instance: str) -> str:
     return f"{instance[: room - len(digest) - 1]}-{digest}"
 
 
-NODE_TLS_SCRIPT = r"""#!/bin/sh
+NODE_TLS_SCRIPT = (
+    r"""#!/bin/sh
 # daskbox: make this cluster's CA and node certificate on the VM, once per boot disk.
 # The private keys never leave this VM; only the CA certificate is published.
 set -eu
@@ -61,7 +62,9 @@ if [ ! -s "$state/ca-key.pem" ] || [ ! -s "$tls/server-key.pem" ] || [ ! -s "$tl
 then
   conf="$state/openssl.cnf"
   cat > "$conf" <<'CONF'
-""" + NODE_EXTENSIONS + r"""CONF
+"""
+    + NODE_EXTENSIONS
+    + r"""CONF
   openssl req -x509 -new -config "$conf" -extensions ca -newkey ec \
     -pkeyopt ec_paramgen_curve:P-256 -nodes -days "$days" \
     -subj "/O=daskbox/CN=daskbox cluster CA for $instance" \
@@ -81,3 +84,4 @@ chmod 0644 "$tls/server.pem" "$tls/ca.pem" "$tls/cluster-ca.pem"
 chmod 0755 "$tls"
 chmod 0700 "$state"
 """
+)

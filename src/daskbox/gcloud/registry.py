@@ -38,10 +38,14 @@ PULL_SCOPES = frozenset(
     {"storage-ro", "storage-rw", "storage-full", "cloud-platform"}
     | {
         f"https://www.googleapis.com/auth/{name}"
-        for name in ("devstorage.read_only", "devstorage.read_write", "devstorage.full_control",
-                     "cloud-platform")
+        for name in (
+            "devstorage.read_only",
+            "devstorage.read_write",
+            "devstorage.full_control",
+            "cloud-platform",
+        )
     }
-)  # fmt: skip
+)
 MANIFEST_TYPES = ", ".join(
     [
         "application/vnd.oci.image.index.v1+json",
@@ -166,8 +170,9 @@ def anonymous_pull(reference: str, timeout: float = 5.0) -> Pullable:
                 token = _anonymous_token(challenge, path, timeout)
                 if token is None:
                     return "needs-credentials"
-                status = _request(url, "HEAD", {**headers, "Authorization": f"Bearer {token}"},
-                                  timeout)  # fmt: skip
+                status = _request(
+                    url, "HEAD", {**headers, "Authorization": f"Bearer {token}"}, timeout
+                )
         except (urllib.error.URLError, OSError, ValueError):
             continue
         if status == 200:

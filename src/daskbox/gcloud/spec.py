@@ -374,12 +374,16 @@ def container_args(
     The local target adds its own ``env`` and ``read_only_mounts`` (host, container path).
     """
     argv = [
-        "--name", name,
-        "--network", "host",
-        "--label", f"{contract.CONTAINER_LABEL}={spec.instance}",
-        "--label", f"{contract.CONTAINER_PROJECT_LABEL}={spec.project_label}",
+        "--name",
+        name,
+        "--network",
+        "host",
+        "--label",
+        f"{contract.CONTAINER_LABEL}={spec.instance}",
+        "--label",
+        f"{contract.CONTAINER_PROJECT_LABEL}={spec.project_label}",
         *tls_mount(tls_source),
-    ]  # fmt: skip
+    ]
     for source, target in read_only_mounts:
         argv += read_only_mount(source, target)
     for key, value in (*container_env(spec), *env):

@@ -280,9 +280,14 @@ def _launch(
         from daskbox.gcloud.local import check_argv, launch_local, local_argv
 
         spec = build_spec(
-            settings, project="local", project_name=project_name(root), image=chosen,
-            client_ca_pem=tls.client_ca_pem, tls_days=validity_days(validity), ranges=(),
-        )  # fmt: skip
+            settings,
+            project="local",
+            project_name=project_name(root),
+            image=chosen,
+            client_ca_pem=tls.client_ca_pem,
+            tls_days=validity_days(validity),
+            ranges=(),
+        )
         if dry_run:
             print(f"$ {shlex.join(check_argv(root, spec))}")
             argv = local_argv(root, spec, credentials=settings.application_credentials)
@@ -298,11 +303,17 @@ def _launch(
         print(warning)
     chosen_project = gce.gcloud_project(settings.project)
     spec = gce.plan_launch(
-        settings, project=chosen_project, project_name=project_name(root), image=chosen,
-        tls=tls, tls_days=validity_days(validity), compute_api=gce.compute_api(),
-    )  # fmt: skip
-    for line in wide_range_warnings(tuple(r for rule in spec.firewall_rules
-                                          for r in rule.source_ranges)):  # fmt: skip
+        settings,
+        project=chosen_project,
+        project_name=project_name(root),
+        image=chosen,
+        tls=tls,
+        tls_days=validity_days(validity),
+        compute_api=gce.compute_api(),
+    )
+    for line in wide_range_warnings(
+        tuple(r for rule in spec.firewall_rules for r in rule.source_ranges)
+    ):
         print(line)
     if dry_run:
         gce.print_plan(spec)
@@ -339,9 +350,11 @@ def teardown(
 
         root = find_project_root()
         settings = resolve_settings(
-            root, {"instance": instance, "zone": zone, "project": project}, local=local,
+            root,
+            {"instance": instance, "zone": zone, "project": project},
+            local=local,
             invoke_config=_gcloud_config(c),
-        )  # fmt: skip
+        )
         label = project_label(project_name(root))
         named = None
         if instance is not None:

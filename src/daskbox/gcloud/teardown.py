@@ -150,16 +150,27 @@ def discover_gce(project: str, label: str, echo: Progress) -> list[TeardownTarge
         named = worker_group_names(name).template
         template = named if named in templates else None
         templates.discard(named)
-        targets.append(TeardownTarget(name, False, project, _last(item.get("zone")), own,
-                                      group=found[0] if found else None,
-                                      template=template))  # fmt: skip
+        targets.append(
+            TeardownTarget(
+                name,
+                False,
+                project,
+                _last(item.get("zone")),
+                own,
+                group=found[0] if found else None,
+                template=template,
+            )
+        )
     for owner, (group, zone) in groups.items():  # the scheduler VM is gone, its group is not
         own = tuple(rule for rule in firewall_rule_names(owner) if rule in rules)
         rules -= set(own)
         template = worker_group_names(owner).template
         templates.discard(template)
-        targets.append(TeardownTarget(owner, False, project, None, own, group=group,
-                                      template=template, group_zone=zone))  # fmt: skip
+        targets.append(
+            TeardownTarget(
+                owner, False, project, None, own, group=group, template=template, group_zone=zone
+            )
+        )
     for template in sorted(templates):
         owner = template.removesuffix("-workers")
         targets.append(TeardownTarget(owner, False, project, None, template=template))
@@ -212,11 +223,15 @@ def teardown_gce(target: TeardownTarget, *, dry_run: bool, echo: Progress) -> in
     # The template goes last: the API refuses to delete one a group still uses.
     phases = [_deletions(target)]
     if target.template is not None:
-        phases.append([(
-            commands.template_delete(target.project, target.template),
-            commands.template_resource(target.project, target.template),
-            f"instance template {target.template}",
-        )])  # fmt: skip
+        phases.append(
+            [
+                (
+                    commands.template_delete(target.project, target.template),
+                    commands.template_resource(target.project, target.template),
+                    f"instance template {target.template}",
+                )
+            ]
+        )
     if dry_run:
         for steps in phases:
             for argv, _, _ in steps:

@@ -99,8 +99,11 @@ def resolve_base(
 
 def _local_identity(reference: ImageRef, local: LocalImage, platform: str) -> str:
     """A local base's identity: the platform digest it was pulled by when known, else its id."""
-    pinned = [d.partition("@")[2] for d in local.repo_digests
-              if d.partition("@")[0] == reference.repository]  # fmt: skip
+    pinned = [
+        d.partition("@")[2]
+        for d in local.repo_digests
+        if d.partition("@")[0] == reference.repository
+    ]
     if not pinned:
         return local.id  # built locally (a stand-in): its id is all there is
     confirmed = cache_dir("base") / "platform-digests.json"

@@ -131,15 +131,19 @@ def prune(limits: CacheLimits, now: float | None = None) -> list[CacheEntry]:
 
 def describe(listed: list[CacheEntry], limits: CacheLimits) -> list[str]:
     """Lines saying what the cache holds per kind, against the limits."""
-    lines = [f"{cache_root()}: {format_bytes(sum(e.size for e in listed))} in {len(listed)} "
-             f"entries (max {format_bytes(limits.max_size)}, entries unused for "
-             f"{_days(limits.max_age)} are pruned)"]  # fmt: skip
+    lines = [
+        f"{cache_root()}: {format_bytes(sum(e.size for e in listed))} in {len(listed)} "
+        f"entries (max {format_bytes(limits.max_size)}, entries unused for "
+        f"{_days(limits.max_age)} are pruned)"
+    ]
     for kind in KINDS:
         of_kind = [e for e in listed if e.kind == kind]
         if of_kind:
             oldest = _days(time.time() - of_kind[0].last_used)
-            lines.append(f"  {kind:<20} {format_bytes(sum(e.size for e in of_kind)):>10}  "
-                         f"{len(of_kind)} entries, oldest used {oldest} ago")  # fmt: skip
+            lines.append(
+                f"  {kind:<20} {format_bytes(sum(e.size for e in of_kind)):>10}  "
+                f"{len(of_kind)} entries, oldest used {oldest} ago"
+            )
     return lines
 
 

@@ -227,10 +227,15 @@ class DockerEngine:
         """Run a throwaway root container on the host network (host dir -> container dir)."""
         try:
             self.client.containers.run(
-                image, command, entrypoint=[], user="0", network_mode="host", remove=True,
+                image,
+                command,
+                entrypoint=[],
+                user="0",
+                network_mode="host",
+                remove=True,
                 volumes={host: {"bind": inside, "mode": "rw"} for host, inside in mounts.items()},
                 platform=platform,
-            )  # fmt: skip
+            )
         except docker.errors.ContainerError as error:
             stderr = error.stderr.decode(errors="replace") if error.stderr else str(error)
             raise ImageBuildError((stderr.strip().splitlines() or ["failed"])[-1]) from None

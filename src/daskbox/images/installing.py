@@ -44,9 +44,12 @@ class ImageDestination(SchemeDictionaryDestination):
         self.stage = stage
         self.executables: set[str] = set()
         super().__init__(
-            dict(self.image_paths), interpreter=f"{VENV}/bin/python", script_kind="posix",
-            overwrite_existing=True, destdir=str(stage),
-        )  # fmt: skip
+            dict(self.image_paths),
+            interpreter=f"{VENV}/bin/python",
+            script_kind="posix",
+            overwrite_existing=True,
+            destdir=str(stage),
+        )
 
     def with_headers(self, name: str, minor: str) -> None:
         """Headers of distribution ``name`` go where pip puts them in a venv."""

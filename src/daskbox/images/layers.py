@@ -45,9 +45,10 @@ _Entry = tarfile.TarInfo | tuple[tarfile.TarInfo, bytes]
 
 def user_layer(base: BaseImage) -> Artifact:
     """The non-root user as files: the base's passwd/group plus one line each, and a home."""
-    passwd = _with_line(base.passwd, IMAGE_USER,
-                        f"{IMAGE_USER}:x:{IMAGE_UID}:{IMAGE_UID}::{HOME}:/usr/sbin/nologin")
-    group = _with_line(base.group, IMAGE_USER, f"{IMAGE_USER}:x:{IMAGE_UID}:")  # fmt: skip
+    passwd = _with_line(
+        base.passwd, IMAGE_USER, f"{IMAGE_USER}:x:{IMAGE_UID}:{IMAGE_UID}::{HOME}:/usr/sbin/nologin"
+    )
+    group = _with_line(base.group, IMAGE_USER, f"{IMAGE_USER}:x:{IMAGE_UID}:")
     entries: list[_Entry] = [
         _directory("etc"),
         _file("etc/group", group.encode()),
@@ -77,10 +78,18 @@ def venv_layer(wheels: tuple[Artifact, ...], base: BaseImage, skeleton: bool = T
     compiles = sys.version_info[:2] == tuple(int(p) for p in minor.split("."))
     key = hashlib.sha256(
         "\0".join(
-            [str(LAYERS_FORMAT), VENV, base.platform, base.python_version, base.interpreter,
-             str(skeleton), str(compiles), *sorted(w.sha256 for w in wheels)]
+            [
+                str(LAYERS_FORMAT),
+                VENV,
+                base.platform,
+                base.python_version,
+                base.interpreter,
+                str(skeleton),
+                str(compiles),
+                *sorted(w.sha256 for w in wheels),
+            ]
         ).encode()
-    ).hexdigest()[:32]  # fmt: skip
+    ).hexdigest()[:32]
     layer = cache_dir("layers") / f"{'venv' if skeleton else 'project'}-{key}.tar"
     if layer.exists():
         touch(layer)
@@ -134,10 +143,23 @@ def _compile(site_packages: Path, inside: str) -> None:
     """Bytecode that is the same on every run: unchecked-hash pycs (no source mtime in them),
     a fixed hash seed (set and frozenset constants in a stable order), image paths."""
     subprocess.run(
-        [sys.executable, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode",
-         "unchecked-hash", "-d", inside, str(site_packages)],
-        check=False, env={**os.environ, "PYTHONHASHSEED": "0"}, capture_output=True,
-    )  # fmt: skip  # a module that does not compile is left to compile (or fail) on import
+        [
+            sys.executable,
+            "-m",
+            "compileall",
+            "-q",
+            "-j",
+            "0",
+            "--invalidation-mode",
+            "unchecked-hash",
+            "-d",
+            inside,
+            str(site_packages),
+        ],
+        check=False,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+        capture_output=True,
+    )  # a module that does not compile is left to compile (or fail) on import
 
 
 def _with_line(text: str, name: str, line: str) -> str:

@@ -176,8 +176,18 @@ def poetry_export(project_root: Path, groups: Sequence[str], extras: Sequence[st
     user's own ``poetry`` (with hashes and the lock's index URLs)."""
     poetry = _poetry_cli()
     _check_poetry_version(poetry, project_root)
-    argv = [poetry, "export", "--format", "requirements.txt", "--no-interaction", "--no-ansi",
-            "--directory", str(project_root), "--only", ",".join(groups)]  # fmt: skip
+    argv = [
+        poetry,
+        "export",
+        "--format",
+        "requirements.txt",
+        "--no-interaction",
+        "--no-ansi",
+        "--directory",
+        str(project_root),
+        "--only",
+        ",".join(groups),
+    ]
     for extra in extras:
         argv += ["--extras", extra]
     result = _run(argv)
@@ -233,11 +243,17 @@ def _export_failure(project_root: Path, output: str) -> str:
     text = " ".join(lines)
     if "export does not exist" in text or 'command "export" is not defined' in text:
         return f"your poetry has no export command: run {PLUGIN_FIX}"
-    walker = re.search(r"The `([^`]+)` package has the following compatible candidates `(.*?)`;"
-                       r".*?previously elected `([^`]+)`.*?dependency `([^`]+)`", text)  # fmt: skip
+    walker = re.search(
+        r"The `([^`]+)` package has the following compatible candidates `(.*?)`;"
+        r".*?previously elected `([^`]+)`.*?dependency `([^`]+)`",
+        text,
+    )
     if walker or "Dependency walk failed at" in text:
-        detail = (f"it elects {walker[3]} but {walker[4]} is also required" if walker
-                  else text.split("Dependency walk failed at", 1)[1].strip()[:120])  # fmt: skip
+        detail = (
+            f"it elects {walker[3]} but {walker[4]} is also required"
+            if walker
+            else text.split("Dependency walk failed at", 1)[1].strip()[:120]
+        )
         return (
             f"{project_root / 'poetry.lock'} is in the old lock format and Poetry's export "
             f"cannot pick one version of {walker[1] if walker else 'a package'} ({detail}): "
@@ -286,8 +302,9 @@ def _parse_line(line: str) -> Requirement:
     marker = str(parsed.marker) if parsed.marker is not None else ""
     if parsed.url is None:
         pins = [s.version for s in parsed.specifier if s.operator in ("==", "===")]
-        return Requirement(name, pins[0] if pins else None, Source.INDEX, hashes=hashes,
-                           marker=marker)  # fmt: skip
+        return Requirement(
+            name, pins[0] if pins else None, Source.INDEX, hashes=hashes, marker=marker
+        )
     if parsed.url.startswith("file:"):
         source = Source.DIRECTORY if file_url_path(parsed.url).is_dir() else Source.URL
     elif "+" in parsed.url.split(":", 1)[0]:
@@ -313,9 +330,10 @@ def with_locked_files(
                 names[str(entry["hash"])] = str(entry["file"])
     return tuple(
         replace(r, files=tuple(sorted(names[h] for h in r.hashes if h in names)))
-        if r.source is Source.INDEX else r
+        if r.source is Source.INDEX
+        else r
         for r in requirements
-    )  # fmt: skip
+    )
 
 
 def _requirement(data: dict[str, Any]) -> Requirement:

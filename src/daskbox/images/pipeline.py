@@ -283,13 +283,12 @@ def _prune_local_wheels(cache: Path, keep: set[Path]) -> None:
             pass  # another plan pruned it first
 
 
-def _installed(
-    environment: Environment, local_wheels: tuple[Artifact, ...]
-) -> dict[str, str]:
+def _installed(environment: Environment, local_wheels: tuple[Artifact, ...]) -> dict[str, str]:
     """Name -> version of everything the image installs: locked index distributions and the
     project's own wheels."""
-    installed = {str(r.name): r.version or "" for r in environment.requirements
-                 if r.source is Source.INDEX}  # fmt: skip
+    installed = {
+        str(r.name): r.version or "" for r in environment.requirements if r.source is Source.INDEX
+    }
     for wheel in local_wheels:
         name, version, *_ = parse_wheel_filename(wheel.filename)
         installed[str(name)] = str(version)
@@ -380,8 +379,9 @@ def prepare_layers(plan: ImagePlan, fetched: FetchedDistributions) -> PreparedLa
         venv=venv_layer(fetched.wheels, plan.base),
         entrypoint=entrypoint_layer(plan.entrypoint_files, contract.ENTRYPOINT_ROOT),
         project=venv_layer(plan.local_wheels, plan.base, skeleton=False)
-        if plan.local_wheels else None,
-    )  # fmt: skip
+        if plan.local_wheels
+        else None,
+    )
 
 
 def context_files(
@@ -461,12 +461,17 @@ def build_image(
     debs: tuple[Artifact, ...] = ()
     build_debs: tuple[Artifact, ...] = ()
     if plan.settings.apt_packages:
-        debs = fetch_debs(engine, base.from_reference, plan.settings.apt_packages, progress,
-                          plan.platform)  # fmt: skip
+        debs = fetch_debs(
+            engine, base.from_reference, plan.settings.apt_packages, progress, plan.platform
+        )
     if plan.dockerfile_plan.sdists:
-        build_debs = fetch_debs(engine, base.from_reference,
-                                ("build-essential", *plan.settings.build_apt_packages),
-                                progress, plan.platform)  # fmt: skip
+        build_debs = fetch_debs(
+            engine,
+            base.from_reference,
+            ("build-essential", *plan.settings.build_apt_packages),
+            progress,
+            plan.platform,
+        )
     layers = prepare_layers(plan, fetched)
     check_libraries(plan, layers, debs)
     files = context_files(plan, layers, fetched, debs, build_debs)
@@ -549,9 +554,7 @@ def _remove_replaced(engine: ContainerEngine, replaced: str, current: str) -> No
         engine.remove_image(replaced)
 
 
-def _image_files(
-    plan: ImagePlan, layers: PreparedLayers, debs: tuple[Artifact, ...]
-) -> set[str]:
+def _image_files(plan: ImagePlan, layers: PreparedLayers, debs: tuple[Artifact, ...]) -> set[str]:
     """Absolute paths of the files the image will hold in library folders or the venv."""
     files = {f"{d}/{name}" for d in plan.base.library_dirs for name in plan.base.libraries}
     for deb in debs:
@@ -630,8 +633,10 @@ def _diagnose(plan: ImagePlan, failure: BuildStepFailed) -> DaskboxError:
     tool = re.search(r"(?:command|No such file or directory:) '([\w./+-]+)'", text)
     if header:
         cause = f"the header {header[1]} is missing"
-        fix = ("add the Debian -dev package that provides it to [tool.daskbox] "
-               "build-apt-packages (`apt-file search " + header[1] + "`)")  # fmt: skip
+        fix = (
+            "add the Debian -dev package that provides it to [tool.daskbox] "
+            "build-apt-packages (`apt-file search " + header[1] + "`)"
+        )
     elif tool:
         cause = f"the program {tool[1]} failed or is missing"
         fix = "add the Debian package that provides it to [tool.daskbox] build-apt-packages"

@@ -15,9 +15,18 @@ from daskbox.errors import ConfigError
 from daskbox.image_ref import repository_component
 
 # The keys of [tool.daskbox] this component reads; sub-tables belong to other components.
-KEYS = ("repository", "base-image", "platform", "groups", "extras", "apt-packages",
-        "build-apt-packages", "cache-max-size", "cache-max-age",
-        "ignore-missing-libraries")  # fmt: skip
+KEYS = (
+    "repository",
+    "base-image",
+    "platform",
+    "groups",
+    "extras",
+    "apt-packages",
+    "build-apt-packages",
+    "cache-max-size",
+    "cache-max-age",
+    "ignore-missing-libraries",
+)
 _SUBTABLES = ("gcloud",)
 
 
@@ -71,8 +80,12 @@ def _platform(table: Mapping[str, Any]) -> str:
     value = _text(table, "platform") or DEFAULT_PLATFORM
     if value in PLATFORM_MACHINES:
         return value
-    aliases = {"amd64": "linux/amd64", "x86_64": "linux/amd64", "arm64": "linux/arm64",
-               "aarch64": "linux/arm64"}  # fmt: skip
+    aliases = {
+        "amd64": "linux/amd64",
+        "x86_64": "linux/amd64",
+        "arm64": "linux/arm64",
+        "aarch64": "linux/arm64",
+    }
     hint = aliases.get(value.rpartition("/")[2]) or ", ".join(PLATFORM_MACHINES)
     raise ConfigError(f"platform {value!r} is not supported: use {hint}")
 

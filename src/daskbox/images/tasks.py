@@ -113,10 +113,17 @@ def _plan(
     from daskbox.images.pipeline import plan_image
 
     root = find_project_root()
-    flags = [f"--{name} {value}" for name, values in
-             (("with", with_), ("extras", extras), ("base-image", base_image),
-              ("repository", repository), ("platform", platform))
-             for value in ([values] if isinstance(values, str) else values or [])]  # fmt: skip
+    flags = [
+        f"--{name} {value}"
+        for name, values in (
+            ("with", with_),
+            ("extras", extras),
+            ("base-image", base_image),
+            ("repository", repository),
+            ("platform", platform),
+        )
+        for value in ([values] if isinstance(values, str) else values or [])
+    ]
     built = _LAST_PLANS.get(root) if reuse else None
     if built is not None and not flags:
         return built
@@ -248,8 +255,9 @@ def dockerfile(
 ) -> None:
     """Print (or write) the Dockerfile daskbox builds, for review."""
     with one_line_errors():
-        plan = _plan(c, with_, extras, base_image, repository, platform,
-                     progress=progress_to_stderr)  # fmt: skip
+        plan = _plan(
+            c, with_, extras, base_image, repository, platform, progress=progress_to_stderr
+        )
         if output:
             Path(output).write_text(plan.dockerfile, encoding="utf-8")
             print_progress(f"wrote {output} for {plan.reference}")

@@ -104,9 +104,13 @@ def fetch_index_distributions(
         with tempfile.TemporaryDirectory(prefix="daskbox-download-") as scratch:
             folder = Path(scratch)
             result = _pip_download(
-                [r.pip_line for r in batch], folder, "--no-deps", "--require-hashes", *options,
+                [r.pip_line for r in batch],
+                folder,
+                "--no-deps",
+                "--require-hashes",
+                *options,
                 index_options=environment.index_options,
-            )  # fmt: skip
+            )
             if result.returncode != 0:
                 _raise_not_fetched(batch, target, kind, result.stderr)
             downloaded = sorted((folder / "out").glob("*"))
@@ -155,15 +159,32 @@ def _pip_download(
         "".join(f"{line}\n" for line in [*index_options, *lines]), encoding="utf-8"
     )
     command = [
-        sys.executable, "-m", "pip", "download", "--dest", str(folder / "out"),
-        "--progress-bar", "off", "--quiet", "-r", str(requirements_file), *options,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--dest",
+        str(folder / "out"),
+        "--progress-bar",
+        "off",
+        "--quiet",
+        "-r",
+        str(requirements_file),
+        *options,
+    ]
     return subprocess.run(command, capture_output=True, text=True, check=False)
 
 
 def _target_options(target: Platform) -> list[str]:
-    options = ["--only-binary=:all:", "--implementation", "cp", "--abi", target.abi,
-               "--python-version", target.python_minor]  # fmt: skip
+    options = [
+        "--only-binary=:all:",
+        "--implementation",
+        "cp",
+        "--abi",
+        target.abi,
+        "--python-version",
+        target.python_minor,
+    ]
     for platform_tag in target.platforms:
         options += ["--platform", platform_tag]
     return options
@@ -177,18 +198,25 @@ def _fetch_build_requirements(
     requires: list[str] = []
     for sdist in sdists:
         requires += [r for r in _build_requires(sdist.path) if r not in requires]
-    folder = cache / hashlib.sha256(
-        "\0".join([environment.target.python_version, environment.target.machine,
-                   *sorted(requires)]).encode()
-    ).hexdigest()[:24]  # fmt: skip
+    folder = (
+        cache
+        / hashlib.sha256(
+            "\0".join(
+                [environment.target.python_version, environment.target.machine, *sorted(requires)]
+            ).encode()
+        ).hexdigest()[:24]
+    )
     if not (folder / "out").is_dir():
         progress(f"downloading build requirements for sdists: {', '.join(requires)}")
         scratch = folder.with_suffix(".part")
         shutil.rmtree(scratch, ignore_errors=True)
         result = _pip_download(
-            requires, scratch, "--only-binary=:all:", *_target_options(environment.target),
+            requires,
+            scratch,
+            "--only-binary=:all:",
+            *_target_options(environment.target),
             index_options=environment.index_options,
-        )  # fmt: skip
+        )
         if result.returncode != 0:
             shutil.rmtree(scratch, ignore_errors=True)
             raise DockerfileError(
@@ -216,8 +244,9 @@ def _pip_itself(cache: Path, progress: Progress) -> Artifact:
         progress(f"downloading pip {pip_version()} to build sdists in the image")
         scratch = folder.with_suffix(".part")
         shutil.rmtree(scratch, ignore_errors=True)
-        result = _pip_download([f"pip=={pip_version()}"], scratch, "--no-deps",
-                               "--only-binary=:all:")  # fmt: skip
+        result = _pip_download(
+            [f"pip=={pip_version()}"], scratch, "--no-deps", "--only-binary=:all:"
+        )
         if result.returncode != 0:
             shutil.rmtree(scratch, ignore_errors=True)
             raise DockerfileError(
@@ -236,9 +265,13 @@ def _build_requires(sdist: Path) -> list[str]:
     try:
         with tarfile.open(sdist) as archive:
             member = next(
-                (m for m in archive.getmembers() if m.name.count("/") == 1
-                 and m.name.endswith("/pyproject.toml")), None,
-            )  # fmt: skip
+                (
+                    m
+                    for m in archive.getmembers()
+                    if m.name.count("/") == 1 and m.name.endswith("/pyproject.toml")
+                ),
+                None,
+            )
             if member is None:
                 return default
             stream = archive.extractfile(member)
@@ -363,9 +396,24 @@ def _built(
 
 # Never part of a wheel's sources: VCS data, environments, caches, build output.
 _NOT_SOURCES = frozenset(
-    {".git", ".hg", ".svn", ".venv", "venv", ".daskbox", "__pycache__", ".mypy_cache",
-     ".pytest_cache", ".ruff_cache", ".tox", ".nox", "node_modules", "dist", "build"}
-)  # fmt: skip
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".venv",
+        "venv",
+        ".daskbox",
+        "__pycache__",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".tox",
+        ".nox",
+        "node_modules",
+        "dist",
+        "build",
+    }
+)
 
 
 class _FileDigests:
@@ -404,9 +452,10 @@ def _directory_key(directory: Path, digests: _FileDigests) -> str:
     digest.update(_vcs_version(directory).encode() + b"\0")
     for folder, subfolders, files in os.walk(directory):
         subfolders[:] = sorted(
-            name for name in subfolders
+            name
+            for name in subfolders
             if name not in _NOT_SOURCES and not name.endswith(".egg-info")
-        )  # fmt: skip
+        )
         for name in sorted(files):
             path = Path(folder, name)
             relative = path.relative_to(directory).as_posix()
@@ -442,8 +491,9 @@ def _vcs_version(directory: Path) -> str:
 def _source_key(requirement: Requirement) -> str:
     """A git URL (it names the locked commit) or a hash-checked URL by itself: their content
     cannot change under the same key."""
-    identity = "\0".join([str(_BUILD_KEY_FORMAT), sys.version, str(requirement.url),
-                          *requirement.hashes])  # fmt: skip
+    identity = "\0".join(
+        [str(_BUILD_KEY_FORMAT), sys.version, str(requirement.url), *requirement.hashes]
+    )
     return f"{requirement.source.value}-" + hashlib.sha256(identity.encode()).hexdigest()[:32]
 
 
@@ -492,8 +542,18 @@ def _pip_wheel(source: str, folder: Path, name: str, git: bool = False) -> Artif
     """``pip wheel --no-deps`` (the project's own PEP 517 backend, in pip's isolated build
     environment) of ``source`` into ``folder``; a failure is one line with the real cause."""
     with tempfile.TemporaryDirectory(prefix="daskbox-build-") as scratch:
-        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet",
-                   "--disable-pip-version-check", "--wheel-dir", scratch, source]  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--wheel-dir",
+            scratch,
+            source,
+        ]
         # SOURCE_DATE_EPOCH: backends that honour it write the same wheel every time.
         env = {**os.environ, "SOURCE_DATE_EPOCH": "315532800", "GIT_TERMINAL_PROMPT": "0"}
         result = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
@@ -515,27 +575,37 @@ def _build_failure(name: str, source: str, stderr: str, git: bool) -> str:
     fatal = [line.removeprefix("fatal: ") for line in lines if line.startswith("fatal: ")]
     raised = [m for m in map(_EXCEPTION_LINE.search, lines) if m]
     if git and fatal:
-        return (f"cannot fetch {name} from {source}: {fatal[-1]}: check the network and the "
-                "git URL in pyproject.toml (each locked commit is fetched once, then cached)")
+        return (
+            f"cannot fetch {name} from {source}: {fatal[-1]}: check the network and the "
+            "git URL in pyproject.toml (each locked commit is fetched once, then cached)"
+        )
     if raised:
         kind, detail = raised[-1][1], raised[-1][2]
         # poetry-core: a declared package folder that is missing, or that is empty.
         empty = detail.endswith("does not contain any element")
         if kind == "ModuleOrPackageNotFoundError" or empty:
-            return (f"cannot build {name} ({source}): the declared package folder is missing "
-                    f"({detail}): create that folder or fix `packages` in [tool.poetry] of its "
-                    "pyproject.toml (or, for an application that is no package, set "
-                    "package-mode = false there)")
+            return (
+                f"cannot build {name} ({source}): the declared package folder is missing "
+                f"({detail}): create that folder or fix `packages` in [tool.poetry] of its "
+                "pyproject.toml (or, for an application that is no package, set "
+                "package-mode = false there)"
+            )
         if kind == "ModuleNotFoundError" and detail.startswith("No module named 'poetry."):
             # Poetry 1's `poetry.masonry.api` is in poetry, not in the poetry-core it requires.
             backend = detail.removeprefix("No module named ")
-            return (f"cannot build {name} ({source}): its build-backend is {backend}, which "
-                    "only poetry itself provides: set build-backend = "
-                    '"poetry.core.masonry.api" in [build-system] of its pyproject.toml')
-        return (f"cannot build {name} ({source}): {kind}: {detail}: fix its build "
-                f"(`pip wheel --no-deps {source}` shows the backend's whole output)")
-    return (f"cannot build {name} ({source}): {_pip_reason(stderr)}: fix its build "
-            f"(`pip wheel --no-deps {source}` shows the backend's whole output)")  # fmt: skip
+            return (
+                f"cannot build {name} ({source}): its build-backend is {backend}, which "
+                "only poetry itself provides: set build-backend = "
+                '"poetry.core.masonry.api" in [build-system] of its pyproject.toml'
+            )
+        return (
+            f"cannot build {name} ({source}): {kind}: {detail}: fix its build "
+            f"(`pip wheel --no-deps {source}` shows the backend's whole output)"
+        )
+    return (
+        f"cannot build {name} ({source}): {_pip_reason(stderr)}: fix its build "
+        f"(`pip wheel --no-deps {source}` shows the backend's whole output)"
+    )
 
 
 def file_sha256(path: Path) -> str:

@@ -62,8 +62,12 @@ def grid_search(
     # Scatter once so every task reuses the same data instead of shipping it per task.
     x_future, y_future = client.scatter([x, y], broadcast=True)
     futures = client.map(
-        cross_validated_error, [x_future] * len(alphas), [y_future] * len(alphas), alphas,
-        folds=folds, pure=False,
+        cross_validated_error,
+        [x_future] * len(alphas),
+        [y_future] * len(alphas),
+        alphas,
+        folds=folds,
+        pure=False,
     )
     errors = dict(zip(alphas, client.gather(futures), strict=True))
     return GridResult(errors=errors, best_alpha=min(errors, key=errors.__getitem__))
