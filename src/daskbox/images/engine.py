@@ -40,6 +40,7 @@ _DENIED = re.compile(
 )
 # The classic builder's line after each finished step: " ---> 3f2a9c0d1e4b".
 _STEP_IMAGE = re.compile(r"^ ---> ([0-9a-f]{12})$")
+_STEP_LINE = re.compile(r"^Step \d+/\d+ : (\w+)")
 _INVALID_NAME = re.compile(r"invalid reference format|repository name|NAME_INVALID", re.IGNORECASE)
 
 
@@ -138,6 +139,7 @@ class DockerEngine:
         (``forcerm``) and this removes the images of the steps that finished.
         """
         steps: list[str] = []
+        cached = False
         try:
             stream: Iterator[dict[str, Any]] = self.client.api.build(
                 fileobj=context,
@@ -155,16 +157,24 @@ class DockerEngine:
             image_id = None
             output: list[str] = []
             for chunk in stream:
-                if "error" in chunk:
-                    self._remove_steps(steps)
+                if "error" in chunk:  # its steps are removed below, as on any exception
                     raise BuildStepFailed(first_line(chunk["error"]), output[-200:])
                 text = str(chunk.get("stream", "")).rstrip()
                 if text:
                     progress(text)
                     output.extend(text.splitlines())
                     step = _STEP_IMAGE.match(text)
-                    if step:
-                        steps.append(step[1])
+                    instruction = _STEP_LINE.match(text)
+                    if instruction:  # FROM's image is the base's, never this build's
+                        cached = instruction[1].upper() == "FROM"
+                    elif text.endswith("---> Using cache"):
+                        cached = True
+                    elif step:
+                        # A cached step was made earlier, for this or another image (perhaps
+                        # building right now): only the steps this build made are its own.
+                        if not cached:
+                            steps.append(step[1])
+                        cached = False
                 if "aux" in chunk and "ID" in chunk["aux"]:
                     image_id = chunk["aux"]["ID"]
         except docker.errors.APIError as error:
